@@ -1,0 +1,1 @@
+"""Client accounts, their admins, API keys, access tokens and the per-token rate limits."""

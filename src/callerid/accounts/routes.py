@@ -1,0 +1,61 @@
+"""HTTP for the accounts domain: minting access tokens (SPEC §3.3)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from callerid.accounts import service
+from callerid.errors import authorization_error, invalid_input, rate_limited
+from callerid.http import parse_uuid, read_json_object
+from callerid.responses import JsonResponse
+from callerid.runtime import runtime_of
+from callerid.timefmt import iso_z
+
+router = APIRouter(tags=["Authentication"])
+
+
+def _required_string(body: dict[str, object] | None, name: str) -> str:
+    value = None if body is None else body.get(name)
+    if not isinstance(value, str) or value.strip() == "":
+        raise invalid_input(f"{name} is required")
+    return value.strip()
+
+
+@router.post(
+    "/clients/{clientAccountId}/token",
+    summary="Generate an access token",
+    description=(
+        "Exchange an API key pair for a bearer token valid 60 minutes. Requires the header "
+        "`X-Public-Access: allow`. At most 10 tokens per account per 30 minutes."
+    ),
+    responses={
+        200: {"description": "token minted", "content": {"application/json": {"example": {
+            "token": "a4p0pZ2x3aEk9TYGxPZldm0qvWQknTXTINPZxNpIZ32yWmiOFtGqv2mEU7nJlQO6",
+            "created_at": "2025-07-10T06:59:05.72Z"}}}},
+        400: {"description": "invalid-input"},
+        401: {"description": "authorization-error"},
+        429: {"description": "rate-limit-exceeded"},
+    },
+)
+async def create_token(clientAccountId: str, request: Request) -> JsonResponse:
+    if request.headers.get("x-public-access", "").strip().lower() != "allow":
+        raise authorization_error("Missing authorization header")
+    account_id = parse_uuid(clientAccountId)
+    if account_id is None:
+        raise invalid_input("clientAccountId is invalid")
+    body = await read_json_object(request)
+    api_key = _required_string(body, "api_key")
+    key_id = parse_uuid(_required_string(body, "key_id"))
+    if key_id is None:
+        raise authorization_error("invalid credentials")
+    runtime = runtime_of(request)
+    try:
+        async with runtime.db.transaction() as session:
+            minted = await service.mint_token(
+                session, runtime.settings, account_id=account_id, key_id=key_id, secret=api_key
+            )
+    except service.TokenMintLimit as exc:
+        raise rate_limited(exc.retry_after_seconds, str(exc)) from None
+    if minted is None:
+        raise authorization_error("invalid credentials")
+    return JsonResponse({"token": minted.token, "created_at": iso_z(minted.created_at)})

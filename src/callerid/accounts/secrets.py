@@ -1,0 +1,43 @@
+"""Generating and hashing credentials.
+
+API-key secrets and access tokens are long random values, so a fast SHA-256 is the right hash: slow
+hashes protect guessable passwords, and these are checked on every request. Console passwords are
+human-chosen and use Argon2 (argon2-cffi).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import string
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+TOKEN_ALPHABET = string.ascii_letters + string.digits
+TOKEN_LENGTH = 64
+_password_hasher = PasswordHasher()
+
+
+def sha256_hex(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def new_access_token() -> str:
+    """64 characters of ``[A-Za-z0-9]`` (SPEC §3.2)."""
+    return "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(TOKEN_LENGTH))
+
+
+def new_password() -> str:
+    return secrets.token_urlsafe(15)
+
+
+def hash_password(password: str) -> str:
+    return _password_hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    try:
+        return _password_hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False

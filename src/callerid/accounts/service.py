@@ -1,0 +1,317 @@
+"""Accounts, API keys and access tokens: the rules, free of HTTP."""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from callerid import clock
+from callerid.accounts.models import AccessToken, ApiKey, ClientAccount, Member
+from callerid.accounts.secrets import hash_password, new_access_token, new_password, sha256_hex
+from callerid.config import FEATURES, Settings
+from callerid.db import UtcDateTime
+
+ACCESS_LEVELS = ("none", "read", "write")
+_LEVEL_RANK = {level: rank for rank, level in enumerate(ACCESS_LEVELS)}
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class AccountsError(Exception):
+    """A rule of this domain was broken; the message says which, for a person to read."""
+
+
+class NotFound(AccountsError):
+    pass
+
+
+class LimitReached(AccountsError):
+    pass
+
+
+# --- accounts ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CreatedAccount:
+    account: ClientAccount
+    admin_email: str
+    admin_password: str
+
+
+def _check_email(email: str) -> str:
+    email = email.strip()
+    if not _EMAIL.match(email) or len(email) > 320:
+        raise AccountsError(f"admin email {email!r} is not a valid e-mail address")
+    return email.lower()
+
+
+async def create_account(
+    session: AsyncSession, *, name: str, admin_email: str, timezone: str = "Asia/Kolkata"
+) -> CreatedAccount:
+    name = name.strip()
+    if not 1 <= len(name) <= 200:
+        raise AccountsError("account name must be between 1 and 200 characters")
+    email = _check_email(admin_email)
+    now = clock.now()
+    account = ClientAccount(id=uuid.uuid4(), name=name, timezone=timezone, features=list(FEATURES), created_at=now)
+    password = new_password()
+    session.add(account)
+    await session.flush()
+    session.add(
+        Member(account_id=account.id, email=email, role="admin", password_hash=hash_password(password), created_at=now)
+    )
+    await session.flush()
+    return CreatedAccount(account=account, admin_email=email, admin_password=password)
+
+
+async def list_accounts(session: AsyncSession) -> list[ClientAccount]:
+    return list((await session.scalars(select(ClientAccount).order_by(ClientAccount.created_at))).all())
+
+
+async def get_account(session: AsyncSession, account_id: uuid.UUID) -> ClientAccount:
+    account = await session.get(ClientAccount, account_id)
+    if account is None:
+        raise NotFound(f"account {account_id} not found")
+    return account
+
+
+async def admin_emails(session: AsyncSession, account_id: uuid.UUID) -> list[str]:
+    rows = await session.scalars(
+        select(Member.email).where(Member.account_id == account_id, Member.role == "admin").order_by(Member.email)
+    )
+    return list(rows.all())
+
+
+# --- API keys ----------------------------------------------------------------------------------------
+
+
+def parse_access(spec: str | None) -> dict[str, str]:
+    """``"call_personalisation=write,number_management=read"`` -> full access map; unnamed features: write
+    when no spec is given, none when one is."""
+    if spec is None or spec.strip() == "":
+        return {feature: "write" for feature in FEATURES}
+    access = {feature: "none" for feature in FEATURES}
+    for part in spec.split(","):
+        if not part.strip():
+            continue
+        feature, sep, level = part.partition("=")
+        feature, level = feature.strip(), level.strip()
+        if not sep or feature not in FEATURES:
+            raise AccountsError(f"unknown feature {feature!r}; features are {', '.join(FEATURES)}")
+        if level not in ACCESS_LEVELS:
+            raise AccountsError(f"unknown access level {level!r} for {feature}; levels are none, read, write")
+        access[feature] = level
+    return access
+
+
+def allows(access: dict[str, Any], feature: str, needed: str) -> bool:
+    """``write`` implies ``read`` (SPEC §3.1)."""
+    return _LEVEL_RANK.get(str(access.get(feature, "none")), 0) >= _LEVEL_RANK[needed]
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    key: ApiKey
+    secret: str
+
+
+async def create_api_key(
+    session: AsyncSession,
+    settings: Settings,
+    *,
+    account_id: uuid.UUID,
+    name: str,
+    description: str = "",
+    access: dict[str, str] | None = None,
+    created_by_email: str | None = None,
+) -> IssuedKey:
+    account = await get_account(session, account_id)
+    name = name.strip()
+    if not 1 <= len(name) <= 100:
+        raise AccountsError("API key name must be between 1 and 100 characters")
+    if len(description) > 500:
+        raise AccountsError("API key description must be at most 500 characters")
+    # Lock the account row (PostgreSQL) so two concurrent creates cannot both pass the cap.
+    await session.execute(select(ClientAccount.id).where(ClientAccount.id == account.id).with_for_update())
+    count = await session.scalar(select(func.count()).select_from(ApiKey).where(ApiKey.account_id == account.id))
+    if (count or 0) >= settings.max_api_keys_per_account:
+        raise LimitReached(
+            f"an account can have at most {settings.max_api_keys_per_account} API keys; delete one first"
+        )
+    if created_by_email is None:
+        emails = await admin_emails(session, account.id)
+        created_by_email = emails[0] if emails else ""
+    secret = str(uuid.uuid4())
+    key = ApiKey(
+        id=uuid.uuid4(),
+        account_id=account.id,
+        key_id=uuid.uuid4(),
+        secret_hash=sha256_hex(secret),
+        name=name,
+        description=description,
+        access=access or parse_access(None),
+        created_by_email=created_by_email,
+        created_at=clock.now(),
+    )
+    session.add(key)
+    await session.flush()
+    return IssuedKey(key=key, secret=secret)
+
+
+async def list_api_keys(session: AsyncSession, account_id: uuid.UUID) -> list[ApiKey]:
+    await get_account(session, account_id)
+    rows = await session.scalars(
+        select(ApiKey).where(ApiKey.account_id == account_id).order_by(ApiKey.created_at, ApiKey.id)
+    )
+    return list(rows.all())
+
+
+async def _key_by_key_id(session: AsyncSession, account_id: uuid.UUID, key_id: uuid.UUID) -> ApiKey:
+    key = await session.scalar(select(ApiKey).where(ApiKey.account_id == account_id, ApiKey.key_id == key_id))
+    if key is None:
+        raise NotFound(f"API key {key_id} not found in account {account_id}")
+    return key
+
+
+async def _revoke_tokens(session: AsyncSession, api_key_id: uuid.UUID) -> None:
+    await session.execute(update(AccessToken).where(AccessToken.api_key_id == api_key_id).values(revoked=True))
+
+
+async def regenerate_api_key(session: AsyncSession, *, account_id: uuid.UUID, key_id: uuid.UUID) -> IssuedKey:
+    """New ``key_id`` and secret for the entry; the old pair and its tokens stop working at once."""
+    key = await _key_by_key_id(session, account_id, key_id)
+    await _revoke_tokens(session, key.id)
+    secret = str(uuid.uuid4())
+    key.key_id = uuid.uuid4()
+    key.secret_hash = sha256_hex(secret)
+    key.regenerated_at = clock.now()
+    await session.flush()
+    return IssuedKey(key=key, secret=secret)
+
+
+async def delete_api_key(session: AsyncSession, *, account_id: uuid.UUID, key_id: uuid.UUID) -> None:
+    key = await _key_by_key_id(session, account_id, key_id)
+    await _revoke_tokens(session, key.id)
+    await session.execute(delete(ApiKey).where(ApiKey.id == key.id))
+
+
+async def verify_api_key(session: AsyncSession, key_id: uuid.UUID, secret: str) -> ApiKey | None:
+    key = await session.scalar(select(ApiKey).where(ApiKey.key_id == key_id))
+    if key is None or key.secret_hash != sha256_hex(secret):
+        return None
+    return key
+
+
+# --- access tokens -----------------------------------------------------------------------------------
+
+
+class TokenMintLimit(AccountsError):
+    def __init__(self, message: str, retry_after_seconds: int):
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+
+@dataclass(frozen=True)
+class MintedToken:
+    token: str
+    created_at: Any
+
+
+async def mint_token(
+    session: AsyncSession, settings: Settings, *, account_id: uuid.UUID, key_id: uuid.UUID, secret: str
+) -> MintedToken | None:
+    """A new token for a valid key pair of ``account_id``; None for bad credentials.
+
+    Raises TokenMintLimit when the account already minted ``token_mint_limit`` tokens in the trailing
+    window (SPEC §3.3). The account row is locked on PostgreSQL so concurrent mints count correctly.
+    """
+    key = await verify_api_key(session, key_id, secret)
+    if key is None or key.account_id != account_id:
+        return None
+    await session.execute(select(ClientAccount.id).where(ClientAccount.id == account_id).with_for_update())
+    now = clock.now()
+    window_start = now - timedelta(seconds=settings.token_mint_window_seconds)
+    minted, oldest = (
+        await session.execute(
+            select(func.count(), func.min(AccessToken.created_at))
+            .select_from(AccessToken)
+            .where(AccessToken.account_id == account_id, AccessToken.created_at > window_start)
+        )
+    ).one()
+    if minted >= settings.token_mint_limit:
+        oldest_at = UtcDateTime().process_result_value(oldest, session.get_bind().dialect) or now
+        frees_at = oldest_at + timedelta(seconds=settings.token_mint_window_seconds)
+        raise TokenMintLimit(
+            f"maximum of {settings.token_mint_limit} tokens can be created every "
+            f"{settings.token_mint_window_seconds // 60} minutes",
+            retry_after_seconds=max(1, math.ceil((frees_at - now).total_seconds())),
+        )
+    token = new_access_token()
+    session.add(
+        AccessToken(
+            token_hash=sha256_hex(token),
+            account_id=account_id,
+            api_key_id=key.id,
+            created_at=now,
+            expires_at=now + timedelta(seconds=settings.token_ttl_seconds),
+        )
+    )
+    await session.flush()
+    return MintedToken(token=token, created_at=now)
+
+
+@dataclass(frozen=True)
+class TokenPrincipal:
+    """Who a valid bearer token speaks for."""
+
+    token_hash: str
+    account_id: uuid.UUID
+    api_key_id: uuid.UUID
+    access: dict[str, Any]
+    features: list[Any]
+    created_by_email: str
+
+
+async def resolve_token(session: AsyncSession, token: str) -> TokenPrincipal | None:
+    """The principal of a live token (not expired, not revoked, key still there), else None."""
+    token_hash = sha256_hex(token)
+    row = (
+        await session.execute(
+            select(
+                AccessToken.account_id,
+                AccessToken.expires_at,
+                AccessToken.revoked,
+                ApiKey.id,
+                ApiKey.access,
+                ApiKey.created_by_email,
+                ClientAccount.features,
+            )
+            .join(ApiKey, ApiKey.id == AccessToken.api_key_id)
+            .join(ClientAccount, ClientAccount.id == AccessToken.account_id)
+            .where(AccessToken.token_hash == token_hash)
+        )
+    ).first()
+    if row is None or row.revoked or row.expires_at <= clock.now():
+        return None
+    return TokenPrincipal(
+        token_hash=token_hash,
+        account_id=row.account_id,
+        api_key_id=row.id,
+        access=row.access,
+        features=row.features,
+        created_by_email=row.created_by_email,
+    )
+
+
+async def purge_expired_tokens(session: AsyncSession, settings: Settings) -> int:
+    """Tokens past expiry and outside the mint window are of no further use."""
+    cutoff = clock.now() - timedelta(seconds=max(settings.token_mint_window_seconds, settings.token_ttl_seconds))
+    result = await session.execute(delete(AccessToken).where(AccessToken.expires_at < cutoff))
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -1,0 +1,81 @@
+"""``create_app(settings)``: the ASGI application with every router, error handler and middleware."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from callerid import __version__
+from callerid.accounts.ratelimit import RateLimiter
+from callerid.config import Settings, load_settings
+from callerid.db import Database
+from callerid.errors import install_error_handlers
+from callerid.jobs.runner import JobRunner
+from callerid.ops.middleware import ObservabilityMiddleware
+from callerid.responses import JsonResponse
+from callerid.runtime import Runtime
+
+# Modules that register job handlers at import. Add a domain's jobs module here.
+JOB_MODULES = ("callerid.accounts.jobs",)
+
+DESCRIPTION = """
+Verified-business caller ID. The business API (`/clients/...`, `/v2/clients/...`) is wire-compatible with
+the reference service: every request needs `Authorization: Bearer <token>` from
+`POST /clients/{clientAccountId}/token`. Errors are `{"slug": ..., "message": ...}`.
+"""
+
+
+def load_job_handlers() -> None:
+    for name in JOB_MODULES:
+        importlib.import_module(name)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    load_job_handlers()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database(settings.database_url)
+        runtime = Runtime(settings=settings, db=db, limiter=RateLimiter(settings))
+        app.state.runtime = runtime
+        runner: JobRunner | None = None
+        if settings.run_jobs_in_process:
+            runner = JobRunner(db, settings, services=runtime.services)
+            await runner.start()
+            runtime.services["job_runner"] = runner
+        try:
+            yield
+        finally:
+            if runner is not None:
+                await runner.stop()
+            await db.dispose()
+
+    app = FastAPI(
+        title="callerid",
+        version=__version__,
+        description=DESCRIPTION,
+        default_response_class=JsonResponse,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(ObservabilityMiddleware)
+
+    from callerid.accounts.routes import router as accounts_router
+    from callerid.ops.routes import router as ops_router
+
+    app.include_router(ops_router)
+    app.include_router(accounts_router)
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` (used by ``callerid serve --workers N``)."""
+    from callerid.ops.logging import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    return create_app(settings)

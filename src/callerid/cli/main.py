@@ -1,0 +1,125 @@
+"""``callerid``: the operator's command. Every command takes ``--json`` and then prints one JSON object."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import tempfile
+
+import typer
+
+from callerid.cli.accounts import accounts_app, keys_app
+from callerid.cli.common import JSON_OPTION, emit, run_with_db, settings_and_schema
+from callerid.cli.demo import demo_summary, ensure_demo
+from callerid.config import Settings, load_settings
+from callerid.db import Database
+
+app = typer.Typer(
+    name="callerid",
+    help="Verified-business caller ID: serve the API, run workers, manage accounts and keys.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(accounts_app, name="accounts")
+app.add_typer(keys_app, name="api-keys")
+
+
+@app.command()
+def migrate(as_json: bool = JSON_OPTION) -> None:
+    """Create or upgrade the database schema."""
+    settings = settings_and_schema()
+    emit({"migrated": True, "database": settings.database_url.split("@")[-1]}, as_json)
+
+
+@app.command()
+def demo(as_json: bool = JSON_OPTION) -> None:
+    """Create (or reuse) a demo account with an API key and print how to use them."""
+
+    async def run(settings: Settings, db: Database) -> dict[str, object]:
+        return demo_summary(settings, await ensure_demo(settings, db))
+
+    emit(run_with_db(run), as_json, title="Demo account ready")
+
+
+@app.command()
+def serve(
+    host: str | None = typer.Option(None, "--host", help="default: CALLERID_HOST or 127.0.0.1"),
+    port: int | None = typer.Option(None, "--port", help="default: CALLERID_PORT or 8000"),
+    workers: int | None = typer.Option(None, "--workers", help="processes (default: CALLERID_WORKERS or 1)"),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Serve the API (migrating first). Runs the job runner in-process unless CALLERID_RUN_JOBS_IN_PROCESS=false."""
+    import uvicorn
+
+    # Flags become environment so that every worker process builds the same settings.
+    if host is not None:
+        os.environ["CALLERID_HOST"] = host
+    if port is not None:
+        os.environ["CALLERID_PORT"] = str(port)
+    if workers is not None:
+        os.environ["CALLERID_WORKERS"] = str(workers)
+    settings = settings_and_schema()
+    if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="callerid-metrics-")
+    emit(
+        {
+            "listening": f"http://{settings.host}:{settings.port}",
+            "docs": f"http://{settings.host}:{settings.port}/docs",
+            "workers": settings.workers,
+            "database": settings.database_url.split("@")[-1],
+            "redis": bool(settings.redis_url),
+        },
+        as_json,
+        title="callerid is starting",
+    )
+    uvicorn.run(
+        "callerid.app:create_app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        lifespan="on",
+    )
+
+
+@app.command()
+def worker(as_json: bool = JSON_OPTION) -> None:
+    """Run only the durable job runner (batches, list/delist, webhooks) until SIGTERM/SIGINT."""
+    from callerid.app import load_job_handlers
+    from callerid.jobs.runner import JobRunner
+    from callerid.ops.logging import configure_logging
+
+    settings = settings_and_schema()
+    configure_logging(settings.log_level, settings.log_json)
+    load_job_handlers()
+
+    async def main() -> None:
+        db = Database(settings.database_url)
+        runner = JobRunner(db, settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await runner.start()
+        emit({"worker": runner.owner, "status": "running"}, as_json, title="callerid worker")
+        await stop.wait()
+        await runner.stop()
+        await db.dispose()
+
+    asyncio.run(main())
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
+
+
+__all__ = ["app", "load_settings", "main"]

@@ -1,0 +1,77 @@
+"""Settings, read from the environment (prefix ``CALLERID_``).
+
+Every limit of SPEC.md is a setting whose default is the spec's number, so an operator can tune it and
+tests can shrink it.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+FEATURES = ("call_personalisation", "number_management", "call_me_back", "user_feedback")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CALLERID_", extra="ignore")
+
+    # --- where things live ---------------------------------------------------------------------------
+    database_url: str = Field(
+        default="sqlite+aiosqlite:///./callerid.db",
+        description="SQLAlchemy async URL: sqlite+aiosqlite:///path or postgresql+asyncpg://...",
+    )
+    redis_url: str | None = Field(
+        default=None, description="redis://host:port/db; shares rate limits and push fan-out across processes"
+    )
+    data_dir: Path = Field(default=Path("./callerid-data"), description="logos, exports, outbox")
+    public_base_url: str | None = Field(
+        default=None, description="absolute base URL used in links we hand out (logo_url, downloads)"
+    )
+
+    # --- serving ---------------------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    run_jobs_in_process: bool = Field(
+        default=True, description="run the durable job runner inside `serve` (embedded default)"
+    )
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    # --- auth (SPEC §3) ---------------------------------------------------------------------------------
+    max_api_keys_per_account: int = 5
+    token_ttl_seconds: int = 3600
+    token_mint_limit: int = 10
+    token_mint_window_seconds: int = 1800
+
+    # --- rate limits (SPEC §4), in the `limits` library's notation ---------------------------------------
+    rate_limit_general: str = "100/second"
+    rate_limit_batch_v2: str = "60/minute"
+
+    # --- durable job runner ---------------------------------------------------------------------------
+    job_lease_seconds: float = 30.0
+    job_poll_seconds: float = 0.25
+    job_concurrency: int = 16
+    job_max_attempts: int = 10
+    job_shutdown_grace_seconds: float = 10.0
+
+    @field_validator("redis_url", "public_base_url", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @cached_property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @cached_property
+    def is_postgres(self) -> bool:
+        return self.database_url.startswith("postgresql")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with explicit overrides (used by tests and the CLI)."""
+    return Settings(**overrides)  # type: ignore[arg-type]

@@ -1,0 +1,17 @@
+"""Imports every domain's tables so that ``Base.metadata`` knows them all (migrations, tests)."""
+
+from __future__ import annotations
+
+import importlib
+
+# One entry per domain that owns tables. Add a domain here when it gets a models.py.
+MODEL_MODULES = (
+    "callerid.accounts.models",
+    "callerid.jobs.models",
+    "callerid.labels.models",
+)
+
+
+def import_all_models() -> None:
+    for name in MODEL_MODULES:
+        importlib.import_module(name)

@@ -1,0 +1,69 @@
+"""Putting work on the queue. Enqueue inside the caller's transaction so work and state commit together."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from callerid import clock
+from callerid.jobs.models import QUEUED, Job
+
+# Runners in this process register a callback here so that new work is picked up without waiting
+# for the next poll. Other processes find it by polling.
+_local_wakers: list[Callable[[], None]] = []
+
+
+def add_local_waker(waker: Callable[[], None]) -> None:
+    _local_wakers.append(waker)
+
+
+def remove_local_waker(waker: Callable[[], None]) -> None:
+    if waker in _local_wakers:
+        _local_wakers.remove(waker)
+
+
+def wake_local_runners() -> None:
+    """Call after committing enqueued work."""
+    for waker in list(_local_wakers):
+        waker()
+
+
+async def enqueue(
+    session: AsyncSession, kind: str, payload: dict[str, Any], *, due_at: datetime | None = None
+) -> None:
+    await enqueue_many(session, kind, [payload], due_at=due_at)
+
+
+async def enqueue_many(
+    session: AsyncSession, kind: str, payloads: list[dict[str, Any]], *, due_at: datetime | None = None
+) -> None:
+    if not payloads:
+        return
+    now = clock.now()
+    rows = [
+        {"kind": kind, "payload": p, "status": QUEUED, "due_at": due_at or now, "attempts": 0, "created_at": now}
+        for p in payloads
+    ]
+    await session.execute(insert(Job), rows)
+
+
+async def enqueue_unique(
+    session: AsyncSession, kind: str, key: str, payload: dict[str, Any], *, due_at: datetime | None = None
+) -> bool:
+    """Enqueue unless a job with ``key`` already exists (race-free). Returns whether one was added."""
+    now = clock.now()
+    values = {
+        "kind": kind, "payload": payload, "status": QUEUED, "due_at": due_at or now,
+        "attempts": 0, "unique_key": key, "created_at": now,
+    }
+    dialect = session.get_bind().dialect.name
+    insert_fn = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert_fn(Job).values(**values).on_conflict_do_nothing(index_elements=["unique_key"])
+    result = await session.execute(statement.returning(Job.id))
+    return result.scalar_one_or_none() is not None
