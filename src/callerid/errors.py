@@ -118,13 +118,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JsonResponse:
-        return JsonResponse(
-            {"slug": "invalid-input", "message": _validation_message(exc)}, status_code=400
-        )
+        return JsonResponse({"slug": "invalid-input", "message": _validation_message(exc)}, status_code=400)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JsonResponse:
         log.error("unhandled_error", path=request.url.path, exc_info=exc)
-        return JsonResponse(
-            {"slug": "internal-server-error", "message": "internal server error"}, status_code=500
-        )
+        return JsonResponse({"slug": "internal-server-error", "message": "internal server error"}, status_code=500)

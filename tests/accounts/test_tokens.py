@@ -42,7 +42,11 @@ async def test_account_id_in_any_case_and_vnd_api_json(client: httpx.AsyncClient
     response = await client.post(
         f"/clients/{str(tenant.account_id).upper()}/token",
         content=httpx.Request("POST", "/", json=tenant.credentials).content,
-        headers={**PUBLIC, "Content-Type": "application/vnd.api+json", "Accept": "application/vnd.api+json; version=1.0"},
+        headers={
+            **PUBLIC,
+            "Content-Type": "application/vnd.api+json",
+            "Accept": "application/vnd.api+json; version=1.0",
+        },
     )
     assert response.status_code == 200
 
@@ -102,9 +106,7 @@ async def test_eleventh_token_in_thirty_minutes_is_refused(client: httpx.AsyncCl
         clock.advance(timedelta(seconds=60))
     response = await client.post(f"/clients/{tenant.account_id}/token", json=tenant.credentials, headers=PUBLIC)
     assert response.status_code == 429
-    assert response.json() == error(
-        "rate-limit-exceeded", "maximum of 10 tokens can be created every 30 minutes"
-    )
+    assert response.json() == error("rate-limit-exceeded", "maximum of 10 tokens can be created every 30 minutes")
     # The oldest of the ten was minted 10 minutes ago: it leaves the window in 20 minutes.
     assert response.headers["Retry-After"] == str(20 * 60)
     clock.advance(timedelta(minutes=20, seconds=1))

@@ -29,9 +29,17 @@ def _required_string(body: dict[str, object] | None, name: str) -> str:
         "`X-Public-Access: allow`. At most 10 tokens per account per 30 minutes."
     ),
     responses={
-        200: {"description": "token minted", "content": {"application/json": {"example": {
-            "token": "a4p0pZ2x3aEk9TYGxPZldm0qvWQknTXTINPZxNpIZ32yWmiOFtGqv2mEU7nJlQO6",
-            "created_at": "2025-07-10T06:59:05.72Z"}}}},
+        200: {
+            "description": "token minted",
+            "content": {
+                "application/json": {
+                    "example": {
+                        "token": "a4p0pZ2x3aEk9TYGxPZldm0qvWQknTXTINPZxNpIZ32yWmiOFtGqv2mEU7nJlQO6",
+                        "created_at": "2025-07-10T06:59:05.72Z",
+                    }
+                }
+            },
+        },
         400: {"description": "invalid-input"},
         401: {"description": "authorization-error"},
         429: {"description": "rate-limit-exceeded"},

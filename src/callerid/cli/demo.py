@@ -88,6 +88,6 @@ def demo_summary(settings: Settings, saved: dict[str, Any]) -> dict[str, Any]:
         "try": (
             f"curl -s -X POST {base}/clients/{account_id}/token -H 'X-Public-Access: allow' "
             f"-H 'Content-Type: application/json' "
-            f"-d '{{\"key_id\": \"{saved['key_id']}\", \"api_key\": \"{saved['api_key']}\"}}'"
+            f'-d \'{{"key_id": "{saved["key_id"]}", "api_key": "{saved["api_key"]}"}}\''
         ),
     }

@@ -22,9 +22,7 @@ class Job(Base):
         Index("ix_jobs_status_lease", "status", "lease_expires_at"),
     )
 
-    id: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
-    )
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
     kind: Mapped[str] = mapped_column(String(64))
     payload: Mapped[dict[str, Any]]
     status: Mapped[str] = mapped_column(String(16), default=QUEUED)

@@ -45,9 +45,9 @@ class Registry:
         self.handlers: dict[str, JobHandler] = {}
         self.periodic: dict[str, Periodic] = {}
 
-    def handler(self, kind: str, *, every: Callable[[Settings], timedelta] | None = None) -> Callable[
-        [JobHandler], JobHandler
-    ]:
+    def handler(
+        self, kind: str, *, every: Callable[[Settings], timedelta] | None = None
+    ) -> Callable[[JobHandler], JobHandler]:
         """Register ``fn`` for ``kind``; with ``every``, the runner also keeps one such job scheduled."""
 
         def register(fn: JobHandler) -> JobHandler:

@@ -195,10 +195,7 @@ class JobRunner:
                     await session.execute(
                         update(Job)
                         .where(Job.id == job_id, Job.lease_owner == self.owner)
-                        .values(
-                            lease_expires_at=clock.now()
-                            + timedelta(seconds=self.settings.job_lease_seconds)
-                        )
+                        .values(lease_expires_at=clock.now() + timedelta(seconds=self.settings.job_lease_seconds))
                     )
             except Exception:
                 log.exception("job_heartbeat_failed", job_id=job_id)
@@ -216,9 +213,7 @@ class JobRunner:
         if not counts_as_failure:
             values["attempts"] = Job.attempts - 1
         async with self.db.transaction() as session:
-            await session.execute(
-                update(Job).where(Job.id == job.id, Job.lease_owner == self.owner).values(**values)
-            )
+            await session.execute(update(Job).where(Job.id == job.id, Job.lease_owner == self.owner).values(**values))
 
     async def _fail(self, job: ClaimedJob, error: str) -> None:
         give_up = job.attempts >= self.settings.job_max_attempts
@@ -230,9 +225,7 @@ class JobRunner:
             "last_error": error[:2000],
         }
         async with self.db.transaction() as session:
-            await session.execute(
-                update(Job).where(Job.id == job.id, Job.lease_owner == self.owner).values(**values)
-            )
+            await session.execute(update(Job).where(Job.id == job.id, Job.lease_owner == self.owner).values(**values))
         if give_up:
             log.error("job_dead", job_id=job.id, kind=job.kind, attempts=job.attempts, error=error)
 

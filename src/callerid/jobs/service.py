@@ -34,9 +34,7 @@ def wake_local_runners() -> None:
         waker()
 
 
-async def enqueue(
-    session: AsyncSession, kind: str, payload: dict[str, Any], *, due_at: datetime | None = None
-) -> None:
+async def enqueue(session: AsyncSession, kind: str, payload: dict[str, Any], *, due_at: datetime | None = None) -> None:
     await enqueue_many(session, kind, [payload], due_at=due_at)
 
 
@@ -59,8 +57,13 @@ async def enqueue_unique(
     """Enqueue unless a job with ``key`` already exists (race-free). Returns whether one was added."""
     now = clock.now()
     values = {
-        "kind": kind, "payload": payload, "status": QUEUED, "due_at": due_at or now,
-        "attempts": 0, "unique_key": key, "created_at": now,
+        "kind": kind,
+        "payload": payload,
+        "status": QUEUED,
+        "due_at": due_at or now,
+        "attempts": 0,
+        "unique_key": key,
+        "created_at": now,
     }
     dialect = session.get_bind().dialect.name
     insert_fn = postgresql_insert if dialect == "postgresql" else sqlite_insert

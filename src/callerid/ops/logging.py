@@ -14,8 +14,19 @@ from typing import Any
 import structlog
 
 SENSITIVE_KEYS = frozenset(
-    {"authorization", "token", "api_key", "password", "admin_password", "secret", "device_token",
-     "access_token", "cookie", "set-cookie", "x-api-key"}
+    {
+        "authorization",
+        "token",
+        "api_key",
+        "password",
+        "admin_password",
+        "secret",
+        "device_token",
+        "access_token",
+        "cookie",
+        "set-cookie",
+        "x-api-key",
+    }
 )
 _BEARER_TOKEN = re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=-]+")
 _TOKEN_LIKE = re.compile(r"\b[A-Za-z0-9]{64}\b")
@@ -40,8 +51,7 @@ def _scrub(value: Any) -> Any:
 
 def scrub_secrets(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     return {
-        key: ("[redacted]" if key.lower() in SENSITIVE_KEYS else _scrub(value))
-        for key, value in event_dict.items()
+        key: ("[redacted]" if key.lower() in SENSITIVE_KEYS else _scrub(value)) for key, value in event_dict.items()
     }
 
 

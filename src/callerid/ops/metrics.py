@@ -18,9 +18,7 @@ from prometheus_client import (
 )
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
 
-HTTP_REQUESTS = Counter(
-    "callerid_http_requests_total", "HTTP requests answered", ["method", "route", "status"]
-)
+HTTP_REQUESTS = Counter("callerid_http_requests_total", "HTTP requests answered", ["method", "route", "status"])
 HTTP_LATENCY = Histogram(
     "callerid_http_request_duration_seconds",
     "Time to answer an HTTP request",

@@ -31,12 +31,17 @@ def upgrade() -> None:
         sa.Column("created_by_email", sa.String(length=320), nullable=False),
         sa.Column("created_at", callerid.db.base.UtcDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
-            ["account_id"], ["client_accounts.id"], name=op.f("fk_labels_account_id_client_accounts"), ondelete="CASCADE"
+            ["account_id"],
+            ["client_accounts.id"],
+            name=op.f("fk_labels_account_id_client_accounts"),
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_labels")),
     )
     with op.batch_alter_table("labels", schema=None) as batch_op:
-        batch_op.create_index("ix_labels_account_type_created", ["account_id", "label_type", "created_at"], unique=False)
+        batch_op.create_index(
+            "ix_labels_account_type_created", ["account_id", "label_type", "created_at"], unique=False
+        )
 
 
 def downgrade() -> None:
