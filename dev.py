@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Set up everything and run callerid. Needs nothing but Python 3.11+.
+
+    python3 dev.py start     # install into .venv, create the demo account, serve on http://127.0.0.1:8000
+    python3 dev.py test      # install into .venv (with test tools), run the whole test suite
+
+Extra arguments after ``test`` go to pytest (``python3 dev.py test -k tokens``); after ``start`` to
+``callerid serve`` (``python3 dev.py start --port 9000``). Written with the standard library only,
+because it runs before anything is installed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
+STAMP = VENV / ".callerid-installed"
+
+
+def say(message: str) -> None:
+    print(f"[dev] {message}", flush=True)
+
+
+def run(*args: str | Path, **kwargs: object) -> None:
+    subprocess.run([str(a) for a in args], check=True, **kwargs)  # type: ignore[call-overload]
+
+
+def ensure_venv(extras: str) -> None:
+    if sys.version_info < (3, 11):
+        sys.exit(f"callerid needs Python 3.11 or newer (this is {sys.version.split()[0]})")
+    if not PYTHON.exists():
+        say(f"creating {VENV}")
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extras.encode()).hexdigest()
+    if STAMP.exists() and STAMP.read_text() == wanted:
+        return
+    say(f"installing callerid{extras} into {VENV} (first run takes a minute)")
+    run(PYTHON, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+    run(PYTHON, "-m", "pip", "install", "--quiet", "-e", f"{ROOT}{extras}")
+    STAMP.write_text(wanted)
+
+
+def ensure_chromium() -> None:
+    """Browser tests drive Debian's Chromium; install it where we can (root + apt), else they skip."""
+    if shutil.which("chromium") or Path("/usr/bin/chromium").exists():
+        return
+    if os.name != "posix" or os.geteuid() != 0 or not shutil.which("apt-get"):
+        say("Chromium not found and cannot be installed here: browser tests will be skipped")
+        return
+    say("installing Debian's chromium for the browser tests")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    try:
+        run("apt-get", "update", "-qq", env=env, stdout=subprocess.DEVNULL)
+        run("apt-get", "install", "-y", "-qq", "chromium", env=env, stdout=subprocess.DEVNULL)
+    except subprocess.CalledProcessError as exc:
+        say(f"could not install chromium ({exc}); browser tests will be skipped")
+
+
+def start(args: list[str]) -> int:
+    ensure_venv("")
+    callerid = BIN / "callerid"
+    run(callerid, "demo")
+    os.execv(str(callerid), [str(callerid), "serve", *args])
+    return 0  # not reached
+
+
+def test(args: list[str]) -> int:
+    ensure_venv("[test]")
+    ensure_chromium()
+    return subprocess.call([str(PYTHON), "-m", "pytest", *args], cwd=ROOT)
+
+
+def main() -> int:
+    commands = {"start": start, "test": test}
+    if len(sys.argv) < 2 or sys.argv[1] not in commands:
+        print(__doc__)
+        return 2
+    return commands[sys.argv[1]](sys.argv[2:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
