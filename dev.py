@@ -35,7 +35,7 @@ def run(*args: str | Path, **kwargs: object) -> None:
 
 
 def ensure_venv(extras: str) -> None:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - dev.py runs before any install, on any Python
         sys.exit(f"callerid needs Python 3.11 or newer (this is {sys.version.split()[0]})")
     if not PYTHON.exists():
         say(f"creating {VENV}")
