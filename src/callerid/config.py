@@ -51,6 +51,21 @@ class Settings(BaseSettings):
     rate_limit_general: str = "100/second"
     rate_limit_batch_v2: str = "60/minute"
 
+    # --- phones and delivery (SPEC §8, §11) -----------------------------------------------------------------
+    min_app_version: str = Field(
+        default="1.0.0", description="lowest app version that can receive pushes (compared as versions, PEP 440)"
+    )
+    outcome_message_not_app_user: str = "Not an app user"
+    outcome_message_os_not_supported: str = "OS not supported"
+    outcome_message_app_version_not_supported: str = "App version not supported"
+    outcome_message_failed_to_push: str = "Failed to push"
+    push_heartbeat_seconds: float = Field(
+        default=30.0, description="idle WebSocket streams get a heartbeat message this often (detects dead phones)"
+    )
+
+    # --- caller-ID lookup assertions (PASSporT, RFC 8225 / RFC 9795) ------------------------------------------
+    assertion_ttl_seconds: int = Field(default=300, description="lifetime (exp - iat) of a signed call assertion")
+
     # --- durable job runner ---------------------------------------------------------------------------
     job_lease_seconds: float = 30.0
     job_poll_seconds: float = 0.25

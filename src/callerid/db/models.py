@@ -9,6 +9,7 @@ MODEL_MODULES = (
     "callerid.accounts.models",
     "callerid.jobs.models",
     "callerid.labels.models",
+    "callerid.delivery.models",
 )
 
 

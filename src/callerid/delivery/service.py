@@ -1,0 +1,238 @@
+"""Devices and delivery outcomes (SPEC §8): who gets a record, and what happened when we pushed it."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import orjson
+from packaging.version import InvalidVersion, Version
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from callerid import clock
+from callerid.accounts.secrets import sha256_hex
+from callerid.config import Settings
+from callerid.db import Database
+from callerid.delivery.hub import LocalHub
+from callerid.delivery.models import Device
+from callerid.errors import invalid_input
+from callerid.phone import normalise_phone
+
+PLATFORMS = ("android", "ios")
+PUSH_HUB = "push_hub"
+# SQLite allows 32766 bound parameters; stay well below for the receivers' IN (...) lookup.
+_QUERY_CHUNK = 5000
+
+
+@dataclass(frozen=True)
+class PushMessage:
+    record_id: str
+    caller: str
+    receiver: str
+    label_id: str
+    label_name: str
+    logo_url: str
+    call_reason: str | None
+    starts_at: int  # epoch ms
+    ends_at: int  # epoch ms
+
+    def to_json(self) -> str:
+        """The WebSocket message the receiver's phone gets."""
+        return orjson.dumps(
+            {
+                "type": "call_personalisation",
+                "record_id": self.record_id,
+                "caller": self.caller,
+                "receiver": self.receiver,
+                "label_id": self.label_id,
+                "label_name": self.label_name,
+                "logo_url": self.logo_url,
+                "call_reason": self.call_reason,
+                "starts_at": self.starts_at,
+                "ends_at": self.ends_at,
+            }
+        ).decode()
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    reason: (
+        str | None
+    )  # None = delivered; else not_app_user | os_not_supported | app_version_not_supported | failed_to_push
+    message: str | None
+
+    @property
+    def delivered(self) -> bool:
+        return self.reason is None
+
+
+@dataclass(frozen=True)
+class RegisteredDevice:
+    device_id: str
+    device_token: str
+    # The device this registration replaced (its live connections should be closed), if any.
+    replaced_device_id: str | None = None
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    device_id: str
+    phone_number: str
+    platform: str
+    app_version: str
+
+
+DELIVERED = DeliveryOutcome(None, None)
+
+
+@lru_cache(maxsize=4096)
+def parse_version(value: str) -> Version | None:
+    try:
+        return Version(value)
+    except InvalidVersion:
+        return None
+
+
+def outcome(settings: Settings, reason: str) -> DeliveryOutcome:
+    messages = {
+        "not_app_user": settings.outcome_message_not_app_user,
+        "os_not_supported": settings.outcome_message_os_not_supported,
+        "app_version_not_supported": settings.outcome_message_app_version_not_supported,
+        "failed_to_push": settings.outcome_message_failed_to_push,
+    }
+    return DeliveryOutcome(reason, messages[reason])
+
+
+def new_device_token() -> str:
+    return "dev_" + secrets.token_urlsafe(32)
+
+
+async def register_device(
+    session: AsyncSession, *, phone_number: str, platform: str, app_version: str
+) -> RegisteredDevice:
+    """Register the app for ``phone_number``, replacing any device it had. Run inside ``db.transaction()``."""
+    number = normalise_phone(phone_number)
+    if number is None:
+        raise invalid_input("phone_number is invalid")
+    if platform not in PLATFORMS:
+        raise invalid_input("platform must be one of: android, ios")
+    if not isinstance(app_version, str) or len(app_version) > 64 or parse_version(app_version) is None:
+        raise invalid_input("app_version is invalid")
+    previous = (await session.execute(select(Device.id).where(Device.phone_number == number))).scalar_one_or_none()
+    if previous is not None:
+        await session.execute(delete(Device).where(Device.id == previous))
+    token = new_device_token()
+    device = Device(
+        id=uuid.uuid4(),
+        phone_number=number,
+        platform=platform,
+        app_version=app_version,
+        token_hash=sha256_hex(token),
+        created_at=clock.now(),
+    )
+    session.add(device)
+    await session.flush()
+    return RegisteredDevice(
+        device_id=str(device.id),
+        device_token=token,
+        replaced_device_id=str(previous) if previous is not None else None,
+    )
+
+
+async def unregister_device(session: AsyncSession, device_id: str) -> bool:
+    """Forget a device (the app was uninstalled). Run inside ``db.transaction()``."""
+    result = await session.execute(delete(Device).where(Device.id == uuid.UUID(device_id)))
+    return bool(result.rowcount)
+
+
+async def authenticate_device(session: AsyncSession, token: str | None) -> DeviceInfo | None:
+    """The device a bearer token belongs to, or None."""
+    if not token:
+        return None
+    row = (
+        await session.execute(
+            select(Device.id, Device.phone_number, Device.platform, Device.app_version).where(
+                Device.token_hash == sha256_hex(token)
+            )
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    return DeviceInfo(
+        device_id=str(row.id), phone_number=row.phone_number, platform=row.platform, app_version=row.app_version
+    )
+
+
+def hub_of(services: dict[str, Any]) -> LocalHub | None:
+    hub: LocalHub | None = services.get(PUSH_HUB)
+    return hub
+
+
+async def close_device(services: dict[str, Any], device_id: str | None) -> None:
+    """Disconnect a replaced/unregistered device's live streams (wherever they are, via the hub)."""
+    hub = hub_of(services)
+    if hub is not None and device_id is not None:
+        await hub.close_device(device_id)
+
+
+async def devices_for(db: Database, numbers: list[str]) -> dict[str, tuple[str, str, str]]:
+    """``number -> (device_id, platform, app_version)`` for the registered numbers among ``numbers``."""
+    found: dict[str, tuple[str, str, str]] = {}
+    if not numbers:
+        return found
+    async with db.session() as session:
+        for start in range(0, len(numbers), _QUERY_CHUNK):
+            chunk = numbers[start : start + _QUERY_CHUNK]
+            query = select(Device.phone_number, Device.id, Device.platform, Device.app_version)
+            query = (
+                query.where(Device.phone_number.in_(chunk))
+                if len(chunk) > 1
+                else query.where(Device.phone_number == chunk[0])
+            )
+            for row in (await session.execute(query)).all():
+                found[row.phone_number] = (str(row.id), row.platform, row.app_version)
+    return found
+
+
+async def deliver_many(
+    services: dict[str, Any], db: Database, settings: Settings, messages: list[PushMessage]
+) -> list[DeliveryOutcome]:
+    """Push each message to its receiver's device; one outcome per message, in order (SPEC §8 order)."""
+    if not messages:
+        return []
+    devices = await devices_for(db, list({message.receiver for message in messages}))
+    minimum = parse_version(settings.min_app_version)
+    outcomes: list[DeliveryOutcome | None] = [None] * len(messages)
+    to_push: list[tuple[str, str]] = []
+    push_index: list[int] = []
+    for index, message in enumerate(messages):
+        device = devices.get(message.receiver)
+        if device is None:
+            outcomes[index] = outcome(settings, "not_app_user")
+            continue
+        device_id, platform, app_version = device
+        if platform != "android":
+            outcomes[index] = outcome(settings, "os_not_supported")
+            continue
+        version = parse_version(app_version)
+        if version is None or (minimum is not None and version < minimum):
+            outcomes[index] = outcome(settings, "app_version_not_supported")
+            continue
+        to_push.append((device_id, message.to_json()))
+        push_index.append(index)
+    hub = hub_of(services)
+    if to_push:
+        if hub is None:
+            pushed = [False] * len(to_push)
+        else:
+            try:
+                pushed = await hub.publish_many(to_push)
+            except Exception:  # Redis down: the push failed; the record's outcome says so (SPEC §8 #4)
+                pushed = [False] * len(to_push)
+        for index, ok in zip(push_index, pushed, strict=True):
+            outcomes[index] = DELIVERED if ok else outcome(settings, "failed_to_push")
+    return [item if item is not None else outcome(settings, "failed_to_push") for item in outcomes]
