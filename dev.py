@@ -68,6 +68,10 @@ def ensure_chromium() -> None:
 def start(args: list[str]) -> int:
     ensure_venv("")
     callerid = BIN / "callerid"
+    # --host/--port also go to the environment so the demo prints the URLs the server will really use.
+    for flag, variable in (("--host", "CALLERID_HOST"), ("--port", "CALLERID_PORT")):
+        if flag in args[:-1]:
+            os.environ[variable] = args[args.index(flag) + 1]
     run(callerid, "demo")
     os.execv(str(callerid), [str(callerid), "serve", *args])
     return 0  # not reached
