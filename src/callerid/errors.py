@@ -6,6 +6,7 @@ errors, bugs) is turned into the same shape here, so no stack trace ever reaches
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 import structlog
@@ -18,6 +19,7 @@ from callerid.responses import JsonResponse
 log = structlog.get_logger("callerid.errors")
 
 FORBIDDEN_MESSAGE = "not authorized. please contact your admin."
+INTERNAL_ERROR_BODY = {"slug": "internal-server-error", "message": "internal server error"}
 
 
 class ApiProblem(Exception):
@@ -90,11 +92,47 @@ def _validation_message(exc: RequestValidationError) -> str:
     if not errors:
         return "Request is invalid"
     first = errors[0]
-    loc = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path", "header")]
+    raw_loc = tuple(first.get("loc", ()))
+    if first.get("type") == "json_invalid" or raw_loc in ((), ("body",)):
+        # Unparsable JSON, or a body that is not the object the route expects (SPEC §2.3).
+        return "Request body is invalid"
+    loc = [str(part) for part in raw_loc if part not in ("body", "query", "path", "header", "cookie")]
     field = ".".join(loc) if loc else "request"
     if first.get("type") == "missing":
         return f"{field} is required"
     return f"{field} is invalid"
+
+
+# Statuses the framework itself can raise, rendered in the spec's shape.
+_FRAMEWORK_ERRORS: dict[int, tuple[str, str]] = {
+    400: ("invalid-input", "Request is invalid"),
+    401: ("authorization-error", "Missing authorization header"),
+    403: ("forbidden-error", FORBIDDEN_MESSAGE),
+    404: ("not-found", "not found"),
+    405: ("method-not-allowed", "method not allowed"),
+}
+
+
+def _http_error_body(exc: StarletteHTTPException) -> dict[str, str]:
+    if exc.status_code in _FRAMEWORK_ERRORS:
+        slug, message = _FRAMEWORK_ERRORS[exc.status_code]
+        if exc.status_code == 400 and isinstance(exc.detail, str) and exc.detail:
+            message = exc.detail
+        return {"slug": slug, "message": message}
+    if exc.status_code == 500:
+        return dict(INTERNAL_ERROR_BODY)
+    try:
+        phrase = HTTPStatus(exc.status_code).phrase.lower()
+    except ValueError:
+        phrase = "error"
+    # e.g. 413 -> request-entity-too-large; the detail is the framework's text, not internals.
+    return {"slug": phrase.replace(" ", "-"), "message": phrase}
+
+
+def _route_of(request: Request) -> str:
+    """The route template (``/clients/{clientAccountId}/token``), never the raw path, which may hold a token."""
+    route = request.scope.get("route")
+    return str(getattr(route, "path", None) or "<unmatched>")
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -104,23 +142,15 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_exception(_: Request, exc: StarletteHTTPException) -> JsonResponse:
-        if exc.status_code == 404:
-            body = {"slug": "not-found", "message": "not found"}
-        elif exc.status_code == 405:
-            body = {"slug": "method-not-allowed", "message": "method not allowed"}
-        elif exc.status_code == 400:
-            body = {"slug": "invalid-input", "message": str(exc.detail or "Request is invalid")}
-        elif exc.status_code >= 500:
-            body = {"slug": "internal-server-error", "message": "internal server error"}
-        else:
-            body = {"slug": "error", "message": str(exc.detail)}
-        return JsonResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+        return JsonResponse(_http_error_body(exc), status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JsonResponse:
         return JsonResponse({"slug": "invalid-input", "message": _validation_message(exc)}, status_code=400)
 
+    # Last resort for failures outside ObservabilityMiddleware (which answers unexpected errors itself,
+    # with the request id): the same body, never the exception's text.
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JsonResponse:
-        log.error("unhandled_error", path=request.url.path, exc_info=exc)
-        return JsonResponse({"slug": "internal-server-error", "message": "internal server error"}, status_code=500)
+        log.error("unhandled_error", route=_route_of(request), exc_info=exc)
+        return JsonResponse(INTERNAL_ERROR_BODY, status_code=500)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import typer
 
@@ -27,6 +28,16 @@ def account_json(account: ClientAccount) -> dict[str, Any]:
     }
 
 
+def issued_key_json(issued: service.IssuedKey) -> dict[str, Any]:
+    """Exactly the contract's keys for create and regenerate: the secret is shown here and never again."""
+    return {
+        "key_id": str(issued.key.key_id),
+        "api_key": issued.secret,
+        "name": issued.key.name,
+        "access": issued.key.access,
+    }
+
+
 def key_json(key: ApiKey) -> dict[str, Any]:
     return {
         "key_id": str(key.key_id),
@@ -46,6 +57,10 @@ def accounts_create(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Create an account and its first admin; the admin password is shown once."""
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        fail(f"timezone {timezone!r} is not an IANA timezone (e.g. Asia/Kolkata)")
 
     async def run(_: Settings, db: Database) -> dict[str, Any]:
         try:
@@ -96,7 +111,7 @@ def keys_create(
                 )
         except service.AccountsError as exc:
             fail(str(exc))
-        return {**key_json(issued.key), "api_key": issued.secret}
+        return issued_key_json(issued)
 
     emit(run_with_db(run), as_json, title="API key created (the secret is not shown again)")
 
@@ -133,7 +148,7 @@ def keys_regenerate(
                 issued = await service.regenerate_api_key(session, account_id=account_id, key_id=key_uuid)
         except service.AccountsError as exc:
             fail(str(exc))
-        return {**key_json(issued.key), "api_key": issued.secret}
+        return issued_key_json(issued)
 
     emit(run_with_db(run), as_json, title="API key regenerated (the secret is not shown again)")
 

@@ -11,6 +11,9 @@ import orjson
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from callerid.config import Settings, load_settings
 from callerid.db import Database
@@ -19,13 +22,17 @@ from callerid.db.migrate import upgrade
 T = TypeVar("T")
 JSON_OPTION = typer.Option(False, "--json", help="print one JSON object on stdout")
 
-_stderr = Console(stderr=True)
-_stdout = Console()
+# soft_wrap: never break a long value (a URL, a curl command) across lines, even when not on a terminal.
+_stdout = Console(soft_wrap=True)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    """Report an error on stderr and exit non-zero."""
-    _stderr.print(f"[bold red]error:[/] {message}", highlight=False)
+    """Report an error on stderr and exit non-zero (nothing on stdout).
+
+    Plain text on purpose: rich markup would swallow user input such as ``[bad]`` in the message.
+    """
+    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.flush()
     raise typer.Exit(code)
 
 
@@ -36,23 +43,40 @@ def emit(payload: dict[str, Any], as_json: bool, *, title: str | None = None) ->
         sys.stdout.flush()
         return
     if title:
-        _stdout.print(f"[bold]{title}[/]")
+        _stdout.print(Text(title, style="bold"))
+    _print_mapping(payload, indent="")
+
+
+def _print_mapping(payload: dict[str, Any], indent: str) -> None:
+    # Values are wrapped in Text so that rich never reads markup out of names or e-mails.
     for key, value in payload.items():
-        if isinstance(value, list) and value and isinstance(value[0], dict):
-            table = Table(title=key)
-            for column in value[0]:
+        if isinstance(value, list) and value and all(isinstance(row, dict) for row in value):
+            table = Table(title=str(key))
+            columns = list(dict.fromkeys(column for row in value for column in row))
+            for column in columns:
                 table.add_column(str(column))
             for row in value:
-                table.add_row(*(_cell(row.get(c)) for c in value[0]))
+                table.add_row(*(Text(_cell(row.get(c))) for c in columns))
             _stdout.print(table)
+        elif isinstance(value, dict) and value:
+            _stdout.print(Text(f"{indent}{key}:"))
+            _print_mapping(value, indent=indent + "  ")
         else:
-            _stdout.print(f"{key}: {_cell(value)}", highlight=False)
+            _stdout.print(Text(f"{indent}{key}: {_cell(value)}"))
 
 
 def _cell(value: Any) -> str:
     if isinstance(value, dict | list):
         return orjson.dumps(value).decode()
     return "" if value is None else str(value)
+
+
+def display_url(url: str) -> str:
+    """A database URL fit to print: the password masked."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparsable database URL>"
 
 
 def settings_and_schema() -> Settings:
@@ -63,7 +87,7 @@ def settings_and_schema() -> Settings:
     try:
         upgrade(settings.database_url)
     except Exception as exc:
-        fail(f"cannot prepare the database at {_redacted(settings.database_url)}: {exc}")
+        fail(f"cannot prepare the database at {display_url(settings.database_url)}: {_one_line(exc)}")
     return settings
 
 
@@ -75,11 +99,9 @@ def _ensure_sqlite_dir(url: str) -> None:
         Path(path).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
 
 
-def _redacted(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
 def run_with_db(fn: Callable[[Settings, Database], Awaitable[T]]) -> T:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import tempfile
 
 import typer
 
+from callerid.accounts.service import AccountsError
 from callerid.cli.accounts import accounts_app, keys_app
-from callerid.cli.common import JSON_OPTION, emit, run_with_db, settings_and_schema
+from callerid.cli.common import JSON_OPTION, display_url, emit, fail, run_with_db, settings_and_schema
 from callerid.cli.demo import demo_summary, ensure_demo
 from callerid.config import Settings, load_settings
 from callerid.db import Database
@@ -30,7 +32,7 @@ app.add_typer(keys_app, name="api-keys")
 def migrate(as_json: bool = JSON_OPTION) -> None:
     """Create or upgrade the database schema."""
     settings = settings_and_schema()
-    emit({"migrated": True, "database": settings.database_url.split("@")[-1]}, as_json)
+    emit({"migrated": True, "database": display_url(settings.database_url)}, as_json)
 
 
 @app.command()
@@ -38,7 +40,10 @@ def demo(as_json: bool = JSON_OPTION) -> None:
     """Create (or reuse) a demo account with an API key and print how to use them."""
 
     async def run(settings: Settings, db: Database) -> dict[str, object]:
-        return demo_summary(settings, await ensure_demo(settings, db))
+        try:
+            return demo_summary(settings, await ensure_demo(settings, db))
+        except AccountsError as exc:
+            fail(str(exc))
 
     emit(run_with_db(run), as_json, title="Demo account ready")
 
@@ -61,30 +66,37 @@ def serve(
     if workers is not None:
         os.environ["CALLERID_WORKERS"] = str(workers)
     settings = settings_and_schema()
+    metrics_dir: str | None = None
     if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="callerid-metrics-")
+        # Each worker writes its counts here and /metrics sums them (prometheus-client multiprocess mode).
+        metrics_dir = tempfile.mkdtemp(prefix="callerid-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     emit(
         {
             "listening": f"http://{settings.host}:{settings.port}",
             "docs": f"http://{settings.host}:{settings.port}/docs",
             "workers": settings.workers,
-            "database": settings.database_url.split("@")[-1],
+            "database": display_url(settings.database_url),
             "redis": bool(settings.redis_url),
         },
         as_json,
         title="callerid is starting",
     )
-    uvicorn.run(
-        "callerid.app:create_app_from_env",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_config=None,
-        access_log=False,
-        proxy_headers=True,
-        lifespan="on",
-    )
+    try:
+        uvicorn.run(
+            "callerid.app:create_app_from_env",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_config=None,
+            access_log=False,
+            proxy_headers=True,
+            lifespan="on",
+        )
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 @app.command()

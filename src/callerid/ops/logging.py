@@ -13,29 +13,37 @@ from typing import Any
 
 import structlog
 
-SENSITIVE_KEYS = frozenset(
-    {
-        "authorization",
-        "token",
-        "api_key",
-        "password",
-        "admin_password",
-        "secret",
-        "device_token",
-        "access_token",
-        "cookie",
-        "set-cookie",
-        "x-api-key",
-    }
+# A field is masked when its name contains one of these (``admin_password``, ``webhook_secret``,
+# ``device_token``, ``x-api-key``...), whatever the value looks like.
+SENSITIVE_KEY_PARTS = (
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "api_key",
+    "api-key",
+    "apikey",
+    "authorization",
+    "cookie",
 )
-_BEARER_TOKEN = re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=-]+")
+_BEARER_TOKEN = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
+# ``api_key=...``, ``"password": "..."``, ``?token=...`` inside free text such as an exception message.
+_KEY_VALUE = re.compile(
+    r"(?i)((?:api[_-]?key|password|passwd|secret|token|authorization)[\"']?\s*[:=]\s*[\"']?)([^\s\"'&,;)}\]]+)"
+)
 _TOKEN_LIKE = re.compile(r"\b[A-Za-z0-9]{64}\b")
-_WHSEC = re.compile(r"whsec_[A-Za-z0-9+/=]+")
+_WHSEC = re.compile(r"whsec_[A-Za-z0-9+/=_-]+")
+
+
+def is_sensitive_key(key: object) -> bool:
+    name = str(key).lower()
+    return any(part in name for part in SENSITIVE_KEY_PARTS)
 
 
 def _scrub_text(text: str) -> str:
-    text = _BEARER_TOKEN.sub("Bearer [redacted]", text)
+    text = _BEARER_TOKEN.sub(lambda m: f"{m.group(1)} [redacted]", text)
     text = _WHSEC.sub("whsec_[redacted]", text)
+    text = _KEY_VALUE.sub(lambda m: f"{m.group(1)}[redacted]", text)
     return _TOKEN_LIKE.sub("[redacted]", text)
 
 
@@ -43,16 +51,14 @@ def _scrub(value: Any) -> Any:
     if isinstance(value, str):
         return _scrub_text(value)
     if isinstance(value, dict):
-        return {k: ("[redacted]" if str(k).lower() in SENSITIVE_KEYS else _scrub(v)) for k, v in value.items()}
+        return {k: ("[redacted]" if is_sensitive_key(k) else _scrub(v)) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_scrub(v) for v in value]
     return value
 
 
 def scrub_secrets(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    return {
-        key: ("[redacted]" if key.lower() in SENSITIVE_KEYS else _scrub(value)) for key, value in event_dict.items()
-    }
+    return {key: ("[redacted]" if is_sensitive_key(key) else _scrub(value)) for key, value in event_dict.items()}
 
 
 def configure_logging(level: str = "INFO", json_output: bool = True) -> None:

@@ -8,10 +8,13 @@ import time
 import uuid
 from typing import Any
 
+import orjson
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from callerid.errors import INTERNAL_ERROR_BODY
 from callerid.ops.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from callerid.responses import JsonResponse
 
 log = structlog.get_logger("callerid.access")
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -34,13 +37,14 @@ class ObservabilityMiddleware:
         incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
         request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        context_tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
-        status_holder: dict[str, Any] = {"status": 500}
+        state: dict[str, Any] = {"status": 500, "started": False}
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
-                status_holder["status"] = message["status"]
+                state["status"] = message["status"]
+                state["started"] = True
                 headers = list(message.get("headers") or [])
                 headers.append((b"x-request-id", request_id.encode()))
                 message = {**message, "headers": headers}
@@ -48,12 +52,25 @@ class ObservabilityMiddleware:
 
         try:
             await self.app(scope, receive, send_wrapper)
+        except Exception as exc:
+            # Answered here rather than by Starlette's ServerErrorMiddleware so that the log line keeps the
+            # request id and the response carries X-Request-ID. The body never holds the exception's text.
+            log.error("unhandled_error", route=_route_template(scope), exc_info=exc)
+            if scope["type"] != "http" or state["started"]:
+                raise
+            body = orjson.dumps(INTERNAL_ERROR_BODY)
+            headers = [
+                (b"content-type", JsonResponse.media_type.encode()),
+                (b"content-length", str(len(body)).encode()),
+            ]
+            await send_wrapper({"type": "http.response.start", "status": 500, "headers": headers})
+            await send_wrapper({"type": "http.response.body", "body": body})
         finally:
             elapsed = time.perf_counter() - started
             route = _route_template(scope)
             method = scope.get("method", "WS")
-            status = str(status_holder["status"]) if scope["type"] == "http" else "ws"
+            status = str(state["status"]) if scope["type"] == "http" else "ws"
             HTTP_REQUESTS.labels(method, route, status).inc()
             HTTP_LATENCY.labels(method, route).observe(elapsed)
             log.info("request", method=method, route=route, status=status, duration_ms=round(elapsed * 1000, 2))
-            structlog.contextvars.unbind_contextvars("request_id")
+            structlog.contextvars.reset_contextvars(**context_tokens)

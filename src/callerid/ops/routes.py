@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import structlog
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
@@ -10,6 +13,7 @@ from callerid.responses import JsonResponse
 from callerid.runtime import runtime_of
 
 router = APIRouter(tags=["Operations"])
+log = structlog.get_logger("callerid.ops")
 
 
 @router.get("/healthz", summary="The process is up")
@@ -17,12 +21,18 @@ async def healthz() -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
+# A probe must answer quickly even when the database hangs rather than refuses.
+READINESS_TIMEOUT_SECONDS = 5.0
+
+
 @router.get("/readyz", summary="The database is reachable")
 async def readyz(request: Request) -> JsonResponse:
     try:
-        await runtime_of(request).db.ping()
-    except Exception:
-        return JsonResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
+        await asyncio.wait_for(runtime_of(request).db.ping(), timeout=READINESS_TIMEOUT_SECONDS)
+    except Exception as exc:
+        # The reason is for the operator's log only; the probe's body stays the common error shape.
+        log.warning("not_ready", error=type(exc).__name__)
+        return JsonResponse({"slug": "service-unavailable", "message": "database unreachable"}, status_code=503)
     return JsonResponse({"status": "ok", "database": "ok"})
 
 
