@@ -12,7 +12,9 @@ from callerid import __version__
 from callerid.accounts.ratelimit import RateLimiter
 from callerid.config import Settings, load_settings
 from callerid.db import Database
+from callerid.delivery.hub import start_push_hub
 from callerid.errors import install_error_handlers
+from callerid.identity.signer import SIGNER, Signer
 from callerid.jobs.runner import JobRunner
 from callerid.ops.middleware import ObservabilityMiddleware
 from callerid.responses import JsonResponse
@@ -42,6 +44,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         db = Database(settings.database_url)
         runtime = Runtime(settings=settings, db=db, limiter=RateLimiter(settings))
         app.state.runtime = runtime
+        # Before the job runner: batch jobs push through the hub.
+        push_hub = await start_push_hub(settings, runtime.services)
+        runtime.services[SIGNER] = signer = Signer(db, settings)
+        await signer.prepare()  # the first start generates the assertion signing key
         runner: JobRunner | None = None
         if settings.run_jobs_in_process:
             runner = JobRunner(db, settings, services=runtime.services)
@@ -52,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if runner is not None:
                 await runner.stop()
+            await push_hub.stop()
             await db.dispose()
 
     app = FastAPI(
@@ -65,10 +72,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(ObservabilityMiddleware)
 
     from callerid.accounts.routes import router as accounts_router
+    from callerid.delivery.routes import router as delivery_router
     from callerid.ops.routes import router as ops_router
 
     app.include_router(ops_router)
     app.include_router(accounts_router)
+    app.include_router(delivery_router)
     return app
 
 

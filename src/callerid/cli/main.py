@@ -14,6 +14,7 @@ from callerid.accounts.service import AccountsError
 from callerid.cli.accounts import accounts_app, keys_app
 from callerid.cli.common import JSON_OPTION, display_url, emit, fail, run_with_db, settings_and_schema
 from callerid.cli.demo import demo_summary, ensure_demo
+from callerid.cli.phones import devices_app, signing_keys_app
 from callerid.config import Settings, load_settings
 from callerid.db import Database
 
@@ -26,6 +27,8 @@ app = typer.Typer(
 )
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(keys_app, name="api-keys")
+app.add_typer(devices_app, name="devices")
+app.add_typer(signing_keys_app, name="keys")
 
 
 @app.command()
@@ -111,8 +114,14 @@ def worker(as_json: bool = JSON_OPTION) -> None:
     load_job_handlers()
 
     async def main() -> None:
+        from callerid.delivery.hub import start_push_hub
+        from callerid.identity.signer import SIGNER, Signer
+
         db = Database(settings.database_url)
-        runner = JobRunner(db, settings)
+        # Batch jobs push to phones: the worker needs the hub (Redis fans pushes out to the serving processes).
+        services: dict[str, object] = {SIGNER: Signer(db, settings)}
+        push_hub = await start_push_hub(settings, services)
+        runner = JobRunner(db, settings, services=services)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -121,6 +130,7 @@ def worker(as_json: bool = JSON_OPTION) -> None:
         emit({"worker": runner.owner, "status": "running"}, as_json, title="callerid worker")
         await stop.wait()
         await runner.stop()
+        await push_hub.stop()
         await db.dispose()
 
     asyncio.run(main())

@@ -10,6 +10,7 @@ MODEL_MODULES = (
     "callerid.jobs.models",
     "callerid.labels.models",
     "callerid.delivery.models",
+    "callerid.identity.models",
 )
 
 

@@ -17,13 +17,13 @@ from callerid import clock
 from callerid.accounts.secrets import sha256_hex
 from callerid.config import Settings
 from callerid.db import Database
-from callerid.delivery.hub import LocalHub
+from callerid.delivery.hub import PUSH_HUB, LocalHub
 from callerid.delivery.models import Device
 from callerid.errors import invalid_input
 from callerid.phone import normalise_phone
 
 PLATFORMS = ("android", "ios")
-PUSH_HUB = "push_hub"
+
 # SQLite allows 32766 bound parameters; stay well below for the receivers' IN (...) lookup.
 _QUERY_CHUNK = 5000
 
@@ -147,6 +147,18 @@ async def unregister_device(session: AsyncSession, device_id: str) -> bool:
     """Forget a device (the app was uninstalled). Run inside ``db.transaction()``."""
     result = await session.execute(delete(Device).where(Device.id == uuid.UUID(device_id)))
     return bool(result.rowcount)
+
+
+async def unregister_number(session: AsyncSession, phone_number: str) -> str | None:
+    """Forget the device of a number; its id, or None if none was registered. Run inside ``db.transaction()``."""
+    number = normalise_phone(phone_number)
+    if number is None:
+        raise invalid_input("phone_number is invalid")
+    device_id = (await session.execute(select(Device.id).where(Device.phone_number == number))).scalar_one_or_none()
+    if device_id is None:
+        return None
+    await session.execute(delete(Device).where(Device.id == device_id))
+    return str(device_id)
 
 
 async def authenticate_device(session: AsyncSession, token: str | None) -> DeviceInfo | None:

@@ -1,0 +1,66 @@
+"""HTTP for the caller-ID lookup (``/app/v1/caller-id``) and the assertion keys (``/.well-known/jwks.json``)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+
+from callerid import clock
+from callerid.delivery.auth import require_device
+from callerid.delivery.service import DeviceInfo
+from callerid.errors import invalid_input
+from callerid.identity import service
+from callerid.identity.schemas import Jwks, UnverifiedCaller, VerifiedCaller
+from callerid.identity.signer import SIGNER, Signer, ensure_active_key, jwks
+from callerid.phone import normalise_phone
+from callerid.responses import JsonResponse
+from callerid.runtime import runtime_of
+
+router = APIRouter(tags=["App: caller ID"])
+
+# Short: a rotated-in key signs within seconds (verifiers should also refetch on an unknown kid).
+JWKS_CACHE_CONTROL = "public, max-age=10"
+
+
+@router.get(
+    "/app/v1/caller-id",
+    summary="Who is calling this phone",
+    description=(
+        "For an incoming call from `caller` to this phone's own number: the verified identity of the latest "
+        "record whose window holds now, with a signed PASSporT `assertion`; outside every window exactly "
+        '`{"verified": false}`. Authenticate with `Authorization: Bearer <device_token>`.'
+    ),
+    response_model=VerifiedCaller | UnverifiedCaller,
+    responses={400: {"description": "invalid-input (caller)"}, 401: {"description": "authorization-error"}},
+)
+async def caller_id(request: Request, device: DeviceInfo = Depends(require_device)) -> JsonResponse:
+    raw = request.query_params.get("caller")
+    if raw is None or raw.strip() == "":
+        raise invalid_input("caller is required")
+    caller = normalise_phone(raw.strip())
+    if caller is None:
+        raise invalid_input("caller is invalid")
+    runtime = runtime_of(request)
+    signer: Signer = runtime.services[SIGNER]
+    async with runtime.db.session() as session:
+        found = await service.lookup(session, runtime.settings, signer, caller, device.phone_number, clock.now())
+    return JsonResponse(found.to_json() if found is not None else service.NOT_VERIFIED)
+
+
+@router.get(
+    "/.well-known/jwks.json",
+    summary="Keys that verify call assertions",
+    description="The EC P-256 public keys (JWK Set) whose `kid` appears in the `assertion` headers; retired keys "
+    "stay listed until every assertion they signed has expired.",
+    response_model=Jwks,
+)
+async def jwks_document(request: Request) -> JsonResponse:
+    runtime = runtime_of(request)
+    async with runtime.db.session() as session:
+        document = await jwks(session, runtime.settings)
+    if not document["keys"]:
+        # First start: make the key now so verifiers never see an empty set.
+        async with runtime.db.transaction() as session:
+            await ensure_active_key(session)
+        async with runtime.db.session() as session:
+            document = await jwks(session, runtime.settings)
+    return JsonResponse(document, headers={"Cache-Control": JWKS_CACHE_CONTROL})

@@ -1,0 +1,74 @@
+"""Who is calling: the verified identity a phone shows for an incoming call (SPEC §6), with a signed assertion."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from callerid.config import Settings
+from callerid.identity.signer import Signer, passport_claims
+from callerid.labels.service import logo_url
+from callerid.personalisation.service import active_identity
+
+
+@dataclass(frozen=True)
+class CallerIdentity:
+    caller: str
+    name: str
+    logo_url: str
+    call_reason: str | None
+    label_id: str
+    starts_at: int  # epoch ms
+    ends_at: int  # epoch ms
+    assertion: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "verified": True,
+            "caller": self.caller,
+            "name": self.name,
+            "logo_url": self.logo_url,
+            "call_reason": self.call_reason,
+            "label_id": self.label_id,
+            "starts_at": self.starts_at,
+            "ends_at": self.ends_at,
+            "assertion": self.assertion,
+        }
+
+
+NOT_VERIFIED: dict[str, Any] = {"verified": False}
+
+
+async def lookup(
+    session: AsyncSession, settings: Settings, signer: Signer, caller: str, receiver: str, at: datetime
+) -> CallerIdentity | None:
+    """The identity ``caller`` shows to ``receiver`` at ``at``, or None outside every window.
+
+    Sources, in order (first match wins): the latest call personalisation record whose window holds ``at``.
+    """
+    found = await active_identity(session, caller, receiver, at)
+    if found is None:
+        return None
+    url = logo_url(settings, found.logo_key)
+    claims = passport_claims(
+        settings,
+        caller=caller,
+        receiver=receiver,
+        name=found.name,
+        logo_url=url,
+        call_reason=found.call_reason,
+        iat=int(at.timestamp()),
+    )
+    return CallerIdentity(
+        caller=caller,
+        name=found.name,
+        logo_url=url,
+        call_reason=found.call_reason,
+        label_id=str(found.label_id),
+        starts_at=found.starts_at,
+        ends_at=found.ends_at,
+        assertion=await signer.sign(claims),
+    )

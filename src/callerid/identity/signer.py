@@ -1,0 +1,217 @@
+"""Signing keys and PASSporT call assertions (RFC 8225 with the RFC 9795 ``rcd`` extension), ES256.
+
+Keys live in the database so every process signs with the same key and serves the same JWKS. Each
+process caches the active key and re-reads it every ``KEY_REFRESH_SECONDS``; that bounds how long a
+process can keep signing with a key another process has just retired, and the JWKS keeps a retired key
+until every assertion it can have signed has expired (retired_at + refresh + assertion lifetime).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from jwt.algorithms import ECAlgorithm
+from sqlalchemy import or_, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from callerid import clock
+from callerid.config import Settings
+from callerid.db import Database
+from callerid.identity.models import SigningKey
+from callerid.timefmt import iso_z
+
+SIGNER = "signer"
+ALGORITHM = "ES256"
+KEY_REFRESH_SECONDS = 10.0
+# Any constant: serialises first-key creation between processes on PostgreSQL.
+_KEY_LOCK_ID = 0x63616C6C
+
+
+@dataclass(frozen=True)
+class ActiveKey:
+    kid: str
+    private_key: ec.EllipticCurvePrivateKey
+
+
+@dataclass(frozen=True)
+class Rotation:
+    kid: str
+    retired: list[str]
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def public_jwk(private_key: ec.EllipticCurvePrivateKey) -> dict[str, Any]:
+    jwk: dict[str, Any] = ECAlgorithm.to_jwk(private_key.public_key(), as_dict=True)
+    # RFC 7638 thumbprint as the key id: stable, derived from the key itself, unique in practice.
+    canonical = json.dumps({k: jwk[k] for k in ("crv", "kty", "x", "y")}, separators=(",", ":"), sort_keys=True)
+    kid = _b64url(hashlib.sha256(canonical.encode()).digest())
+    return {"kty": "EC", "crv": jwk["crv"], "x": jwk["x"], "y": jwk["y"], "use": "sig", "alg": ALGORITHM, "kid": kid}
+
+
+def new_signing_key() -> SigningKey:
+    private_key = ec.generate_private_key(ec.SECP256R1())
+    jwk = public_jwk(private_key)
+    pem = private_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    return SigningKey(kid=jwk["kid"], private_key_pem=pem, public_jwk=jwk, created_at=clock.now(), retired_at=None)
+
+
+def _load_private(pem: str) -> ec.EllipticCurvePrivateKey:
+    key = serialization.load_pem_private_key(pem.encode(), password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return key
+
+
+def _active_query() -> Any:
+    return (
+        select(SigningKey.kid, SigningKey.private_key_pem)
+        .where(SigningKey.retired_at.is_(None))
+        .order_by(SigningKey.created_at.desc(), SigningKey.kid)
+        .limit(1)
+    )
+
+
+async def _lock_keys(session: AsyncSession) -> None:
+    if session.bind.dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _KEY_LOCK_ID})
+
+
+async def ensure_active_key(session: AsyncSession) -> str:
+    """The active key's kid, creating the first key if there is none. Run inside ``db.transaction()``."""
+    await _lock_keys(session)
+    row = (await session.execute(_active_query())).first()
+    if row is not None:
+        return str(row.kid)
+    key = new_signing_key()
+    session.add(key)
+    await session.flush()
+    return key.kid
+
+
+async def rotate_keys(session: AsyncSession) -> Rotation:
+    """Retire the active key(s) and make a new one active. Run inside ``db.transaction()``."""
+    await _lock_keys(session)
+    retired = list((await session.execute(select(SigningKey.kid).where(SigningKey.retired_at.is_(None)))).scalars())
+    now = clock.now()
+    if retired:
+        await session.execute(update(SigningKey).where(SigningKey.kid.in_(retired)).values(retired_at=now))
+    key = new_signing_key()
+    session.add(key)
+    await session.flush()
+    return Rotation(kid=key.kid, retired=sorted(retired))
+
+
+def publication_cutoff(settings: Settings, now: datetime) -> datetime:
+    """Keys retired before this can no longer have an unexpired assertion out there."""
+    return now - timedelta(seconds=settings.assertion_ttl_seconds + KEY_REFRESH_SECONDS)
+
+
+async def jwks(session: AsyncSession, settings: Settings) -> dict[str, Any]:
+    """The public keys that verify every unexpired assertion: active ones, then recently retired ones."""
+    cutoff = publication_cutoff(settings, clock.now())
+    rows = (
+        await session.execute(
+            select(SigningKey.public_jwk)
+            .where(or_(SigningKey.retired_at.is_(None), SigningKey.retired_at > cutoff))
+            .order_by(SigningKey.retired_at.is_not(None), SigningKey.created_at.desc(), SigningKey.kid)
+        )
+    ).scalars()
+    return {"keys": [dict(jwk) for jwk in rows]}
+
+
+async def list_keys(session: AsyncSession, settings: Settings) -> list[dict[str, Any]]:
+    cutoff = publication_cutoff(settings, clock.now())
+    rows = (await session.execute(select(SigningKey).order_by(SigningKey.created_at.desc(), SigningKey.kid))).scalars()
+    return [
+        {
+            "kid": key.kid,
+            "created_at": iso_z(key.created_at),
+            "retired_at": iso_z(key.retired_at) if key.retired_at is not None else None,
+            "active": key.retired_at is None,
+            "published": key.retired_at is None or key.retired_at > cutoff,
+        }
+        for key in rows
+    ]
+
+
+class Signer:
+    """Process-wide: caches the active signing key and signs PASSporTs with it."""
+
+    def __init__(self, db: Database, settings: Settings):
+        self._db = db
+        self._settings = settings
+        self._key: ActiveKey | None = None
+        self._loaded_at: datetime | None = None
+        self._lock = asyncio.Lock()
+
+    async def prepare(self) -> str:
+        """Make sure a signing key exists (first start). Not cached: the next ``sign`` reads it fresh."""
+        async with self._db.transaction() as session:
+            return await ensure_active_key(session)
+
+    def invalidate(self) -> None:
+        self._key = None
+
+    async def active_key(self) -> ActiveKey:
+        now = clock.now()
+        key = self._key
+        if (
+            key is not None
+            and self._loaded_at is not None
+            and 0 <= (now - self._loaded_at).total_seconds() < KEY_REFRESH_SECONDS
+        ):
+            return key
+        async with self._lock:
+            if self._key is not key and self._key is not None:
+                return self._key  # another task refreshed it while we waited
+            self._key = await self._load()
+            self._loaded_at = clock.now()
+            return self._key
+
+    async def _load(self) -> ActiveKey:
+        async with self._db.session() as session:
+            row = (await session.execute(_active_query())).first()
+        if row is None:
+            async with self._db.transaction() as session:
+                await ensure_active_key(session)
+            async with self._db.session() as session:
+                row = (await session.execute(_active_query())).one()
+        return ActiveKey(kid=str(row.kid), private_key=_load_private(row.private_key_pem))
+
+    async def sign(self, claims: dict[str, Any]) -> str:
+        key = await self.active_key()
+        headers = {"alg": ALGORITHM, "typ": "passport", "ppt": "rcd", "kid": key.kid}
+        return jwt.encode(claims, key.private_key, algorithm=ALGORITHM, headers=headers)
+
+
+def passport_claims(
+    settings: Settings, *, caller: str, receiver: str, name: str, logo_url: str, call_reason: str | None, iat: int
+) -> dict[str, Any]:
+    """PASSporT claims for one call: RFC 8225 ``orig``/``dest``/``iat`` and the RFC 9795 rich call data.
+
+    ``crn`` (call reason) is its own top-level claim in RFC 9795, not a member of ``rcd``: the IANA
+    "PASSporT RCD Claim Types" registry holds only nam, apn, icn, jcd and jcl.
+    """
+    claims: dict[str, Any] = {
+        "orig": {"tn": caller},
+        "dest": {"tn": [receiver]},
+        "iat": iat,
+        "exp": iat + settings.assertion_ttl_seconds,
+        "rcd": {"nam": name, "icn": logo_url},
+    }
+    if call_reason is not None:
+        claims["crn"] = call_reason
+    return claims
