@@ -73,6 +73,16 @@ class Settings(BaseSettings):
     job_max_attempts: int = 10
     job_shutdown_grace_seconds: float = 10.0
 
+    # --- number management (SPEC §7.3, §7.5) -----------------------------------------------------------
+    number_request_max: int = 10_000
+    feature_set_number_limit: int = 10_000
+    account_number_cap: int = Field(default=100_000, description="default cap per account (account may override)")
+    number_job_delay_seconds: float = Field(default=2.0, description="wait before a list/delist job is processed")
+    number_verifier: str = Field(
+        default="callerid.numbers.verification:accept_all",
+        description="module:function deciding whether listing/delisting succeeds (SPEC §7.5 verification step)",
+    )
+
     @field_validator("redis_url", "public_base_url", mode="before")
     @classmethod
     def _blank_is_none(cls, value: object) -> object:

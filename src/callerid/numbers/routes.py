@@ -1,0 +1,100 @@
+"""FS, NL, ND and NN (SPEC §5.6-§5.9): parse, call the service, render."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Depends
+from starlette.requests import Request
+
+from callerid.accounts.dependencies import require_access
+from callerid.accounts.service import TokenPrincipal
+from callerid.errors import invalid_input
+from callerid.http import JsonResponse, parse_page, parse_uuid, read_json_object
+from callerid.jobs.service import wake_local_runners
+from callerid.numbers import schemas, service
+from callerid.runtime import runtime_of
+
+router = APIRouter(tags=["number management"])
+
+DEFAULT_PAGE_LIMIT = 50
+BASE = "/clients/{clientAccountId}/number_management"
+
+
+@router.get(f"{BASE}/feature_sets", summary="FS - feature sets of the account")
+async def feature_sets(
+    request: Request, principal: TokenPrincipal = Depends(require_access("number_management", "read"))
+) -> JsonResponse:
+    filters = schemas.tree_filters(request.query_params, with_feature_set=False)
+    page = parse_page(request, DEFAULT_PAGE_LIMIT)
+    async with runtime_of(request).db.session() as session:
+        views, total = await service.list_feature_sets(
+            session, principal.account_id, filters, offset=page.offset, limit=page.limit
+        )
+    return JsonResponse(schemas.feature_sets_page(views, page.total_pages(total), page.number, page.limit))
+
+
+@router.get(f"{BASE}/numbers", summary="NN - business numbers of the account")
+async def numbers(
+    request: Request, principal: TokenPrincipal = Depends(require_access("number_management", "read"))
+) -> JsonResponse:
+    filters = schemas.tree_filters(request.query_params, with_feature_set=True)
+    page = parse_page(request, DEFAULT_PAGE_LIMIT)
+    async with runtime_of(request).db.session() as session:
+        views, total = await service.list_numbers(
+            session, principal.account_id, filters, offset=page.offset, limit=page.limit
+        )
+    return JsonResponse(schemas.numbers_page(views, page.total_pages(total)))
+
+
+def _feature_set_id(raw: str) -> uuid.UUID:
+    parsed = parse_uuid(raw)
+    if parsed is None:
+        raise invalid_input("featureSetId is invalid")
+    return parsed
+
+
+@router.post(f"{BASE}/feature_sets/{{featureSetId}}/numbers/publish", summary="NL - list numbers in a feature set")
+async def publish(
+    request: Request,
+    featureSetId: str,  # the spec's path parameter name
+    principal: TokenPrincipal = Depends(require_access("number_management", "write")),
+) -> JsonResponse:
+    feature_set_id = _feature_set_id(featureSetId)
+    runtime = runtime_of(request)
+    raw_numbers = schemas.phone_numbers_from_body(await read_json_object(request), runtime.settings.number_request_max)
+    async with runtime.db.transaction() as session:
+        feature_set = await service.feature_set_of(session, principal.account_id, feature_set_id)
+        outcome = await service.list_numbers_into(
+            session,
+            runtime.settings,
+            feature_set=feature_set,
+            raw_numbers=raw_numbers,
+            created_by_email=principal.created_by_email,
+        )
+    if outcome.job_id is not None:
+        wake_local_runners()
+    return JsonResponse(schemas.list_response(principal.account_id, principal.created_by_email, outcome))
+
+
+@router.post(f"{BASE}/feature_sets/{{featureSetId}}/numbers/delist", summary="ND - delist numbers from a feature set")
+async def delist(
+    request: Request,
+    featureSetId: str,  # the spec's path parameter name
+    principal: TokenPrincipal = Depends(require_access("number_management", "write")),
+) -> JsonResponse:
+    feature_set_id = _feature_set_id(featureSetId)
+    runtime = runtime_of(request)
+    raw_numbers = schemas.phone_numbers_from_body(await read_json_object(request), runtime.settings.number_request_max)
+    async with runtime.db.transaction() as session:
+        feature_set = await service.feature_set_of(session, principal.account_id, feature_set_id)
+        outcome = await service.delist_numbers_from(
+            session,
+            runtime.settings,
+            feature_set=feature_set,
+            raw_numbers=raw_numbers,
+            created_by_email=principal.created_by_email,
+        )
+    if outcome.job_id is not None:
+        wake_local_runners()
+    return JsonResponse(schemas.delist_response(principal.account_id, outcome))
