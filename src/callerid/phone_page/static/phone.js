@@ -1,0 +1,438 @@
+// The demo phone: registers through the app API, keeps a push stream open, shows incoming calls.
+// Plain browser JavaScript on purpose (no build step, no dependencies): the page ships inside the package.
+(function () {
+  "use strict";
+
+  var STORAGE_KEY = "callerid.phone.registration";
+  // Close codes sent by the server (see /app/v1/stream in the API docs).
+  var CLOSE_DEVICE_GONE = 4001;
+  var CLOSE_UNAUTHORIZED = 4401;
+  var BACKOFF_FIRST_MS = 1000;
+  var BACKOFF_MAX_MS = 30000;
+  var RECENT_CALLS_KEPT = 10;
+
+  var $ = function (id) { return document.getElementById(id); };
+  var els = {
+    connection: $("connection"),
+    connectionText: $("connection-text"),
+    registerForm: $("register-form"),
+    phoneNumber: $("phone-number"),
+    platform: $("platform"),
+    appVersion: $("app-version"),
+    register: $("register"),
+    registerError: $("register-error"),
+    registered: $("registered"),
+    registeredNumber: $("registered-number"),
+    registeredDetails: $("registered-details"),
+    forget: $("forget"),
+    forgetError: $("forget-error"),
+    simulateForm: $("simulate-form"),
+    callerNumber: $("caller-number"),
+    simulateCall: $("simulate-call"),
+    simulateError: $("simulate-error"),
+    recentCalls: $("recent-calls"),
+    noCalls: $("no-calls"),
+    announcer: $("call-announcer"),
+    call: $("incoming-call"),
+    callLogo: $("call-logo"),
+    callLogoFallback: $("call-logo-fallback"),
+    callName: $("call-name"),
+    callVerified: $("call-verified"),
+    callReason: $("call-reason"),
+    callNumber: $("call-number"),
+    callWindow: $("call-window"),
+    answer: $("answer"),
+    decline: $("decline"),
+    statusBar: document.querySelector(".status-bar"),
+    screen: document.querySelector(".screen"),
+  };
+
+  var registration = null; // {device_id, device_token, phone_number, platform, app_version}
+  var socket = null;
+  var reconnectTimer = null;
+  var countdownTimer = null;
+  var failures = 0; // consecutive connection attempts that ended without a working stream
+  var currentCall = null;
+  var focusBeforeCall = null;
+
+  // --- storage -----------------------------------------------------------------------------------------
+
+  function loadRegistration() {
+    try {
+      var saved = JSON.parse(window.localStorage.getItem(STORAGE_KEY) || "null");
+      return saved && typeof saved.device_token === "string" ? saved : null;
+    } catch (e) {
+      return null; // unreadable or blocked storage: behave as a fresh phone
+    }
+  }
+
+  function saveRegistration(value) {
+    try {
+      if (value) window.localStorage.setItem(STORAGE_KEY, JSON.stringify(value));
+      else window.localStorage.removeItem(STORAGE_KEY);
+    } catch (e) {
+      // storage blocked (private mode): the registration still works until the page is closed
+    }
+  }
+
+  // --- small helpers -----------------------------------------------------------------------------------
+
+  function displayNumber(digits) {
+    return digits ? "+" + String(digits).replace(/^\+/, "") : "";
+  }
+
+  function errorMessage(body, status) {
+    if (body && typeof body.message === "string") return body.message;
+    return "The server answered " + status + ".";
+  }
+
+  function api(method, path, body) {
+    var headers = { Accept: "application/json" };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    if (registration) headers.Authorization = "Bearer " + registration.device_token;
+    return fetch(path, {
+      method: method,
+      headers: headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      cache: "no-store",
+    }).then(function (response) {
+      if (response.status === 204) return { status: 204, body: null };
+      return response.json().then(
+        function (json) { return { status: response.status, body: json }; },
+        function () { return { status: response.status, body: null }; }
+      );
+    });
+  }
+
+  function setConnection(state, text) {
+    els.connection.dataset.state = state;
+    els.connectionText.textContent = text;
+  }
+
+  function formatTime(ms) {
+    var date = new Date(ms);
+    return isNaN(date.getTime()) ? "" : date.toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
+  }
+
+  // --- registration ------------------------------------------------------------------------------------
+
+  function showRegistration() {
+    var registered = registration !== null;
+    els.registerForm.hidden = registered;
+    els.registered.hidden = !registered;
+    els.simulateCall.disabled = !registered;
+    if (registered) {
+      els.registeredNumber.textContent = displayNumber(registration.phone_number);
+      els.registeredDetails.textContent =
+        "(" + (registration.platform === "ios" ? "iOS" : "Android") + ", app " + registration.app_version + ")";
+    }
+  }
+
+  function register(event) {
+    event.preventDefault();
+    els.registerError.textContent = "";
+    var request = {
+      phone_number: els.phoneNumber.value.trim(),
+      platform: els.platform.value,
+      app_version: els.appVersion.value.trim(),
+    };
+    if (!request.phone_number) {
+      els.registerError.textContent = "Enter this phone's number.";
+      els.phoneNumber.focus();
+      return;
+    }
+    els.register.disabled = true;
+    registration = null; // a new registration never sends an old token
+    api("POST", "/app/v1/devices", request)
+      .then(function (result) {
+        if (result.status !== 201) {
+          els.registerError.textContent = errorMessage(result.body, result.status);
+          return;
+        }
+        registration = {
+          device_id: result.body.device_id,
+          device_token: result.body.device_token,
+          phone_number: request.phone_number,
+          platform: request.platform,
+          app_version: request.app_version,
+        };
+        saveRegistration(registration);
+        showRegistration();
+        failures = 0;
+        connect();
+      })
+      .catch(function () {
+        els.registerError.textContent = "Cannot reach the server. Check the connection and try again.";
+      })
+      .then(function () { els.register.disabled = false; });
+  }
+
+  function forget() {
+    els.forgetError.textContent = "";
+    els.forget.disabled = true;
+    api("DELETE", "/app/v1/devices/me")
+      .then(function (result) {
+        // 401: the server already forgot this device (replaced or removed); forget it here too.
+        if (result.status === 204 || result.status === 401) {
+          dropRegistration("Not registered");
+        } else {
+          els.forgetError.textContent = errorMessage(result.body, result.status);
+        }
+      })
+      .catch(function () {
+        els.forgetError.textContent = "Cannot reach the server. Check the connection and try again.";
+      })
+      .then(function () { els.forget.disabled = false; });
+  }
+
+  function dropRegistration(statusText) {
+    registration = null;
+    saveRegistration(null);
+    disconnect();
+    setConnection(statusText === "Not registered" ? "idle" : "gone", statusText);
+    showRegistration();
+  }
+
+  // --- push stream -------------------------------------------------------------------------------------
+
+  function streamUrl() {
+    var scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
+    return scheme + "//" + window.location.host + "/app/v1/stream?token=" +
+      encodeURIComponent(registration.device_token);
+  }
+
+  function clearTimers() {
+    window.clearTimeout(reconnectTimer);
+    window.clearInterval(countdownTimer);
+    reconnectTimer = null;
+    countdownTimer = null;
+  }
+
+  function disconnect() {
+    clearTimers();
+    if (socket) {
+      var old = socket;
+      socket = null; // its close handler sees it is no longer current and does nothing
+      old.close(1000, "bye");
+    }
+  }
+
+  function connect() {
+    disconnect();
+    if (!registration) return;
+    setConnection("connecting", "Connecting\u2026");
+    var ws = new WebSocket(streamUrl());
+    var opened = false;
+    socket = ws;
+    ws.onopen = function () { opened = true; };
+    ws.onmessage = function (event) {
+      if (ws !== socket) return;
+      var message;
+      try {
+        message = JSON.parse(event.data);
+      } catch (e) {
+        return; // not ours to understand; keep the stream
+      }
+      onStreamMessage(message);
+    };
+    ws.onclose = function (event) {
+      if (ws !== socket) return;
+      socket = null;
+      if (event.code === CLOSE_DEVICE_GONE) {
+        dropRegistration("Registration replaced or removed: register again");
+        return;
+      }
+      if (event.code === CLOSE_UNAUTHORIZED) {
+        dropRegistration("Registration no longer valid: register again");
+        return;
+      }
+      if (!opened) failures += 1;
+      scheduleReconnect();
+    };
+  }
+
+  function onStreamMessage(message) {
+    if (message.type === "connected") {
+      failures = 0;
+      if (message.phone_number && registration) {
+        registration.phone_number = message.phone_number; // the server's normalised form
+        saveRegistration(registration);
+        showRegistration();
+      }
+      setConnection("connected", "Connected");
+    } else if (message.type === "call_personalisation") {
+      showCall({
+        source: "push",
+        verified: true,
+        caller: message.caller,
+        name: message.label_name,
+        logoUrl: message.logo_url,
+        callReason: message.call_reason,
+        startsAt: message.starts_at,
+        endsAt: message.ends_at,
+      });
+    }
+    // "heartbeat" and unknown types need nothing: receiving them is what keeps the stream known alive.
+  }
+
+  function scheduleReconnect() {
+    // Exponential backoff with jitter, so that many phones do not all come back at the same moment.
+    var base = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * Math.pow(2, Math.max(0, failures - 1)));
+    var delay = Math.round(base / 2 + Math.random() * (base / 2));
+    var due = Date.now() + delay;
+    var tick = function () {
+      var seconds = Math.max(1, Math.ceil((due - Date.now()) / 1000));
+      setConnection("reconnecting", "Offline: reconnecting in " + seconds + " s");
+    };
+    clearTimers();
+    tick();
+    countdownTimer = window.setInterval(tick, 1000);
+    reconnectTimer = window.setTimeout(connect, delay);
+  }
+
+  // --- incoming call -----------------------------------------------------------------------------------
+
+  function showCall(call) {
+    currentCall = call;
+    if (els.call.hidden) focusBeforeCall = document.activeElement;
+    var number = displayNumber(call.caller);
+    els.call.dataset.verified = call.verified ? "true" : "false";
+    els.call.dataset.source = call.source;
+    els.callName.textContent = call.verified ? call.name : "Unverified caller";
+    els.callVerified.hidden = !call.verified;
+    els.callReason.textContent = call.verified && call.callReason ? call.callReason : "";
+    els.callReason.hidden = !els.callReason.textContent;
+    els.callNumber.textContent = number;
+    els.callWindow.textContent =
+      call.startsAt && call.endsAt ? "Expected " + formatTime(call.startsAt) + " to " + formatTime(call.endsAt) : "";
+    els.callWindow.hidden = !els.callWindow.textContent;
+
+    els.callLogoFallback.textContent = call.verified && call.name ? call.name.trim().charAt(0).toUpperCase() : "?";
+    els.callLogo.hidden = true;
+    els.callLogo.removeAttribute("src");
+    if (call.verified && call.logoUrl) {
+      els.callLogo.alt = call.name + " logo";
+      els.callLogo.dataset.state = "loading";
+      els.callLogo.src = call.logoUrl;
+    } else {
+      els.callLogo.alt = "";
+      els.callLogo.dataset.state = "none";
+    }
+
+    els.announcer.textContent = call.verified
+      ? "Incoming call from " + call.name + ", verified" + (call.callReason ? ": " + call.callReason : "") +
+        ". " + number
+      : "Incoming call from unverified caller " + number;
+    els.call.hidden = false;
+    // A modal call screen: what is behind it can be neither reached by Tab nor read out.
+    els.statusBar.inert = true;
+    els.screen.inert = true;
+    els.answer.focus();
+  }
+
+  function onLogoLoaded() {
+    if (!currentCall) return;
+    els.callLogo.dataset.state = "loaded";
+    els.callLogo.hidden = false;
+  }
+
+  function onLogoFailed() {
+    // Keep the lettered placeholder: a missing logo must not hide who is calling.
+    els.callLogo.dataset.state = "failed";
+    els.callLogo.hidden = true;
+  }
+
+  function endCall(outcome) {
+    if (!currentCall) return;
+    addRecentCall(currentCall, outcome);
+    currentCall = null;
+    els.call.hidden = true;
+    els.statusBar.inert = false;
+    els.screen.inert = false;
+    els.announcer.textContent = "";
+    if (focusBeforeCall && typeof focusBeforeCall.focus === "function" && document.contains(focusBeforeCall)) {
+      focusBeforeCall.focus();
+    }
+    focusBeforeCall = null;
+  }
+
+  function addRecentCall(call, outcome) {
+    var item = document.createElement("li");
+    var who = document.createElement("span");
+    who.className = "recent-who";
+    who.textContent = call.verified ? call.name + " \u2713" : "Unverified caller";
+    var what = document.createElement("span");
+    what.className = "recent-what muted";
+    what.textContent = displayNumber(call.caller) + " \u00b7 " + outcome;
+    item.appendChild(who);
+    item.appendChild(what);
+    els.recentCalls.insertBefore(item, els.recentCalls.firstChild);
+    while (els.recentCalls.children.length > RECENT_CALLS_KEPT) {
+      els.recentCalls.removeChild(els.recentCalls.lastChild);
+    }
+    els.noCalls.hidden = true;
+  }
+
+  function simulate(event) {
+    event.preventDefault();
+    els.simulateError.textContent = "";
+    var caller = els.callerNumber.value.trim();
+    if (!caller) {
+      els.simulateError.textContent = "Enter the caller's number.";
+      els.callerNumber.focus();
+      return;
+    }
+    if (!registration) return;
+    els.simulateCall.disabled = true;
+    api("GET", "/app/v1/caller-id?caller=" + encodeURIComponent(caller))
+      .then(function (result) {
+        if (result.status === 401) {
+          dropRegistration("Registration no longer valid: register again");
+          return;
+        }
+        if (result.status !== 200 || !result.body) {
+          els.simulateError.textContent = errorMessage(result.body, result.status);
+          return;
+        }
+        var found = result.body;
+        showCall({
+          source: "lookup",
+          verified: found.verified === true,
+          caller: found.caller || caller,
+          name: found.name,
+          logoUrl: found.logo_url,
+          callReason: found.call_reason,
+          startsAt: found.starts_at,
+          endsAt: found.ends_at,
+        });
+      })
+      .catch(function () {
+        els.simulateError.textContent = "Cannot reach the server. Check the connection and try again.";
+      })
+      .then(function () { els.simulateCall.disabled = registration === null; });
+  }
+
+  // --- wiring ------------------------------------------------------------------------------------------
+
+  els.registerForm.addEventListener("submit", register);
+  els.forget.addEventListener("click", forget);
+  els.simulateForm.addEventListener("submit", simulate);
+  els.callLogo.addEventListener("load", onLogoLoaded);
+  els.callLogo.addEventListener("error", onLogoFailed);
+  els.answer.addEventListener("click", function () { endCall("answered"); });
+  els.decline.addEventListener("click", function () { endCall("declined"); });
+  document.addEventListener("keydown", function (event) {
+    if (event.key === "Escape" && currentCall) endCall("declined");
+  });
+  // Back online: try at once instead of waiting out the backoff.
+  window.addEventListener("online", function () {
+    if (registration && !socket) {
+      failures = 0;
+      connect();
+    }
+  });
+
+  registration = loadRegistration(); // reuse the registration kept from an earlier visit
+  showRegistration();
+  if (registration) connect();
+})();
