@@ -251,22 +251,8 @@ def upgrade() -> None:
         batch_op.create_index("ix_business_numbers_feature_set_status", ["feature_set_id", "status"], unique=False)
         batch_op.create_index(batch_op.f("ix_business_numbers_job_id"), ["job_id"], unique=False)
 
-    op.drop_table("devices")
-
 
 def downgrade() -> None:
-    op.create_table(
-        "devices",
-        sa.Column("id", sa.CHAR(length=32), nullable=False),
-        sa.Column("phone_number", sa.VARCHAR(length=20), nullable=False),
-        sa.Column("platform", sa.VARCHAR(length=16), nullable=False),
-        sa.Column("app_version", sa.VARCHAR(length=64), nullable=False),
-        sa.Column("token_hash", sa.VARCHAR(length=64), nullable=False),
-        sa.Column("created_at", sa.DATETIME(), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_devices")),
-        sa.UniqueConstraint("phone_number", name=op.f("uq_devices_phone_number")),
-        sa.UniqueConstraint("token_hash", name=op.f("uq_devices_token_hash")),
-    )
     with op.batch_alter_table("business_numbers", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_business_numbers_job_id"))
         batch_op.drop_index("ix_business_numbers_feature_set_status")
