@@ -10,6 +10,7 @@ from starlette.testclient import TestClient, WebSocketDenialResponse
 from starlette.websockets import WebSocketDisconnect
 
 from callerid.delivery.service import DeliveryOutcome, PushMessage, deliver_many
+from tests.conftest import REDIS_URL, requires_redis
 from tests.delivery.conftest import register
 
 RECEIVER = "919234567898"
@@ -191,3 +192,19 @@ def test_idle_stream_gets_heartbeats(phone_client: TestClient) -> None:
     with phone_client.websocket_connect("/app/v1/stream", headers=bearer(device["device_token"])) as ws:
         ws.receive_json()
         assert ws.receive_json() == {"type": "heartbeat"}
+
+
+@requires_redis
+@pytest.mark.parametrize("settings_overrides", [{"min_app_version": "1.10.0", "redis_url": REDIS_URL}])
+def test_stream_through_the_redis_hub(phone_client: TestClient) -> None:
+    device = register(phone_client, RECEIVER, "android", "1.10.0")
+    assert deliver(phone_client, [message()]) == [DeliveryOutcome("failed_to_push", "Failed to push")]
+    with phone_client.websocket_connect("/app/v1/stream", headers=bearer(device["device_token"])) as ws:
+        assert ws.receive_json()["type"] == "connected"
+        pushed = message()
+        assert deliver(phone_client, [pushed]) == [DeliveryOutcome(None, None)]
+        assert ws.receive_json() == expected_json(pushed)
+        register(phone_client, RECEIVER, "android", "1.11.0")
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_json()
+        assert closed.value.code == 4001
