@@ -1,6 +1,15 @@
 """The durable due-work runner: jobs stored in the database, claimed with a lease, retried, drained."""
 
 from callerid.jobs.registry import JobContext, RetryLater, handler, registry
-from callerid.jobs.service import enqueue, enqueue_unique
+from callerid.jobs.service import enqueue, enqueue_many, enqueue_unique, wake_local_runners
 
-__all__ = ["JobContext", "RetryLater", "enqueue", "enqueue_unique", "handler", "registry"]
+__all__ = [
+    "JobContext",
+    "RetryLater",
+    "enqueue",
+    "enqueue_many",
+    "enqueue_unique",
+    "handler",
+    "registry",
+    "wake_local_runners",
+]

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import insert, text
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,8 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from callerid import clock
 from callerid.jobs.models import QUEUED, Job
 
+# PostgreSQL channel that enqueues NOTIFY (delivered at commit) so runners in other processes wake at once.
+NOTIFY_CHANNEL = "callerid_jobs"
+
 # Runners in this process register a callback here so that new work is picked up without waiting
-# for the next poll. Other processes find it by polling.
+# for the next poll. Other processes learn of it by NOTIFY (PostgreSQL) or by polling (SQLite).
 _local_wakers: list[Callable[[], None]] = []
 
 
@@ -34,6 +37,16 @@ def wake_local_runners() -> None:
         waker()
 
 
+def periodic_key(kind: str) -> str:
+    """The unique_key of the one queued instance of a periodic kind."""
+    return f"periodic:{kind}"
+
+
+async def _notify(session: AsyncSession) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+
+
 async def enqueue(session: AsyncSession, kind: str, payload: dict[str, Any], *, due_at: datetime | None = None) -> None:
     await enqueue_many(session, kind, [payload], due_at=due_at)
 
@@ -49,12 +62,16 @@ async def enqueue_many(
         for p in payloads
     ]
     await session.execute(insert(Job), rows)
+    await _notify(session)
 
 
 async def enqueue_unique(
     session: AsyncSession, kind: str, key: str, payload: dict[str, Any], *, due_at: datetime | None = None
 ) -> bool:
-    """Enqueue unless a job with ``key`` already exists (race-free). Returns whether one was added."""
+    """Enqueue unless a job with ``key`` already exists (race-free). Returns whether one was added.
+
+    The key is free again once the job succeeded (its row is deleted); a ``dead`` job keeps it.
+    """
     now = clock.now()
     values = {
         "kind": kind,
@@ -69,4 +86,7 @@ async def enqueue_unique(
     insert_fn = postgresql_insert if dialect == "postgresql" else sqlite_insert
     statement = insert_fn(Job).values(**values).on_conflict_do_nothing(index_elements=["unique_key"])
     result = await session.execute(statement.returning(Job.id))
-    return result.scalar_one_or_none() is not None
+    added = result.scalar_one_or_none() is not None
+    if added:
+        await _notify(session)
+    return added
