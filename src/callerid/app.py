@@ -21,7 +21,7 @@ from callerid.responses import JsonResponse
 from callerid.runtime import Runtime
 
 # Modules that register job handlers at import. Add a domain's jobs module here.
-JOB_MODULES = ("callerid.accounts.jobs", "callerid.numbers.jobs")
+JOB_MODULES = ("callerid.accounts.jobs", "callerid.numbers.jobs", "callerid.personalisation.jobs")
 
 DESCRIPTION = """
 Verified-business caller ID. The business API (`/clients/...`, `/v2/clients/...`) is wire-compatible with
@@ -74,11 +74,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from callerid.accounts.routes import router as accounts_router
     from callerid.delivery.routes import router as delivery_router
     from callerid.numbers.routes import router as numbers_router
+    from callerid.labels.routes import router as labels_router
     from callerid.ops.routes import router as ops_router
+    from callerid.personalisation.routes import router as personalisation_router
     from callerid.phone_page.routes import router as phone_router
 
     app.include_router(ops_router)
     app.include_router(accounts_router)
+    app.include_router(labels_router)
+    app.include_router(personalisation_router)
     app.include_router(numbers_router)
     app.include_router(delivery_router)
     app.include_router(phone_router)

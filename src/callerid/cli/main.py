@@ -14,6 +14,7 @@ from callerid.accounts.service import AccountsError
 from callerid.cli.accounts import accounts_app, keys_app
 from callerid.cli.common import JSON_OPTION, display_url, emit, fail, run_with_db, settings_and_schema
 from callerid.cli.demo import demo_summary, ensure_demo
+from callerid.cli.labels import labels_app
 from callerid.cli.numbers import departments_app, feature_sets_app, operations_app, processes_app
 from callerid.cli.phones import devices_app, signing_keys_app
 from callerid.config import Settings, load_settings
@@ -28,6 +29,7 @@ app = typer.Typer(
 )
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(keys_app, name="api-keys")
+app.add_typer(labels_app, name="labels")
 app.add_typer(departments_app, name="departments")
 app.add_typer(operations_app, name="operations")
 app.add_typer(processes_app, name="processes")

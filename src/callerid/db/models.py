@@ -9,6 +9,7 @@ MODEL_MODULES = (
     "callerid.accounts.models",
     "callerid.jobs.models",
     "callerid.labels.models",
+    "callerid.personalisation.models",
     "callerid.numbers.models",
     "callerid.delivery.models",
     "callerid.identity.models",

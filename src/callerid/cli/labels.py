@@ -1,0 +1,74 @@
+"""``callerid labels``: create and list an account's labels (what the console's Caller ID page does)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from callerid.cli.common import JSON_OPTION, emit, fail, parse_uuid_option, run_with_db
+from callerid.config import Settings
+from callerid.db import Database
+from callerid.http import Page
+from callerid.labels import service
+from callerid.labels.models import DYNAMIC
+
+labels_app = typer.Typer(help="Labels (name + logo) shown on the receiver's phone.", no_args_is_help=True)
+
+
+@labels_app.command("create")
+def labels_create(
+    account: str = typer.Option(..., "--account", help="client account id"),
+    name: str = typer.Option(..., "--name", help="3-40 characters"),
+    logo: Path = typer.Option(..., "--logo", help="PNG file, exactly 200x200 pixels, under 2 MB"),
+    category: int | None = typer.Option(None, "--category", help="category number"),
+    sub_category: int | None = typer.Option(None, "--sub-category", help="sub-category number"),
+    label_type: str = typer.Option(DYNAMIC, "--type", help="dynamic (call records) or static (feature sets)"),
+    created_by: str | None = typer.Option(None, "--created-by", help="creator's e-mail (default: the account admin)"),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Create a label; prints it as ``GET /clients/{id}/labels`` returns it."""
+    account_id = parse_uuid_option(account, "account")
+    try:
+        data = logo.read_bytes()
+    except OSError as exc:
+        fail(f"cannot read logo {str(logo)!r}: {exc.strerror or exc}")
+
+    async def run(settings: Settings, db: Database) -> dict[str, Any]:
+        try:
+            async with db.transaction() as session:
+                label = await service.create_label(
+                    session,
+                    settings,
+                    account_id=account_id,
+                    name=name,
+                    logo=data,
+                    label_type=label_type,
+                    category=category,
+                    sub_category=sub_category,
+                    created_by_email=created_by,
+                )
+        except service.LabelError as exc:
+            fail(str(exc))
+        return service.label_json(settings, label)
+
+    emit(run_with_db(run), as_json, title="Label created")
+
+
+@labels_app.command("list")
+def labels_list(
+    account: str = typer.Option(..., "--account", help="client account id"),
+    page: int = typer.Option(1, "--page", min=1),
+    limit: int = typer.Option(1000, "--limit", min=1, max=1000),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """List an account's dynamic labels, newest first."""
+    account_id = parse_uuid_option(account, "account")
+
+    async def run(settings: Settings, db: Database) -> dict[str, Any]:
+        async with db.session() as session:
+            labels = await service.list_dynamic_labels(session, account_id, Page(page, limit))
+        return {"client_account_id": str(account_id), "labels": [service.label_json(settings, lb) for lb in labels]}
+
+    emit(run_with_db(run), as_json)

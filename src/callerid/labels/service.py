@@ -1,0 +1,213 @@
+"""Labels and their logos: the rules, free of HTTP (SPEC §1.3, §5.1, §10.2)."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import tempfile
+import uuid
+from collections.abc import Collection
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, UnidentifiedImageError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from callerid import clock
+from callerid.accounts import service as accounts
+from callerid.config import Settings
+from callerid.http import Page
+from callerid.labels.models import DYNAMIC, STATIC, Label
+from callerid.timefmt import iso_z
+
+LABEL_TYPES = (DYNAMIC, STATIC)
+NAME_MIN_CHARS = 3  # SPEC §10.2 / §12 #4: "under 40 characters", enforced as 3-40
+NAME_MAX_CHARS = 40
+LOGO_MAX_BYTES = 2 * 1024 * 1024  # "under 2 MB" = < 2,097,152 bytes (SPEC §12 #36)
+LOGO_PIXELS = (200, 200)
+
+# `<uuid>-<nanoseconds>.png`, like the reference's logo file names. Checked before touching the disk so a
+# request path can never name a file outside the logo store.
+_LOGO_KEY = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}-[0-9]{1,20}\.png$")
+
+
+class LabelError(Exception):
+    """A label rule was broken; the message says which, for a person to read."""
+
+
+# --- logos -------------------------------------------------------------------------------------------
+
+
+def logo_url(settings: Settings, logo_key: str) -> str:
+    """The absolute URL phones and clients fetch a logo from (served by ``GET /logos/{logo_key}``)."""
+    base = (settings.public_base_url or f"http://{settings.host}:{settings.port}").rstrip("/")
+    return f"{base}/logos/{logo_key}"
+
+
+def check_logo(data: bytes) -> None:
+    """A PNG of exactly 200x200 pixels under 2 MiB, judged by decoding it (never by a file name)."""
+    if len(data) >= LOGO_MAX_BYTES:
+        raise LabelError(f"logo must be smaller than 2 MB ({LOGO_MAX_BYTES:,} bytes); it has {len(data):,} bytes")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image_format, size = image.format, image.size
+            image.verify()  # reads every chunk and checks CRCs, so a truncated or damaged file is refused
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise LabelError("logo must be a PNG image") from exc
+    if image_format != "PNG":
+        raise LabelError(f"logo must be a PNG image (it is {image_format or 'not an image'})")
+    if size != LOGO_PIXELS:
+        raise LabelError(f"logo must be exactly 200x200 pixels (it is {size[0]}x{size[1]})")
+
+
+def is_logo_key(value: str) -> bool:
+    return _LOGO_KEY.fullmatch(value) is not None
+
+
+def new_logo_key() -> str:
+    nanoseconds = int(clock.now().timestamp() * 1_000_000) * 1000
+    return f"{uuid.uuid4()}-{nanoseconds}.png"
+
+
+class DiskLogoStore:
+    """Logos as files under ``<data_dir>/logos`` (the default store; share the directory between processes)."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def path_of(self, logo_key: str) -> Path | None:
+        """The file of a stored logo, or None for a malformed key or a missing file."""
+        if not is_logo_key(logo_key):
+            return None
+        path = self.root / logo_key
+        return path if path.is_file() else None
+
+    def save(self, logo_key: str, data: bytes) -> None:
+        if not is_logo_key(logo_key):
+            raise ValueError(f"malformed logo key {logo_key!r}")
+        self.root.mkdir(parents=True, exist_ok=True)
+        # Write then rename so that a reader never sees half a file.
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".upload-")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.replace(tmp, self.root / logo_key)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def logo_store(settings: Settings) -> DiskLogoStore:
+    return DiskLogoStore(Path(settings.data_dir) / "logos")
+
+
+# --- labels ------------------------------------------------------------------------------------------
+
+
+def check_name(name: str) -> str:
+    if not NAME_MIN_CHARS <= len(name) <= NAME_MAX_CHARS or name.strip() == "":
+        raise LabelError(f"name must be between {NAME_MIN_CHARS} and {NAME_MAX_CHARS} characters")
+    return name
+
+
+async def create_label(
+    session: AsyncSession,
+    settings: Settings,
+    *,
+    account_id: uuid.UUID,
+    name: str,
+    logo: bytes,
+    label_type: str = DYNAMIC,
+    category: int | None = None,
+    sub_category: int | None = None,
+    created_by_email: str | None = None,
+) -> Label:
+    """Check every rule, store the logo, then the label. Without ``created_by_email`` the account's
+    first admin is recorded as the creator."""
+    check_name(name)
+    if label_type not in LABEL_TYPES:
+        raise LabelError(f"label type must be one of {', '.join(LABEL_TYPES)}")
+    for field, value in (("category", category), ("sub-category", sub_category)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise LabelError(f"{field} must be a non-negative integer")
+    if sub_category is not None and category is None:
+        raise LabelError("a sub-category needs a category")
+    check_logo(logo)
+    try:
+        await accounts.get_account(session, account_id)
+    except accounts.NotFound as exc:
+        raise LabelError(str(exc)) from None
+    if created_by_email is None:
+        admins = await accounts.admin_emails(session, account_id)
+        created_by_email = admins[0] if admins else ""
+    key = new_logo_key()
+    # The file is written before the row: a failed insert leaves an unreferenced file (harmless), never
+    # a label whose logo is missing.
+    logo_store(settings).save(key, logo)
+    label = Label(
+        id=uuid.uuid4(),
+        account_id=account_id,
+        name=name,
+        label_type=label_type,
+        logo_key=key,
+        category=category,
+        sub_category=sub_category,
+        created_by_email=created_by_email,
+        created_at=clock.now(),
+    )
+    session.add(label)
+    await session.flush()
+    return label
+
+
+async def list_dynamic_labels(session: AsyncSession, account_id: uuid.UUID, page: Page) -> list[Label]:
+    """One page of the account's dynamic labels, newest first, ties by id (SPEC §2.7)."""
+    rows = await session.scalars(
+        select(Label)
+        .where(Label.account_id == account_id, Label.label_type == DYNAMIC)
+        .order_by(Label.created_at.desc(), Label.id.desc())
+        .offset(page.offset)
+        .limit(page.limit)
+    )
+    return list(rows.all())
+
+
+def label_json(settings: Settings, label: Label) -> dict[str, Any]:
+    """A label as L returns it (SPEC §5.1)."""
+    return {
+        "id": str(label.id),
+        "name": label.name,
+        "logo_url": logo_url(settings, label.logo_key),
+        "category": label.category,
+        "sub_category": label.sub_category,
+        "created_by_email": label.created_by_email,
+        "created_at": iso_z(label.created_at),
+        "label_type": label.label_type,
+    }
+
+
+@dataclass(frozen=True)
+class DynamicLabel:
+    """What a call record needs of its label."""
+
+    id: uuid.UUID
+    name: str
+    logo_key: str
+
+
+async def dynamic_labels(
+    session: AsyncSession, account_id: uuid.UUID, label_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, DynamicLabel]:
+    """The account's dynamic labels among ``label_ids``, in one query (ids of other accounts or of
+    static labels are simply absent)."""
+    if not label_ids:
+        return {}
+    rows = await session.execute(
+        select(Label.id, Label.name, Label.logo_key).where(
+            Label.account_id == account_id, Label.label_type == DYNAMIC, Label.id.in_(list(label_ids))
+        )
+    )
+    return {row.id: DynamicLabel(row.id, row.name, row.logo_key) for row in rows}

@@ -1,0 +1,585 @@
+"""Call records: the validation rules (SPEC §7.1-§7.2), storing batches durably, delivering them, and the
+lookup of the identity a receiver should see. Free of HTTP.
+
+Throughput matters here (the real-time path and 500-record batches), so validation is plain Python with
+no database round trip except one query for all label ids of a request, a batch is stored with one
+multi-row INSERT in the same transaction as the job that delivers it, and outcomes are written back in
+one UPDATE per distinct outcome.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from callerid import clock
+from callerid.call_reason import call_reason_problem
+from callerid.config import Settings
+from callerid.db import Database
+from callerid.delivery.service import DeliveryOutcome, PushMessage, deliver_many
+from callerid.http import parse_uuid
+from callerid.jobs import enqueue
+from callerid.jobs.service import wake_local_runners
+from callerid.labels.models import Label
+from callerid.labels.service import DynamicLabel, dynamic_labels, logo_url
+from callerid.personalisation.models import ERROR, INVALID_INPUT, PENDING, SUCCESS, CallBatch, CallRecord
+from callerid.personalisation.schemas import FIELDS, V1, V2, StoredRecord, wire_name
+from callerid.phone import normalise_phone
+
+DELIVER_BATCH_JOB = "personalisation.deliver_batch"
+
+LABEL_NAME_MIN, LABEL_NAME_MAX = 3, 40  # SPEC §7.1 rule 4
+MAX_WINDOW_MS = 86_400_000  # SPEC §7.1 rule 13: 24 hours
+INT64_MAX = 2**63 - 1  # starts_at / ends_at are int64 (and stored as BIGINT)
+BATCH_FIELD = "call_records"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
+
+# v2 requests may use the v1 name of a field that is absent (SPEC §12 #8).
+_V2_ALIASES = {
+    "caller_number": "caller",
+    "receiver_number": "receiver",
+    "dynamic_label_name": "label_name",
+    "dynamic_call_reason": "call_reason",
+}
+
+
+def epoch_ms(value: datetime) -> int:
+    """Exact epoch milliseconds (integer arithmetic, unlike ``timestamp() * 1000``)."""
+    return (value - _EPOCH) // _ONE_MS
+
+
+class BatchShapeError(Exception):
+    """The request's ``call_records`` is missing, not a list of objects, or of a wrong size."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+def batch_records_of(body: dict[str, Any] | None, max_records: int) -> list[dict[str, Any]]:
+    """The request's ``call_records`` (SPEC §5.3): a list of 1..max objects, else ``BatchShapeError``."""
+    records = None if body is None else body.get(BATCH_FIELD)
+    if not isinstance(records, list) or not all(isinstance(item, dict) for item in records):
+        raise BatchShapeError(f"{BATCH_FIELD} is required")
+    if not 1 <= len(records) <= max_records:
+        raise BatchShapeError(f"{BATCH_FIELD} must contain between 1 and {max_records} records")
+    return records
+
+
+# --- validation ------------------------------------------------------------------------------------
+
+
+@dataclass
+class CheckedRecord:
+    """One record after the rules: normalised values when valid, else the first failing rule."""
+
+    id: uuid.UUID
+    position: int
+    caller: str | None = None
+    receiver: str | None = None
+    label: DynamicLabel | None = None
+    label_name: str | None = None
+    call_reason: str | None = None
+    starts_at: int | None = None
+    ends_at: int | None = None
+    field: str | None = None  # internal (v1) name of the failing field
+    message: str | None = None  # §7.2 message in the request's version, without prefix
+    sent: dict[str, Any] | None = None  # for invalid records: what was sent, valid parts normalised
+
+    @property
+    def valid(self) -> bool:
+        return self.field is None
+
+    @property
+    def v2_field(self) -> str | None:
+        return None if self.field is None else wire_name(self.field, V2)
+
+
+class _Invalid(Exception):
+    def __init__(self, field: str, message: str):
+        self.field = field
+        self.message = message
+
+
+def _raw(record: dict[str, Any], field: str, version: str) -> Any:
+    """The value sent for ``field`` (internal name); on v2 the v1 name stands in when the v2 one is absent."""
+    if version == V1:
+        return record.get(field)
+    name = wire_name(field, V2)
+    value = record.get(name)
+    if value is None and name in _V2_ALIASES:
+        value = record.get(_V2_ALIASES[name])
+    return value
+
+
+def _is_int64(value: Any) -> bool:
+    # bool is an int in Python but not a JSON integer.
+    return isinstance(value, int) and not isinstance(value, bool) and -INT64_MAX - 1 <= value <= INT64_MAX
+
+
+def label_ids_of(records: Sequence[dict[str, Any]]) -> set[uuid.UUID]:
+    """Every well-formed ``label_id`` of a request, to look them all up in one query."""
+    ids = set()
+    for record in records:
+        value = record.get("label_id")
+        if isinstance(value, str):
+            parsed = parse_uuid(value)
+            if parsed is not None:
+                ids.add(parsed)
+    return ids
+
+
+def check_record(
+    record: dict[str, Any], version: str, labels: dict[uuid.UUID, DynamicLabel], now_ms: int, position: int = 0
+) -> CheckedRecord:
+    """Apply SPEC §7.1 rules 1-13 in order; the first failure is kept (messages per §7.2)."""
+    checked = CheckedRecord(id=uuid.uuid4(), position=position)
+    try:
+        _apply_rules(checked, record, version, labels, now_ms)
+    except _Invalid as problem:
+        checked.field = problem.field
+        checked.message = problem.message
+        checked.sent = _sent_values(record, version, labels)
+    return checked
+
+
+def _apply_rules(
+    checked: CheckedRecord, record: dict[str, Any], version: str, labels: dict[uuid.UUID, DynamicLabel], now_ms: int
+) -> None:
+    for field in ("caller", "receiver"):  # rules 1, 2
+        value = _raw(record, field, version)
+        name = wire_name(field, version)
+        if value is None or value == "":
+            raise _Invalid(field, f"{name} is required")
+        number = normalise_phone(value)
+        if number is None:
+            raise _Invalid(field, f"{name} is invalid")
+        setattr(checked, field, number)
+
+    value = record.get("label_id")  # rule 3
+    if value is None or value == "":
+        raise _Invalid("label_id", "label_id is required")
+    label_id = parse_uuid(value) if isinstance(value, str) else None
+    if label_id is None:
+        raise _Invalid("label_id", "label_id is invalid")
+    label = labels.get(label_id)
+    if label is None:
+        raise _Invalid("label_id", "label_id is not a dynamic label of this client")
+    checked.label = label
+
+    value = _raw(record, "label_name", version)  # rule 4; absent or empty -> the label's name
+    name = wire_name("label_name", version)
+    if value is None or value == "":
+        checked.label_name = label.name
+    elif not isinstance(value, str):
+        raise _Invalid("label_name", f"{name} is invalid")
+    elif not LABEL_NAME_MIN <= len(value) <= LABEL_NAME_MAX:
+        raise _Invalid("label_name", f"{name} must be between {LABEL_NAME_MIN} and {LABEL_NAME_MAX} characters")
+    else:
+        checked.label_name = value
+
+    value = _raw(record, "call_reason", version)  # rules 5-8
+    if value is not None:
+        name = wire_name("call_reason", version)
+        if not isinstance(value, str):
+            raise _Invalid("call_reason", f"{name} is invalid")
+        problem = call_reason_problem(value, name)
+        if problem is not None:
+            raise _Invalid("call_reason", problem)
+        checked.call_reason = value
+
+    for field, minimum in (("starts_at", 0), ("ends_at", None)):  # rules 9, 10
+        value = record.get(field)
+        if value is None:
+            raise _Invalid(field, f"{field} is required")
+        if not _is_int64(value) or (minimum is not None and value < minimum):
+            raise _Invalid(field, f"{field} is invalid")
+    starts_at: int = record["starts_at"]
+    ends_at: int = record["ends_at"]
+    if ends_at < now_ms:  # rule 11
+        raise _Invalid("ends_at", "ends_at cannot be older than current time")
+    if ends_at <= starts_at:  # rule 12
+        raise _Invalid("ends_at", "ends_at cannot be before starts_at")
+    if ends_at - starts_at > MAX_WINDOW_MS:  # rule 13
+        raise _Invalid("ends_at", "ends_at cannot be more than 24 hours after starts_at")
+    checked.starts_at = starts_at
+    checked.ends_at = ends_at
+
+
+def _sent_values(record: dict[str, Any], version: str, labels: dict[uuid.UUID, DynamicLabel]) -> dict[str, Any]:
+    """What S1/S2 echo for an invalid record: each field as sent, or normalised where it is valid."""
+    values = {field: _raw(record, field, version) for field in FIELDS}
+    for field in ("caller", "receiver"):
+        values[field] = normalise_phone(values[field]) or values[field]
+    label_id = parse_uuid(values["label_id"]) if isinstance(values["label_id"], str) else None
+    if label_id is not None:
+        values["label_id"] = str(label_id)
+        if values["label_name"] in (None, "") and label_id in labels:
+            values["label_name"] = labels[label_id].name
+    return values
+
+
+async def _labels_for(
+    db: Database, account_id: uuid.UUID, records: Sequence[dict[str, Any]]
+) -> dict[uuid.UUID, DynamicLabel]:
+    ids = label_ids_of(records)
+    if not ids:
+        return {}
+    async with db.session() as session:
+        return await dynamic_labels(session, account_id, ids)
+
+
+# --- storing -----------------------------------------------------------------------------------------
+
+
+def _row(
+    checked: CheckedRecord,
+    *,
+    account_id: uuid.UUID,
+    batch_id: uuid.UUID | None,
+    version: str,
+    created_at: datetime,
+    status: str,
+    reason: str | None = None,
+    field: str | None = None,
+    message: str | None = None,
+    sent: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A ``call_records`` row; every row has the same keys so a batch is one executemany INSERT."""
+    usable = sent is None
+    return {
+        "id": checked.id,
+        "account_id": account_id,
+        "batch_id": batch_id,
+        "position": checked.position,
+        "version": version,
+        "caller": checked.caller if usable else None,
+        "receiver": checked.receiver if usable else None,
+        "label_id": checked.label.id if usable and checked.label is not None else None,
+        "label_name": checked.label_name if usable else None,
+        "call_reason": checked.call_reason if usable else None,
+        "starts_at": checked.starts_at if usable else None,
+        "ends_at": checked.ends_at if usable else None,
+        "status": status,
+        "reason": reason,
+        "field": field,
+        "message": message,
+        "sent": sent,
+        "created_at": created_at,
+    }
+
+
+def _invalid_row(checked: CheckedRecord, **common: Any) -> dict[str, Any]:
+    return _row(
+        checked,
+        **common,
+        status=ERROR,
+        reason=INVALID_INPUT,
+        field=checked.v2_field,
+        message=checked.message,
+        sent=checked.sent,
+    )
+
+
+def _valid_values(checked: CheckedRecord) -> dict[str, Any]:
+    assert checked.label is not None
+    return {
+        "caller": checked.caller,
+        "receiver": checked.receiver,
+        "label_id": str(checked.label.id),
+        "label_name": checked.label_name,
+        "call_reason": checked.call_reason,
+        "starts_at": checked.starts_at,
+        "ends_at": checked.ends_at,
+    }
+
+
+async def _store_batch(
+    db: Database,
+    *,
+    account_id: uuid.UUID,
+    batch_id: uuid.UUID,
+    version: str,
+    created_at: datetime,
+    rows: list[dict[str, Any]],
+    deliver: bool,
+) -> None:
+    """Batch, records and (when some are valid) the delivery job, in one transaction: once this returns
+    the batch cannot be lost, and its processing is already queued."""
+    async with db.transaction() as session:
+        await session.execute(
+            insert(CallBatch.__table__).values(
+                id=batch_id, account_id=account_id, version=version, record_count=len(rows), created_at=created_at
+            )
+        )
+        await session.execute(insert(CallRecord.__table__), rows)
+        if deliver:
+            await enqueue(session, DELIVER_BATCH_JOB, {"batch_id": str(batch_id)})
+    if deliver:
+        wake_local_runners()
+
+
+@dataclass(frozen=True)
+class V1Result:
+    batch_id: uuid.UUID
+    error: str | None  # the first error (v1 text, indexed when not the first record); None = accepted
+
+
+async def submit_v1(db: Database, account_id: uuid.UUID, records: list[dict[str, Any]]) -> V1Result:
+    """R1 (one record) and B1: all-or-nothing (SPEC §5.5). The batch is stored either way, so that its
+    BatchID can be queried; only an accepted batch is delivered."""
+    now = clock.now()
+    labels = await _labels_for(db, account_id, records)
+    checked = [check_record(record, V1, labels, epoch_ms(now), i) for i, record in enumerate(records)]
+    batch_id = uuid.uuid4()
+    common: dict[str, Any] = {"account_id": account_id, "batch_id": batch_id, "version": V1, "created_at": now}
+    first_bad = next((c for c in checked if not c.valid), None)
+    if first_bad is None:
+        rows = [_row(c, **common, status=PENDING) for c in checked]
+        error = None
+    else:
+        error = (
+            first_bad.message if first_bad.position == 0 else f"call_records[{first_bad.position}]: {first_bad.message}"
+        )
+        # Valid records of a rejected batch are not delivered and say why; they are not usable records.
+        rejected = f"batch rejected, call_records[{first_bad.position}]: {first_bad.message}"
+        rows = [
+            _invalid_row(c, **common)
+            if not c.valid
+            else _row(
+                c,
+                **common,
+                status=ERROR,
+                reason=INVALID_INPUT,
+                field=BATCH_FIELD,
+                message=rejected,
+                sent=_valid_values(c),
+            )
+            for c in checked
+        ]
+    await _store_batch(db, **common, rows=rows, deliver=error is None)
+    return V1Result(batch_id=batch_id, error=error)
+
+
+async def submit_v2_batch(db: Database, account_id: uuid.UUID, records: list[dict[str, Any]]) -> uuid.UUID:
+    """B2: each record validated at receipt; invalid ones stored with their error, valid ones queued."""
+    now = clock.now()
+    labels = await _labels_for(db, account_id, records)
+    now_ms = epoch_ms(now)
+    checked = [check_record(record, V2, labels, now_ms, i) for i, record in enumerate(records)]
+    batch_id = uuid.uuid4()
+    common: dict[str, Any] = {"account_id": account_id, "batch_id": batch_id, "version": V2, "created_at": now}
+    rows = [_row(c, **common, status=PENDING) if c.valid else _invalid_row(c, **common) for c in checked]
+    await _store_batch(db, **common, rows=rows, deliver=any(c.valid for c in checked))
+    return batch_id
+
+
+@dataclass(frozen=True)
+class RealtimeResult:
+    record: CheckedRecord
+    outcome: DeliveryOutcome | None  # None when the record is invalid
+
+
+def push_message(settings: Settings, checked: CheckedRecord) -> PushMessage:
+    assert checked.label is not None and checked.caller and checked.receiver
+    assert checked.label_name is not None and checked.starts_at is not None and checked.ends_at is not None
+    return PushMessage(
+        record_id=str(checked.id),
+        caller=checked.caller,
+        receiver=checked.receiver,
+        label_id=str(checked.label.id),
+        label_name=checked.label_name,
+        logo_url=logo_url(settings, checked.label.logo_key),
+        call_reason=checked.call_reason,
+        starts_at=checked.starts_at,
+        ends_at=checked.ends_at,
+    )
+
+
+async def submit_realtime_v2(
+    services: dict[str, Any], db: Database, settings: Settings, account_id: uuid.UUID, record: dict[str, Any]
+) -> RealtimeResult:
+    """R2: validate, push synchronously, then store the record with its outcome in one write."""
+    now = clock.now()
+    labels = await _labels_for(db, account_id, [record])
+    checked = check_record(record, V2, labels, epoch_ms(now))
+    common: dict[str, Any] = {"account_id": account_id, "batch_id": None, "version": V2, "created_at": now}
+    outcome: DeliveryOutcome | None = None
+    if checked.valid:
+        outcome = (await deliver_many(services, db, settings, [push_message(settings, checked)]))[0]
+        if outcome.reason is None:
+            row = _row(checked, **common, status=SUCCESS)
+        else:
+            row = _row(checked, **common, status=ERROR, reason=outcome.reason, message=outcome.message)
+    else:
+        row = _invalid_row(checked, **common)
+    async with db.transaction() as session:
+        await session.execute(insert(CallRecord.__table__), [row])
+    return RealtimeResult(record=checked, outcome=outcome)
+
+
+# --- processing ----------------------------------------------------------------------------------------
+
+
+async def deliver_batch(services: dict[str, Any], db: Database, settings: Settings, batch_id: uuid.UUID) -> int:
+    """Deliver a batch's pending records and store each outcome. Idempotent: only pending records are
+    taken and only pending records are updated, so a job run again after a crash finishes the rest."""
+    records = CallRecord.__table__.c
+    async with db.session() as session:
+        rows = (
+            await session.execute(
+                select(
+                    records.id,
+                    records.caller,
+                    records.receiver,
+                    records.label_id,
+                    records.label_name,
+                    records.call_reason,
+                    records.starts_at,
+                    records.ends_at,
+                    Label.logo_key,
+                )
+                .join(Label, Label.id == records.label_id)
+                .where(records.batch_id == batch_id, records.status == PENDING)
+                .order_by(records.position)
+            )
+        ).all()
+    if not rows:
+        return 0
+    messages = [
+        PushMessage(
+            record_id=str(row.id),
+            caller=row.caller,
+            receiver=row.receiver,
+            label_id=str(row.label_id),
+            label_name=row.label_name,
+            logo_url=logo_url(settings, row.logo_key),
+            call_reason=row.call_reason,
+            starts_at=row.starts_at,
+            ends_at=row.ends_at,
+        )
+        for row in rows
+    ]
+    outcomes = await deliver_many(services, db, settings, messages)
+    by_outcome: dict[tuple[str | None, str | None], list[uuid.UUID]] = defaultdict(list)
+    for row, outcome in zip(rows, outcomes, strict=True):
+        by_outcome[(outcome.reason, outcome.message)].append(row.id)
+    async with db.transaction() as session:
+        for (reason, message), ids in by_outcome.items():
+            values: dict[str, Any] = (
+                {"status": SUCCESS} if reason is None else {"status": ERROR, "reason": reason, "message": message}
+            )
+            await session.execute(
+                update(CallRecord.__table__).where(records.id.in_(ids), records.status == PENDING).values(**values)
+            )
+    return len(rows)
+
+
+# --- reading -----------------------------------------------------------------------------------------------
+
+
+async def batch_records(session: AsyncSession, account_id: uuid.UUID, batch_id: uuid.UUID) -> list[StoredRecord]:
+    """A batch's records in submission order; empty for an unknown batch or another account's."""
+    records = CallRecord.__table__.c
+    rows = (
+        await session.execute(
+            select(CallRecord.__table__)
+            .where(records.batch_id == batch_id, records.account_id == account_id)
+            .order_by(records.position)
+        )
+    ).all()
+    return [_stored(row) for row in rows]
+
+
+def _stored(row: Any) -> StoredRecord:
+    if row.sent is not None:
+        values = dict(row.sent)
+    else:
+        values = {
+            "caller": row.caller,
+            "receiver": row.receiver,
+            "label_id": str(row.label_id) if row.label_id is not None else None,
+            "label_name": row.label_name,
+            "call_reason": row.call_reason,
+            "starts_at": row.starts_at,
+            "ends_at": row.ends_at,
+        }
+    return StoredRecord(
+        id=str(row.id),
+        account_id=str(row.account_id),
+        batch_id=str(row.batch_id) if row.batch_id is not None else None,
+        values=values,
+        status=row.status,
+        reason=row.reason,
+        field=row.field,
+        message=row.message,
+        created_at=row.created_at,
+    )
+
+
+@dataclass(frozen=True)
+class ActiveIdentity:
+    """What a receiver's phone shows for a call from ``caller`` (SPEC §6)."""
+
+    record_id: str
+    label_id: str
+    name: str
+    logo_key: str
+    call_reason: str | None
+    starts_at: int  # epoch ms
+    ends_at: int  # epoch ms
+
+
+async def active_identity(session: AsyncSession, caller: str, receiver: str, at: datetime) -> ActiveIdentity | None:
+    """The newest valid record for the pair whose window contains ``at`` (SPEC §6.1-6.2), or None.
+
+    Hot path: one indexed query on (caller, receiver, created_at); records that failed validation have
+    NULL caller/receiver and never match.
+    """
+    caller_number = normalise_phone(caller)
+    receiver_number = normalise_phone(receiver)
+    if caller_number is None or receiver_number is None:
+        return None
+    at_ms = epoch_ms(at)
+    records = CallRecord.__table__.c
+    row = (
+        await session.execute(
+            select(
+                records.id,
+                records.label_id,
+                records.label_name,
+                Label.logo_key,
+                records.call_reason,
+                records.starts_at,
+                records.ends_at,
+            )
+            .join(Label, Label.id == records.label_id)
+            .where(
+                records.caller == caller_number,
+                records.receiver == receiver_number,
+                records.starts_at <= at_ms,
+                records.ends_at >= at_ms,
+            )
+            .order_by(records.created_at.desc(), records.position.desc())
+            .limit(1)
+        )
+    ).first()
+    if row is None:
+        return None
+    return ActiveIdentity(
+        record_id=str(row.id),
+        label_id=str(row.label_id),
+        name=row.label_name,
+        logo_key=row.logo_key,
+        call_reason=row.call_reason,
+        starts_at=row.starts_at,
+        ends_at=row.ends_at,
+    )
