@@ -19,9 +19,15 @@ from callerid.jobs.runner import JobRunner
 from callerid.ops.middleware import ObservabilityMiddleware
 from callerid.responses import JsonResponse
 from callerid.runtime import Runtime
+from callerid.webhooks.delivery import close_deliverer
 
 # Modules that register job handlers at import. Add a domain's jobs module here.
-JOB_MODULES = ("callerid.accounts.jobs", "callerid.numbers.jobs", "callerid.personalisation.jobs")
+JOB_MODULES = (
+    "callerid.accounts.jobs",
+    "callerid.numbers.jobs",
+    "callerid.personalisation.jobs",
+    "callerid.webhooks.jobs",
+)
 
 DESCRIPTION = """
 Verified-business caller ID. The business API (`/clients/...`, `/v2/clients/...`) is wire-compatible with
@@ -59,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if runner is not None:
                 await runner.stop()
             await push_hub.stop()
+            await close_deliverer(runtime.services)
             await db.dispose()
 
     app = FastAPI(

@@ -84,7 +84,42 @@ class Settings(BaseSettings):
         description="module:function deciding whether listing/delisting succeeds (SPEC §7.5 verification step)",
     )
 
-    @field_validator("redis_url", "public_base_url", mode="before")
+    # --- webhooks (SPEC §9) ----------------------------------------------------------------------------
+    max_webhooks_per_account: int = 5
+    webhook_retry_schedule: str = Field(
+        default="2m,6m,30m,1h,5h,1d,2d",
+        description="delays before each retry, counted from the end of the failed attempt (s, m, h, d)",
+    )
+    webhook_connect_timeout_seconds: float = 20.0
+    webhook_read_timeout_seconds: float = 20.0
+    webhook_total_timeout_seconds: float = 60.0
+    webhook_accept_any_2xx: bool = Field(default=False, description="success = any 2xx instead of exactly 200")
+    webhook_allow_private: bool = Field(
+        default=False, description="allow webhook URLs resolving to loopback/private/link-local/metadata addresses"
+    )
+    webhook_require_https: bool = False
+    webhook_max_concurrency_per_webhook: int = 8
+    webhook_log_retention_days: int = 30
+    webhook_user_agent: str = "callerid-webhooks/1.0"
+
+    # --- outgoing e-mail (webhook failure notices); without smtp_host mails go to the outbox table -------
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_from: str = "callerid@localhost"
+    smtp_starttls: bool = True
+    smtp_timeout_seconds: float = 30.0
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _check_retry_schedule(cls, value: str) -> str:
+        from callerid.webhooks.schedule import parse_schedule
+
+        parse_schedule(value)  # raises ValueError with the bad part named
+        return value
+
+    @field_validator("redis_url", "public_base_url", "smtp_host", "smtp_user", "smtp_password", mode="before")
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if value == "" else value

@@ -19,6 +19,7 @@ from callerid.cli.numbers import departments_app, feature_sets_app, operations_a
 from callerid.cli.phones import devices_app, signing_keys_app
 from callerid.config import Settings, load_settings
 from callerid.db import Database
+from callerid.webhooks.cli import webhooks_app
 
 app = typer.Typer(
     name="callerid",
@@ -36,6 +37,7 @@ app.add_typer(processes_app, name="processes")
 app.add_typer(feature_sets_app, name="feature-sets")
 app.add_typer(devices_app, name="devices")
 app.add_typer(signing_keys_app, name="keys")
+app.add_typer(webhooks_app, name="webhooks")
 
 
 @app.command()
@@ -123,6 +125,7 @@ def worker(as_json: bool = JSON_OPTION) -> None:
     async def main() -> None:
         from callerid.delivery.hub import start_push_hub
         from callerid.identity.signer import SIGNER, Signer
+        from callerid.webhooks.delivery import close_deliverer
 
         db = Database(settings.database_url)
         # Batch jobs push to phones: the worker needs the hub (Redis fans pushes out to the serving processes).
@@ -138,6 +141,7 @@ def worker(as_json: bool = JSON_OPTION) -> None:
         await stop.wait()
         await runner.stop()
         await push_hub.stop()
+        await close_deliverer(services)
         await db.dispose()
 
     asyncio.run(main())

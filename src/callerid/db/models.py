@@ -13,6 +13,7 @@ MODEL_MODULES = (
     "callerid.numbers.models",
     "callerid.delivery.models",
     "callerid.identity.models",
+    "callerid.webhooks.models",
 )
 
 

@@ -1,0 +1,148 @@
+"""One HTTP delivery of an event (SPEC §9.4): signed POST, timeouts, outcome classification.
+
+A :class:`Deliverer` is a process-wide object (one connection pool, one concurrency limit per webhook),
+kept in ``runtime.services`` under :data:`SERVICE_KEY`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+import weakref
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from callerid import clock
+from callerid.config import Settings
+from callerid.webhooks import signing
+from callerid.webhooks.models import (
+    OUTCOME_CONNECTION_ERROR,
+    OUTCOME_HTTP_ERROR,
+    OUTCOME_SUCCESS,
+    OUTCOME_TIMEOUT,
+)
+from callerid.webhooks.safety import UnsafeUrl, check_destination, guarded_transport
+
+SERVICE_KEY = "webhooks.deliverer"
+# Response bodies are ignored (SPEC §9.4); read a little so keep-alive connections can be reused.
+MAX_RESPONSE_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    outcome: str
+    status_code: int | None
+    error: str | None
+    started_at: datetime
+    duration_ms: int
+
+    @property
+    def succeeded(self) -> bool:
+        return self.outcome == OUTCOME_SUCCESS
+
+
+class Deliverer:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        timeout = httpx.Timeout(
+            connect=settings.webhook_connect_timeout_seconds,
+            read=settings.webhook_read_timeout_seconds,
+            write=settings.webhook_read_timeout_seconds,
+            pool=settings.webhook_total_timeout_seconds,
+        )
+        self.client = httpx.AsyncClient(
+            transport=guarded_transport(allow_private=settings.webhook_allow_private),
+            timeout=timeout,
+            follow_redirects=False,  # a redirect is a failed attempt (SPEC §9.4)
+            trust_env=False,
+        )
+        # One limit per webhook in this process; entries vanish when no delivery holds them.
+        self._limits: weakref.WeakValueDictionary[uuid.UUID, asyncio.Semaphore] = weakref.WeakValueDictionary()
+
+    def _limit(self, webhook_id: uuid.UUID) -> asyncio.Semaphore:
+        semaphore = self._limits.get(webhook_id)
+        if semaphore is None:
+            semaphore = asyncio.Semaphore(max(1, self.settings.webhook_max_concurrency_per_webhook))
+            self._limits[webhook_id] = semaphore
+        return semaphore
+
+    def is_success(self, status_code: int) -> bool:
+        if self.settings.webhook_accept_any_2xx:
+            return 200 <= status_code < 300
+        return status_code == 200
+
+    async def send(
+        self, *, webhook_id: uuid.UUID, url: str, secret: str, event_id: uuid.UUID, body: bytes
+    ) -> AttemptResult:
+        """POST ``body`` to ``url`` once; never raises for delivery problems, it classifies them."""
+        async with self._limit(webhook_id):
+            started_at = clock.now()
+            began = time.perf_counter()  # a duration measurement, not business time
+            outcome, status_code, error = await self._post(url, secret, event_id, body)
+            duration_ms = round((time.perf_counter() - began) * 1000)
+        return AttemptResult(outcome, status_code, error, started_at, duration_ms)
+
+    async def _post(
+        self, url: str, secret: str, event_id: uuid.UUID, body: bytes
+    ) -> tuple[str, int | None, str | None]:
+        settings = self.settings
+        try:
+            async with asyncio.timeout(settings.webhook_total_timeout_seconds):
+                await check_destination(url, allow_private=settings.webhook_allow_private)
+                timestamp = int(clock.now().timestamp())
+                headers = {
+                    "Content-Type": "application/json",
+                    "User-Agent": settings.webhook_user_agent,
+                    **signing.headers(secret, str(event_id), timestamp, body),
+                }
+                request = self.client.build_request("POST", url, content=body, headers=headers)
+                response = await self.client.send(request, stream=True)
+                try:
+                    received = 0
+                    async for chunk in response.aiter_raw():
+                        received += len(chunk)
+                        if received > MAX_RESPONSE_BYTES:
+                            break
+                finally:
+                    await response.aclose()
+        except UnsafeUrl as exc:
+            return OUTCOME_CONNECTION_ERROR, None, f"refused: {exc}"
+        except httpx.ConnectTimeout:
+            return OUTCOME_TIMEOUT, None, f"no connection within {settings.webhook_connect_timeout_seconds:g} s"
+        except (httpx.ReadTimeout, httpx.WriteTimeout):
+            return OUTCOME_TIMEOUT, None, f"no data within {settings.webhook_read_timeout_seconds:g} s"
+        except (httpx.PoolTimeout, TimeoutError):
+            return OUTCOME_TIMEOUT, None, f"no answer within {settings.webhook_total_timeout_seconds:g} s"
+        except httpx.HTTPError as exc:
+            return OUTCOME_CONNECTION_ERROR, None, _describe(exc)
+        if self.is_success(response.status_code):
+            return OUTCOME_SUCCESS, response.status_code, None
+        return OUTCOME_HTTP_ERROR, response.status_code, f"HTTP {response.status_code}"
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+def _describe(exc: Exception) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def deliverer_of(services: dict[str, Any], settings: Settings) -> Deliverer:
+    """The process's deliverer, created on first use."""
+    deliverer = services.get(SERVICE_KEY)
+    if deliverer is None:
+        deliverer = Deliverer(settings)
+        services[SERVICE_KEY] = deliverer
+    return deliverer  # type: ignore[no-any-return]
+
+
+async def close_deliverer(services: dict[str, Any]) -> None:
+    """Close the process's deliverer, if one was made (app shutdown, worker exit)."""
+    deliverer = services.pop(SERVICE_KEY, None)
+    if deliverer is not None:
+        await deliverer.aclose()

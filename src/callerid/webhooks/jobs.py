@@ -1,0 +1,29 @@
+"""Background work of the webhooks domain: deliveries, notice e-mails, log retention."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from callerid.jobs import JobContext, RetryLater, handler
+from callerid.webhooks import mail, service
+
+
+@handler(service.DELIVER_JOB)
+async def deliver(ctx: JobContext, payload: dict[str, Any]) -> None:
+    """One attempt per run; a failed attempt puts the same job back for the next retry time."""
+    next_attempt_at = await service.attempt_delivery(ctx.db, ctx.settings, ctx.services, uuid.UUID(payload["event_id"]))
+    if next_attempt_at is not None:
+        raise RetryLater(at=next_attempt_at)
+
+
+@handler(mail.SEND_MAIL_JOB)
+async def send_mail(ctx: JobContext, payload: dict[str, Any]) -> None:
+    await mail.deliver_mail(ctx.db, ctx.settings, uuid.UUID(payload["mail_id"]))
+
+
+@handler("webhooks.purge_logs", every=lambda _settings: timedelta(hours=1))
+async def purge_logs(ctx: JobContext, _payload: dict[str, Any]) -> None:
+    async with ctx.db.transaction() as session:
+        await service.purge_old_logs(session, ctx.settings)

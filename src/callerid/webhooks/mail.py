@@ -1,0 +1,89 @@
+"""Notice e-mails (webhook failures): queued in ``mail_outbox`` and sent by a job.
+
+With ``smtp_host`` set, the job sends through SMTP (stdlib smtplib in a thread: one short blocking call
+per notice does not justify another dependency). Without it, the message stays in the outbox with
+status ``outbox`` for the console to show.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+import ssl
+import uuid
+from email.message import EmailMessage
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from callerid import clock
+from callerid.config import Settings
+from callerid.db import Database
+from callerid.jobs import enqueue
+from callerid.webhooks.models import OutboxMail
+
+SEND_MAIL_JOB = "webhooks.send_mail"
+QUEUED = "queued"
+SENT = "sent"
+OUTBOX = "outbox"
+
+
+async def queue_mail(
+    session: AsyncSession, *, account_id: uuid.UUID | None, recipients: list[str], subject: str, body: str
+) -> OutboxMail:
+    """Store the mail and enqueue its sending, in the caller's transaction."""
+    mail = OutboxMail(
+        id=uuid.uuid4(),
+        account_id=account_id,
+        recipients=recipients,
+        subject=subject[:300],
+        body=body,
+        status=QUEUED,
+        created_at=clock.now(),
+    )
+    session.add(mail)
+    await session.flush()
+    await enqueue(session, SEND_MAIL_JOB, {"mail_id": str(mail.id)})
+    return mail
+
+
+async def list_outbox(
+    session: AsyncSession, *, account_id: uuid.UUID | None = None, limit: int = 100
+) -> list[OutboxMail]:
+    """Newest first; every mail, or one account's."""
+    query = select(OutboxMail).order_by(OutboxMail.created_at.desc()).limit(limit)
+    if account_id is not None:
+        query = query.where(OutboxMail.account_id == account_id)
+    return list((await session.scalars(query)).all())
+
+
+def _smtp_send(settings: Settings, mail: OutboxMail) -> None:
+    message = EmailMessage()
+    message["From"] = settings.smtp_from
+    message["To"] = ", ".join(mail.recipients)
+    message["Subject"] = mail.subject
+    message.set_content(mail.body)
+    assert settings.smtp_host is not None
+    with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=settings.smtp_timeout_seconds) as smtp:
+        if settings.smtp_starttls:
+            smtp.starttls(context=ssl.create_default_context())
+        if settings.smtp_user:
+            smtp.login(settings.smtp_user, settings.smtp_password or "")
+        smtp.send_message(message)
+
+
+async def deliver_mail(db: Database, settings: Settings, mail_id: uuid.UUID) -> None:
+    """Send one queued mail (or leave it in the outbox). SMTP errors raise, so the job retries."""
+    async with db.session() as session:
+        mail = await session.get(OutboxMail, mail_id)
+    if mail is None or mail.status != QUEUED:
+        return
+    if not mail.recipients or settings.smtp_host is None:
+        status, sent_at = OUTBOX, None
+    else:
+        await asyncio.to_thread(_smtp_send, settings, mail)
+        status, sent_at = SENT, clock.now()
+    async with db.transaction() as session:
+        await session.execute(
+            update(OutboxMail).where(OutboxMail.id == mail_id).values(status=status, sent_at=sent_at, error=None)
+        )

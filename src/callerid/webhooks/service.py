@@ -1,0 +1,461 @@
+"""Webhooks: the rules, free of HTTP (SPEC §9).
+
+- Configs: at most 5 per account, names unique (case-insensitive) and <= 50 characters, http(s) URLs
+  that lead to public addresses, event types ``cmb`` and/or ``user_feedback``.
+- :func:`emit_event` is what other domains call when a CMB request or survey answer arrives.
+- :func:`attempt_delivery` runs one attempt of one event (the ``webhooks.deliver`` job) and returns the
+  time of the next attempt, if any; retries follow ``webhook_retry_schedule`` counted from the end of the
+  failed attempt. The webhook's config is read afresh at each attempt.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from callerid import clock
+from callerid.accounts import service as accounts
+from callerid.accounts.models import ClientAccount
+from callerid.config import Settings
+from callerid.db import Database
+from callerid.jobs.service import enqueue_many
+from callerid.webhooks import mail, signing
+from callerid.webhooks.delivery import AttemptResult, deliverer_of
+from callerid.webhooks.models import (
+    EVENT_TYPES,
+    FAILED,
+    FINAL_STATES,
+    OUTCOME_WEBHOOK_NOT_FOUND,
+    PENDING,
+    RESCHEDULED,
+    SUCCESS,
+    WEBHOOK_DELETED,
+    OutboxMail,
+    WebhookAttempt,
+    WebhookConfig,
+    WebhookEvent,
+)
+from callerid.webhooks.payloads import sample_payload
+from callerid.webhooks.safety import UnsafeUrl, check_destination, check_url_syntax
+from callerid.webhooks.schedule import parse_schedule
+
+DELIVER_JOB = "webhooks.deliver"
+MAX_NAME_LENGTH = 50
+
+
+class WebhooksError(Exception):
+    """A rule of this domain was broken; the message says which, for a person to read."""
+
+
+class NotFound(WebhooksError):
+    pass
+
+
+class LimitReached(WebhooksError):
+    pass
+
+
+# --- configs -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CreatedWebhook:
+    webhook: WebhookConfig
+    secret: str  # shown once
+
+
+def _clean_name(name: str) -> str:
+    name = name.strip()
+    if name == "":
+        raise WebhooksError("name is required")
+    if len(name) > MAX_NAME_LENGTH:
+        raise WebhooksError(f"name must be at most {MAX_NAME_LENGTH} characters")
+    return name
+
+
+def parse_event_types(value: str | list[str]) -> list[str]:
+    """``"cmb,user_feedback"`` or a list -> the distinct types in canonical order."""
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    chosen = {p.strip() for p in parts if p.strip()}
+    unknown = sorted(chosen - set(EVENT_TYPES))
+    if not chosen or unknown:
+        shown = f" ({', '.join(unknown)} is not one)" if unknown else ""
+        raise WebhooksError(f"events must be one or both of cmb, user_feedback{shown}")
+    return [t for t in EVENT_TYPES if t in chosen]
+
+
+async def _clean_url(settings: Settings, url: str) -> str:
+    try:
+        url = check_url_syntax(url, require_https=settings.webhook_require_https)
+        await check_destination(url, allow_private=settings.webhook_allow_private)
+    except UnsafeUrl as exc:
+        raise WebhooksError(str(exc)) from None
+    return url
+
+
+async def _name_taken(session: AsyncSession, account_id: uuid.UUID, name: str, *, except_id: uuid.UUID | None) -> bool:
+    query = select(WebhookConfig.id).where(
+        WebhookConfig.account_id == account_id, WebhookConfig.name_key == name.casefold()
+    )
+    if except_id is not None:
+        query = query.where(WebhookConfig.id != except_id)
+    return (await session.scalar(query)) is not None
+
+
+async def _lock_account(session: AsyncSession, account_id: uuid.UUID) -> None:
+    """Serialise config changes of one account (PostgreSQL row lock; SQLite has one writer anyway)."""
+    account = await session.get(ClientAccount, account_id, with_for_update=True)
+    if account is None:
+        raise NotFound(f"account {account_id} not found")
+
+
+async def create_webhook(
+    session: AsyncSession,
+    settings: Settings,
+    *,
+    account_id: uuid.UUID,
+    name: str,
+    url: str,
+    events: str | list[str],
+) -> CreatedWebhook:
+    name = _clean_name(name)
+    event_types = parse_event_types(events)
+    url = await _clean_url(settings, url)
+    await _lock_account(session, account_id)
+    count = await session.scalar(select(func.count()).where(WebhookConfig.account_id == account_id))
+    if (count or 0) >= settings.max_webhooks_per_account:
+        raise LimitReached(f"an account can have at most {settings.max_webhooks_per_account} webhooks")
+    if await _name_taken(session, account_id, name, except_id=None):
+        raise WebhooksError(f"a webhook named {name!r} already exists")
+    now = clock.now()
+    secret = signing.new_secret()
+    webhook = WebhookConfig(
+        id=uuid.uuid4(),
+        account_id=account_id,
+        name=name,
+        name_key=name.casefold(),
+        url=url,
+        events=event_types,
+        secret=secret,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(webhook)
+    await session.flush()
+    return CreatedWebhook(webhook, secret)
+
+
+async def get_webhook(session: AsyncSession, *, account_id: uuid.UUID, webhook_id: uuid.UUID) -> WebhookConfig:
+    webhook = await session.get(WebhookConfig, webhook_id)
+    if webhook is None or webhook.account_id != account_id:
+        raise NotFound(f"webhook {webhook_id} not found")
+    return webhook
+
+
+async def list_webhooks(session: AsyncSession, account_id: uuid.UUID) -> list[WebhookConfig]:
+    query = select(WebhookConfig).where(WebhookConfig.account_id == account_id).order_by(WebhookConfig.created_at)
+    return list((await session.scalars(query)).all())
+
+
+async def update_webhook(
+    session: AsyncSession,
+    settings: Settings,
+    *,
+    account_id: uuid.UUID,
+    webhook_id: uuid.UUID,
+    name: str | None = None,
+    url: str | None = None,
+    events: str | list[str] | None = None,
+) -> WebhookConfig:
+    """Change any of name, URL, event types; later attempts of pending events use the new values."""
+    new_name = _clean_name(name) if name is not None else None
+    new_events = parse_event_types(events) if events is not None else None
+    new_url = await _clean_url(settings, url) if url is not None else None
+    await _lock_account(session, account_id)
+    webhook = await get_webhook(session, account_id=account_id, webhook_id=webhook_id)
+    if new_name is not None:
+        if await _name_taken(session, account_id, new_name, except_id=webhook_id):
+            raise WebhooksError(f"a webhook named {new_name!r} already exists")
+        webhook.name, webhook.name_key = new_name, new_name.casefold()
+    if new_url is not None:
+        webhook.url = new_url
+    if new_events is not None:
+        webhook.events = new_events
+    webhook.updated_at = clock.now()
+    await session.flush()
+    return webhook
+
+
+async def delete_webhook(session: AsyncSession, *, account_id: uuid.UUID, webhook_id: uuid.UUID) -> None:
+    """Delete the config. Its events stay in the log; their next attempt ends them as webhook_deleted."""
+    webhook = await get_webhook(session, account_id=account_id, webhook_id=webhook_id)
+    await session.delete(webhook)
+    await session.flush()
+
+
+# --- events --------------------------------------------------------------------------------------------
+
+
+def _new_event(
+    webhook: WebhookConfig, *, event_id: uuid.UUID, event_type: str, payload: dict[str, Any], is_test: bool
+) -> WebhookEvent:
+    now = clock.now()
+    return WebhookEvent(
+        id=event_id,
+        account_id=webhook.account_id,
+        webhook_id=webhook.id,
+        webhook_name=webhook.name,
+        event_type=event_type,
+        body=orjson.dumps(payload).decode(),
+        state=PENDING,
+        is_test=is_test,
+        attempts_made=0,
+        next_attempt_at=now,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+async def emit_event(
+    session: AsyncSession,
+    *,
+    account_id: uuid.UUID,
+    event_type: str,
+    payload_for: Callable[[str], dict[str, Any]],
+) -> list[uuid.UUID]:
+    """Create one event per webhook of the account subscribed to ``event_type``, each with its own
+    ``event_id`` (SPEC §9.2, §12 #32), and enqueue its delivery, in the caller's transaction.
+
+    ``payload_for(event_id)`` returns the full JSON payload for that event (see ``payloads.envelope``).
+    Returns the event ids; none when no webhook is subscribed. After the caller's commit, call
+    ``callerid.jobs.service.wake_local_runners()`` so that an in-process runner starts at once.
+    """
+    if event_type not in EVENT_TYPES:
+        raise ValueError(f"unknown webhook event type {event_type!r}")
+    webhooks = [w for w in await list_webhooks(session, account_id) if event_type in w.events]
+    event_ids: list[uuid.UUID] = []
+    for webhook in webhooks:
+        event_id = uuid.uuid4()
+        payload = payload_for(str(event_id))
+        session.add(_new_event(webhook, event_id=event_id, event_type=event_type, payload=payload, is_test=False))
+        event_ids.append(event_id)
+    if event_ids:
+        await session.flush()
+        await enqueue_many(session, DELIVER_JOB, [{"event_id": str(e)} for e in event_ids])
+    return event_ids
+
+
+# --- delivery attempts -----------------------------------------------------------------------------------
+
+
+def retry_schedule(settings: Settings) -> list[timedelta]:
+    return parse_schedule(settings.webhook_retry_schedule)
+
+
+async def _record_attempt(
+    db: Database,
+    settings: Settings,
+    *,
+    event: WebhookEvent,
+    number: int,
+    url: str,
+    result: AttemptResult,
+    retries: bool,
+) -> datetime | None:
+    """Log the attempt and move the event to its next state; returns when to try again, if ever.
+
+    The update is conditional on the attempt count, so that a second runner that ran the same attempt
+    (at-least-once) records nothing twice.
+    """
+    now = clock.now()
+    schedule = retry_schedule(settings) if retries else []
+    next_attempt_at: datetime | None = None
+    if result.succeeded:
+        state = SUCCESS
+    elif result.outcome == OUTCOME_WEBHOOK_NOT_FOUND:
+        state = WEBHOOK_DELETED
+    elif number < len(schedule):
+        state = RESCHEDULED
+        next_attempt_at = now + schedule[number]
+    else:
+        state = FAILED
+    async with db.transaction() as session:
+        updated = await session.execute(
+            update(WebhookEvent)
+            .where(
+                WebhookEvent.id == event.id,
+                WebhookEvent.attempts_made == number,
+                WebhookEvent.state.not_in(FINAL_STATES),
+            )
+            .values(state=state, attempts_made=number + 1, next_attempt_at=next_attempt_at, updated_at=now)
+        )
+        if updated.rowcount == 0:  # type: ignore[attr-defined]
+            return None
+        session.add(
+            WebhookAttempt(
+                event_id=event.id,
+                number=number,
+                url=url,
+                started_at=result.started_at,
+                duration_ms=result.duration_ms,
+                outcome=result.outcome,
+                status_code=result.status_code,
+                error=result.error,
+            )
+        )
+        if state == FAILED and not event.is_test:
+            await _queue_failure_notice(session, event, number + 1, result)
+    return next_attempt_at
+
+
+async def _queue_failure_notice(
+    session: AsyncSession, event: WebhookEvent, attempts: int, result: AttemptResult
+) -> None:
+    """Every account admin is told that an event could not be delivered (SPEC §9.6)."""
+    recipients = await accounts.admin_emails(session, event.account_id)
+    last_error = result.error or result.outcome
+    body = (
+        f"Webhook {event.webhook_name!r} could not deliver an event after {attempts} attempts.\n\n"
+        f"Event id: {event.id}\n"
+        f"Event type: {event.event_type}\n"
+        f"Created at: {event.created_at.isoformat()}\n"
+        f"Last error: {last_error}\n\n"
+        "The event will not be retried. Check the webhook's URL and the receiving server; "
+        "the webhook events log shows every attempt.\n"
+    )
+    await mail.queue_mail(
+        session,
+        account_id=event.account_id,
+        recipients=recipients,
+        subject=f"Webhook {event.webhook_name} failed to deliver a {event.event_type} event",
+        body=body,
+    )
+
+
+async def attempt_delivery(
+    db: Database, settings: Settings, services: dict[str, Any], event_id: uuid.UUID
+) -> datetime | None:
+    """Run the due attempt of one event. Returns when the next attempt is due (None: the event is done)."""
+    async with db.session() as session:
+        event = await session.get(WebhookEvent, event_id)
+        if event is None or event.state in FINAL_STATES:
+            return None
+        if event.next_attempt_at is not None and event.next_attempt_at > clock.now():
+            return event.next_attempt_at  # a re-run of a job whose reschedule was lost; wait as planned
+        webhook = await session.get(WebhookConfig, event.webhook_id)
+    number = event.attempts_made
+    if webhook is None:
+        now = clock.now()
+        result = AttemptResult(OUTCOME_WEBHOOK_NOT_FOUND, None, "the webhook was deleted", now, 0)
+        await _record_attempt(db, settings, event=event, number=number, url="", result=result, retries=False)
+        return None
+    result = await deliverer_of(services, settings).send(
+        webhook_id=webhook.id, url=webhook.url, secret=webhook.secret, event_id=event.id, body=event.body.encode()
+    )
+    return await _record_attempt(
+        db, settings, event=event, number=number, url=webhook.url, result=result, retries=not event.is_test
+    )
+
+
+@dataclass(frozen=True)
+class SampleDelivery:
+    event: WebhookEvent
+    attempt: AttemptResult
+    state: str
+
+
+async def send_test_event(
+    db: Database,
+    settings: Settings,
+    services: dict[str, Any],
+    *,
+    account_id: uuid.UUID,
+    webhook_id: uuid.UUID,
+    event_type: str = "cmb",
+) -> SampleDelivery:
+    """One synchronous delivery of the sample payload, no retries, logged as a test event (SPEC §9.7)."""
+    if event_type not in EVENT_TYPES:
+        raise WebhooksError("event type must be cmb or user_feedback")
+    async with db.transaction() as session:
+        webhook = await get_webhook(session, account_id=account_id, webhook_id=webhook_id)
+        event_id = uuid.uuid4()
+        payload = sample_payload(event_type, event_id=str(event_id), account_id=account_id, now=clock.now())
+        event = _new_event(webhook, event_id=event_id, event_type=event_type, payload=payload, is_test=True)
+        session.add(event)
+    result = await deliverer_of(services, settings).send(
+        webhook_id=webhook.id, url=webhook.url, secret=webhook.secret, event_id=event.id, body=event.body.encode()
+    )
+    await _record_attempt(db, settings, event=event, number=0, url=webhook.url, result=result, retries=False)
+    return SampleDelivery(event=event, attempt=result, state=SUCCESS if result.succeeded else FAILED)
+
+
+# --- logs ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EventDetails:
+    event: WebhookEvent
+    attempts: list[WebhookAttempt]
+    planned_retries: list[datetime]  # when the remaining retries will run if each fails
+
+
+async def list_events(
+    session: AsyncSession,
+    *,
+    account_id: uuid.UUID,
+    webhook_id: uuid.UUID | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[WebhookEvent], int]:
+    """Newest first, with the total count (for paging)."""
+    where = [WebhookEvent.account_id == account_id]
+    if webhook_id is not None:
+        where.append(WebhookEvent.webhook_id == webhook_id)
+    total = await session.scalar(select(func.count()).select_from(WebhookEvent).where(*where))
+    query = (
+        select(WebhookEvent)
+        .where(*where)
+        .order_by(WebhookEvent.created_at.desc(), WebhookEvent.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return list((await session.scalars(query)).all()), int(total or 0)
+
+
+async def get_event(
+    session: AsyncSession, settings: Settings, *, account_id: uuid.UUID, event_id: uuid.UUID
+) -> EventDetails:
+    event = await session.get(WebhookEvent, event_id)
+    if event is None or event.account_id != account_id:
+        raise NotFound(f"event {event_id} not found")
+    attempts = list(
+        (
+            await session.scalars(
+                select(WebhookAttempt).where(WebhookAttempt.event_id == event_id).order_by(WebhookAttempt.number)
+            )
+        ).all()
+    )
+    planned: list[datetime] = []
+    if event.state == RESCHEDULED and event.next_attempt_at is not None:
+        schedule = retry_schedule(settings)
+        planned.append(event.next_attempt_at)
+        for delay in schedule[event.attempts_made :]:
+            planned.append(planned[-1] + delay)
+    return EventDetails(event, attempts, planned)
+
+
+async def purge_old_logs(session: AsyncSession, settings: Settings) -> int:
+    """Delete events (with their attempts) and notice mails older than the retention period (SPEC §9.7)."""
+    cutoff = clock.now() - timedelta(days=settings.webhook_log_retention_days)
+    old_events = select(WebhookEvent.id).where(WebhookEvent.created_at < cutoff)
+    await session.execute(delete(WebhookAttempt).where(WebhookAttempt.event_id.in_(old_events)))
+    result = await session.execute(delete(WebhookEvent).where(WebhookEvent.created_at < cutoff))
+    await session.execute(delete(OutboxMail).where(OutboxMail.created_at < cutoff, OutboxMail.status != mail.QUEUED))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
