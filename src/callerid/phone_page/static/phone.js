@@ -111,7 +111,18 @@
 
   function formatTime(ms) {
     var date = new Date(ms);
-    return isNaN(date.getTime()) ? "" : date.toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
+    if (isNaN(date.getTime())) return "";
+    // Today's times need no date: the short form fits on one line at phone width.
+    if (date.toDateString() === new Date().toDateString()) {
+      return date.toLocaleTimeString([], { timeStyle: "short" });
+    }
+    return date.toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
+  }
+
+  function formatWindow(startsAt, endsAt) {
+    var from = formatTime(startsAt);
+    var to = formatTime(endsAt);
+    return from && to ? "Expected " + from + " \u2013 " + to : "";
   }
 
   // --- registration ------------------------------------------------------------------------------------
@@ -303,8 +314,7 @@
     els.callReason.textContent = call.verified && call.callReason ? call.callReason : "";
     els.callReason.hidden = !els.callReason.textContent;
     els.callNumber.textContent = number;
-    els.callWindow.textContent =
-      call.startsAt && call.endsAt ? "Expected " + formatTime(call.startsAt) + " to " + formatTime(call.endsAt) : "";
+    els.callWindow.textContent = call.startsAt && call.endsAt ? formatWindow(call.startsAt, call.endsAt) : "";
     els.callWindow.hidden = !els.callWindow.textContent;
 
     els.callLogoFallback.textContent = call.verified && call.name ? call.name.trim().charAt(0).toUpperCase() : "?";
