@@ -27,9 +27,11 @@ SENSITIVE_KEY_PARTS = (
     "cookie",
 )
 _BEARER_TOKEN = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
-# ``api_key=...``, ``"password": "..."``, ``?token=...`` inside free text such as an exception message.
+# ``api_key=...``, ``"password": "..."``, ``?token=...`` inside free text such as an exception message;
+# a quoted value is masked up to its closing quote, so a password with spaces does not half-leak.
 _KEY_VALUE = re.compile(
-    r"(?i)((?:api[_-]?key|password|passwd|secret|token|authorization)[\"']?\s*[:=]\s*[\"']?)([^\s\"'&,;)}\]]+)"
+    r"(?i)((?:api[_-]?key|password|passwd|secret|token|authorization)[\"']?\s*[:=]\s*)"
+    r"(\"[^\"]*\"|'[^']*'|[^\s\"'&,;)}\]]+)"
 )
 _TOKEN_LIKE = re.compile(r"\b[A-Za-z0-9]{64}\b")
 _WHSEC = re.compile(r"whsec_[A-Za-z0-9+/=_-]+")
@@ -40,10 +42,16 @@ def is_sensitive_key(key: object) -> bool:
     return any(part in name for part in SENSITIVE_KEY_PARTS)
 
 
+def _mask_value(match: re.Match[str]) -> str:
+    value = match.group(2)
+    quote = value[0] if value[0] in "\"'" else ""
+    return f"{match.group(1)}{quote}[redacted]{quote}"
+
+
 def _scrub_text(text: str) -> str:
     text = _BEARER_TOKEN.sub(lambda m: f"{m.group(1)} [redacted]", text)
     text = _WHSEC.sub("whsec_[redacted]", text)
-    text = _KEY_VALUE.sub(lambda m: f"{m.group(1)}[redacted]", text)
+    text = _KEY_VALUE.sub(_mask_value, text)
     return _TOKEN_LIKE.sub("[redacted]", text)
 
 
