@@ -292,7 +292,9 @@ async def test_job_whose_runner_keeps_dying_goes_dead_without_running(db: Databa
     assert await JobRunner(db, settings, registry=registry, owner="survivor").run_until_idle() == 0
     [job] = await jobs_in(db)
     assert (job.status, job.attempts, job.lease_owner) == (DEAD, 3, None)
-    assert job.last_error == "runner lost the job 2 times (crash or kill while running)"
+    assert job.last_error == (
+        "attempt 3 exceeds job_max_attempts=2: earlier runs ended without an outcome (runner crashed or was killed)"
+    )
     assert record.calls == []
 
 
@@ -497,3 +499,42 @@ async def test_enqueue_unique_rolls_back_with_the_callers_transaction(db: Databa
     assert await jobs_in(db) == []
     async with db.transaction() as session:
         assert await enqueue_unique(session, "test.record", "k", {}) is True
+
+
+# --- wake-ups -------------------------------------------------------------------------------------------
+
+
+async def test_wake_local_runners_skips_the_poll_wait(db: Database, settings: Settings) -> None:
+    done = asyncio.Event()
+
+    async def work(_ctx: JobContext, _payload: dict[str, Any]) -> None:
+        done.set()
+
+    runner = JobRunner(db, tuned(settings, job_poll_seconds=3600), registry=registry_with(work=Recorder(work)))
+    await runner.start()
+    try:
+        await add(db, "test.work", {"n": 1})
+        wake_local_runners()
+        await asyncio.wait_for(done.wait(), WAIT)
+    finally:
+        await runner.stop()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_postgresql_notify_wakes_runners_of_other_processes(db: Database, settings: Settings) -> None:
+    done = asyncio.Event()
+
+    async def work(_ctx: JobContext, _payload: dict[str, Any]) -> None:
+        done.set()
+
+    other_process_db = Database(settings.database_url)  # its own connections, and no wake_local_runners()
+    runner = JobRunner(
+        other_process_db, tuned(settings, job_poll_seconds=3600), registry=registry_with(work=Recorder(work))
+    )
+    await runner.start()
+    try:
+        await add(db, "test.work", {"n": 1})
+        await asyncio.wait_for(done.wait(), WAIT)
+    finally:
+        await runner.stop()
+        await other_process_db.dispose()

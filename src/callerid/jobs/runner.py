@@ -203,7 +203,11 @@ class JobRunner:
         # a job that keeps killing its runner must not be retried for ever.
         lost = [job for job in jobs if job.attempts > self.settings.job_max_attempts]
         for job in lost:
-            await self._fail(job, f"runner lost the job {job.attempts - 1} times (crash or kill while running)")
+            await self._fail(
+                job,
+                f"attempt {job.attempts} exceeds job_max_attempts={self.settings.job_max_attempts}: "
+                "earlier runs ended without an outcome (runner crashed or was killed)",
+            )
         return [job for job in jobs if job.attempts <= self.settings.job_max_attempts]
 
     async def claim_and_dispatch(self) -> int:
