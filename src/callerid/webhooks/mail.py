@@ -81,7 +81,13 @@ async def deliver_mail(db: Database, settings: Settings, mail_id: uuid.UUID) -> 
     if not mail.recipients or settings.smtp_host is None:
         status, sent_at = OUTBOX, None
     else:
-        await asyncio.to_thread(_smtp_send, settings, mail)
+        try:
+            await asyncio.to_thread(_smtp_send, settings, mail)
+        except (OSError, smtplib.SMTPException) as exc:
+            # Kept on the row for the console; raising lets the job runner retry with back-off.
+            async with db.transaction() as session:
+                await session.execute(update(OutboxMail).where(OutboxMail.id == mail_id).values(error=repr(exc)[:2000]))
+            raise
         status, sent_at = SENT, clock.now()
     async with db.transaction() as session:
         await session.execute(
