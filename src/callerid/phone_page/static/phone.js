@@ -30,6 +30,7 @@
     callerNumber: $("caller-number"),
     simulateCall: $("simulate-call"),
     simulateError: $("simulate-error"),
+    simulateNeedsRegistration: $("simulate-needs-registration"),
     recentCalls: $("recent-calls"),
     noCalls: $("no-calls"),
     announcer: $("call-announcer"),
@@ -132,6 +133,7 @@
     els.registerForm.hidden = registered;
     els.registered.hidden = !registered;
     els.simulateCall.disabled = !registered;
+    els.simulateNeedsRegistration.hidden = registered;
     if (registered) {
       els.registeredNumber.textContent = displayNumber(registration.phone_number);
       els.registeredDetails.textContent =
@@ -257,9 +259,27 @@
         dropRegistration("Registration no longer valid: register again");
         return;
       }
-      if (!opened) failures += 1;
-      scheduleReconnect();
+      if (opened) {
+        scheduleReconnect();
+        return;
+      }
+      failures += 1;
+      checkTokenThenReconnect(registration.device_token);
     };
+  }
+
+  function checkTokenThenReconnect(token) {
+    // A browser never sees why a WebSocket handshake failed: a refused token (HTTP 401) and a server that is
+    // down both look like close code 1006. One authenticated HTTP request tells them apart, so a dead
+    // registration is dropped instead of being retried for ever. The lookup of a call from the phone's own
+    // number is the lightest request the app API authenticates.
+    api("GET", "/app/v1/caller-id?caller=" + encodeURIComponent(registration.phone_number))
+      .then(function (result) { return result.status; }, function () { return null; })
+      .then(function (status) {
+        if (!registration || registration.device_token !== token || socket) return; // forgotten or replaced meanwhile
+        if (status === 401) dropRegistration("Registration no longer valid: register again");
+        else scheduleReconnect();
+      });
   }
 
   function onStreamMessage(message) {

@@ -1,0 +1,466 @@
+"""The demo phone page in headless Chromium against a real ``callerid serve``: register, receive a pushed
+personalisation, look callers up, survive a server restart, get replaced, forget.
+
+Uses Debian's /usr/bin/chromium through Playwright's ``executable_path`` (``python3 dev.py test`` installs it
+with apt-get); Playwright's own browser downloads are never used. Saves
+``test-artifacts/phone-incoming-call.png``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image, ImageDraw
+
+CHROMIUM = Path("/usr/bin/chromium")
+CALLERID = Path(sys.executable).parent / "callerid"
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOT = ROOT / "test-artifacts" / "phone-incoming-call.png"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+STARTUP_SECONDS = 30
+UI_TIMEOUT_MS = 15_000
+BAD_REQUEST_LOGGED = "Failed to load resource: the server responded with a status of 400 (Bad Request)"
+UNAUTHORIZED_LOGGED = "Failed to load resource: the server responded with a status of 401 (Unauthorized)"
+
+PHONE = "919234567898"
+CALLER = "911234567898"
+UNKNOWN_CALLER = "915550000001"
+LABEL_NAME = "Flower rasm"
+CALL_REASON = "Your flower delivery is at the door"
+
+
+def _skip_reason() -> str | None:
+    if not CHROMIUM.exists():
+        return f"Debian's chromium is not installed at {CHROMIUM} (`python3 dev.py test` installs it with apt-get)"
+    if importlib.util.find_spec("playwright") is None:
+        return "the playwright Python package is not installed (pip install -e '.[test]')"
+    return None
+
+
+SKIP_REASON = _skip_reason()
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or ""),
+]
+
+
+# --- the server as a real process ----------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class Server:
+    """``callerid serve`` on a tmp SQLite file; can be stopped and started again on the same port and data."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "CALLERID_DATABASE_URL": f"sqlite+aiosqlite:///{folder / 'callerid.db'}",
+            "CALLERID_DATA_DIR": str(folder / "data"),
+            "CALLERID_HOST": "127.0.0.1",
+            "CALLERID_PORT": str(self.port),
+            "CALLERID_LOG_JSON": "true",
+        }
+        self.log = folder / "serve.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def cli(self, *args: str) -> dict[str, Any]:
+        done = subprocess.run(
+            [str(CALLERID), *args, "--json"], cwd=self.folder, env=self.env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, f"callerid {' '.join(args)}: exit {done.returncode}\n{done.stderr}"
+        value: dict[str, Any] = json.loads(done.stdout)
+        return value
+
+    def start(self) -> None:
+        # Output to a file, not a pipe: nobody reads a pipe while the test runs, and a full one blocks the server.
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [str(CALLERID), "serve", "--port", str(self.port)],
+                cwd=self.folder,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"serve exited early:\n{self.log.read_text()}"
+            try:
+                if httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)  # polling another process's start-up, not waiting for business time
+        raise AssertionError(f"serve did not become healthy:\n{self.log.read_text()}")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    folder = tmp_path / "serve"
+    folder.mkdir()
+    running = Server(folder)
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def logo_png() -> bytes:
+    """A 200x200 PNG (the console's required size): a flower on green."""
+    image = Image.new("RGB", (200, 200), (34, 139, 84))
+    draw = ImageDraw.Draw(image)
+    for dx, dy in ((0, -45), (0, 45), (-45, 0), (45, 0), (-32, -32), (32, 32), (-32, 32), (32, -32)):
+        draw.ellipse((100 + dx - 28, 100 + dy - 28, 100 + dx + 28, 100 + dy + 28), fill=(255, 182, 193))
+    draw.ellipse((72, 72, 128, 128), fill=(255, 209, 59))
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+class Business:
+    """An account with an API key and a dynamic label, made with the CLI as an operator would."""
+
+    def __init__(self, server: Server):
+        self.server = server
+        account = server.cli("accounts", "create", "--name", "Flower Era", "--admin-email", "admin@flowers.test")
+        self.account_id = account["client_account_id"]
+        key = server.cli("api-keys", "create", "--account", self.account_id, "--name", "phone test")
+        logo = server.folder / "logo.png"
+        logo.write_bytes(logo_png())
+        label = server.cli(
+            "labels", "create", "--account", self.account_id, "--name", "Flower Era", "--logo", str(logo)
+        )
+        self.label_id = label["id"]
+        self.logo_url = label["logo_url"]
+        minted = httpx.post(
+            f"{server.base}/clients/{self.account_id}/token",
+            json={"key_id": key["key_id"], "api_key": key["api_key"]},
+            headers={"X-Public-Access": "allow"},
+        )
+        assert minted.status_code == 200, minted.text
+        self.token = minted.json()["token"]
+
+    async def push(self, receiver: str) -> dict[str, Any]:
+        """R2: one real-time record for a call from CALLER to ``receiver`` in a window around now."""
+        now_ms = int(time.time() * 1000)  # the server's wall clock is the real one here
+        async with httpx.AsyncClient(base_url=self.server.base) as http:
+            response = await http.post(
+                f"/v2/clients/{self.account_id}/dynamic_call_record",
+                headers={"Authorization": f"Bearer {self.token}"},
+                json={
+                    "label_id": self.label_id,
+                    "dynamic_label_name": LABEL_NAME,
+                    "dynamic_call_reason": CALL_REASON,
+                    "caller_number": CALLER,
+                    "receiver_number": receiver,
+                    "starts_at": now_ms - 60_000,
+                    "ends_at": now_ms + 3_600_000,
+                },
+            )
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+
+# --- the browser ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
+
+
+async def open_phone(browser: Any, server: Server) -> tuple[Any, Any, list[str]]:
+    """A phone-sized page on /phone, collecting every console error and failed request."""
+    context = await browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2)
+    page = await context.new_page()
+    page.set_default_timeout(UI_TIMEOUT_MS)
+    problems: list[str] = []
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    await page.goto(f"{server.base}/phone")
+    return context, page, problems
+
+
+async def wait_connected(page: Any) -> None:
+    await page.wait_for_selector('#connection[data-state="connected"]')
+
+
+async def incoming_call(page: Any, *, source: str) -> dict[str, Any]:
+    """Wait for the call screen, then read what it shows."""
+    await page.wait_for_selector(f'#incoming-call[data-source="{source}"]:not([hidden])')
+    shown: dict[str, Any] = await page.evaluate(
+        """() => {
+            const text = (id) => document.getElementById(id).textContent.trim();
+            const visible = (id) => !document.getElementById(id).hidden;
+            const call = document.getElementById("incoming-call");
+            return {
+                verified: call.dataset.verified, name: text("call-name"), reason: text("call-reason"),
+                number: text("call-number"), badge: visible("call-verified"), logo_visible: visible("call-logo"),
+                announced: text("call-announcer"), focused: document.activeElement.id,
+            };
+        }"""
+    )
+    return shown
+
+
+async def wait_logo(page: Any) -> dict[str, Any]:
+    await page.wait_for_selector('#call-logo[data-state="loaded"]')
+    logo: dict[str, Any] = await page.evaluate(
+        """() => {
+            const img = document.getElementById("call-logo");
+            return {src: img.src, complete: img.complete, width: img.naturalWidth, height: img.naturalHeight,
+                    alt: img.alt};
+        }"""
+    )
+    return logo
+
+
+async def recent_calls(page: Any) -> list[str]:
+    rows: list[str] = await page.locator("#recent-calls li").all_inner_texts()
+    return [" ".join(row.split()) for row in rows]
+
+
+# --- the tests ---------------------------------------------------------------------------------------
+
+
+async def test_phone_receives_a_pushed_call_and_looks_callers_up(browser: Any, server: Server) -> None:
+    business = Business(server)
+    context, page, problems = await open_phone(browser, server)
+
+    # A fresh phone: nothing registered, nothing to look up with.
+    assert await page.text_content("#connection-text") == "Not registered"
+    assert await page.is_disabled("#simulate-call")
+    assert await page.is_visible("#simulate-needs-registration")
+    # Fits a phone: nothing sticks out sideways.
+    assert await page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+
+    await page.fill("#phone-number", f"+{PHONE}")
+    await page.select_option("#platform", "android")
+    await page.fill("#app-version", "1.4.0")
+    await page.click("#register")
+    await wait_connected(page)
+    assert await page.text_content("#registered-number") == f"+{PHONE}"
+    assert await page.is_hidden("#register-form")
+    assert await page.is_hidden("#simulate-needs-registration")
+    stored = await page.evaluate("() => JSON.parse(localStorage.getItem('callerid.phone.registration'))")
+    assert stored["phone_number"] == PHONE
+    assert stored["device_token"]
+
+    # The business pushes a personalisation for this phone: the incoming-call screen comes up.
+    assert await business.push(PHONE) == {
+        "status_info": {"status": "success", "message": "Record processed successfully"}
+    }
+    shown = await incoming_call(page, source="push")
+    assert shown == {
+        "verified": "true",
+        "name": LABEL_NAME,
+        "reason": CALL_REASON,
+        "number": f"+{CALLER}",
+        "badge": True,
+        "logo_visible": True,
+        "announced": f"Incoming call from {LABEL_NAME}, verified: {CALL_REASON}. +{CALLER}",
+        "focused": "answer",
+    }
+    logo = await wait_logo(page)
+    assert logo == {
+        "src": business.logo_url,
+        "complete": True,
+        "width": 200,
+        "height": 200,
+        "alt": f"{LABEL_NAME} logo",
+    }
+    assert await page.locator("#call-verified").inner_text() == "Verified"
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SCREENSHOT), animations="disabled")
+    with Image.open(SCREENSHOT) as saved:
+        assert saved.size == (390 * 2, 844 * 2)
+
+    await page.click("#answer")
+    await page.wait_for_selector("#incoming-call", state="hidden")
+    assert await recent_calls(page) == [f"{LABEL_NAME} ✓ +{CALLER} · answered"]
+
+    # The phone rings from the same caller: the lookup finds the same verified identity.
+    await page.fill("#caller-number", CALLER)
+    await page.click("#simulate-call")
+    shown = await incoming_call(page, source="lookup")
+    assert (shown["verified"], shown["name"], shown["reason"], shown["number"], shown["badge"]) == (
+        "true",
+        LABEL_NAME,
+        CALL_REASON,
+        f"+{CALLER}",
+        True,
+    )
+    assert (await wait_logo(page))["width"] == 200
+    await page.click("#decline")
+    await page.wait_for_selector("#incoming-call", state="hidden")
+
+    # A caller with no record: shown as unverified, without badge, logo or reason.
+    await page.fill("#caller-number", UNKNOWN_CALLER)
+    await page.click("#simulate-call")
+    await page.wait_for_selector('#incoming-call[data-verified="false"]:not([hidden])')
+    shown = await incoming_call(page, source="lookup")
+    assert shown == {
+        "verified": "false",
+        "name": "Unverified caller",
+        "reason": "",
+        "number": f"+{UNKNOWN_CALLER}",
+        "badge": False,
+        "logo_visible": False,
+        "announced": f"Incoming call from unverified caller +{UNKNOWN_CALLER}",
+        "focused": "answer",
+    }
+    assert await page.get_attribute("#call-logo", "data-state") == "none"
+    await page.keyboard.press("Escape")
+    await page.wait_for_selector("#incoming-call", state="hidden")
+    assert await recent_calls(page) == [
+        f"Unverified caller +{UNKNOWN_CALLER} · declined",
+        f"{LABEL_NAME} ✓ +{CALLER} · declined",
+        f"{LABEL_NAME} ✓ +{CALLER} · answered",
+    ]
+
+    # A bad number is the server's invalid-input message, next to the field.
+    await page.fill("#caller-number", "12ab")
+    await page.click("#simulate-call")
+    await page.wait_for_selector("#simulate-error:text('caller is invalid')")
+    assert await page.is_hidden("#incoming-call")
+
+    # Chromium logs every failed request; the 400 of the bad lookup is the only one, and nothing else went wrong
+    # (no script error, no Content-Security-Policy refusal, no missing file).
+    assert problems == [BAD_REQUEST_LOGGED]
+    await context.close()
+
+
+async def test_registration_is_reused_reconnects_and_is_forgotten(browser: Any, server: Server) -> None:
+    business = Business(server)
+    context, page, problems = await open_phone(browser, server)
+    await page.fill("#phone-number", PHONE)
+    await page.click("#register")
+    await wait_connected(page)
+    token = await page.evaluate("() => JSON.parse(localStorage.getItem('callerid.phone.registration')).device_token")
+
+    # Reload: the kept registration is reused (same token), no form to fill.
+    await page.reload()
+    await wait_connected(page)
+    assert await page.is_hidden("#register-form")
+    assert await page.text_content("#registered-number") == f"+{PHONE}"
+    assert (
+        await page.evaluate("() => JSON.parse(localStorage.getItem('callerid.phone.registration')).device_token")
+        == token
+    )
+
+    # The server goes away: the page says so and retries; when it is back the stream is too.
+    server.stop()
+    await page.wait_for_selector('#connection[data-state="reconnecting"]')
+    assert (await page.text_content("#connection-text") or "").startswith("Offline: reconnecting in ")
+    server.start()
+    await page.wait_for_selector('#connection[data-state="connected"]', timeout=45_000)
+    assert (await business.push(PHONE))["status_info"]["status"] == "success"
+    assert (await incoming_call(page, source="push"))["name"] == LABEL_NAME
+    await page.click("#decline")
+
+    # Another registration for the number replaces this one: the server closes the stream, the page
+    # drops the dead token and offers the form again.
+    async with httpx.AsyncClient(base_url=server.base) as http:
+        replaced = await http.post(
+            "/app/v1/devices", json={"phone_number": PHONE, "platform": "android", "app_version": "1.0.0"}
+        )
+    assert replaced.status_code == 201
+    await page.wait_for_selector('#connection[data-state="gone"]')
+    assert await page.text_content("#connection-text") == "Registration replaced or removed: register again"
+    assert await page.is_visible("#register-form")
+    assert await page.evaluate("() => localStorage.getItem('callerid.phone.registration')") is None
+
+    # Replaced while the page was closed: on return the kept token is refused, and the page says so rather
+    # than retrying for ever.
+    await page.fill("#phone-number", PHONE)
+    await page.click("#register")
+    await wait_connected(page)
+    await page.goto("about:blank")
+    async with httpx.AsyncClient(base_url=server.base) as http:
+        replaced = await http.post(
+            "/app/v1/devices", json={"phone_number": PHONE, "platform": "android", "app_version": "1.0.0"}
+        )
+    assert replaced.status_code == 201
+    await page.goto(f"{server.base}/phone")
+    await page.wait_for_selector('#connection[data-state="gone"]')
+    assert await page.text_content("#connection-text") == "Registration no longer valid: register again"
+    assert await page.is_visible("#register-form")
+    assert await page.evaluate("() => localStorage.getItem('callerid.phone.registration')") is None
+
+    # Register again from the page, then forget: the server no longer knows the phone.
+    await page.fill("#phone-number", PHONE)
+    await page.click("#register")
+    await wait_connected(page)
+    await page.click("#forget")
+    await page.wait_for_selector('#connection[data-state="idle"]')
+    assert await page.text_content("#connection-text") == "Not registered"
+    assert await page.is_visible("#register-form")
+    assert await page.is_disabled("#simulate-call")
+    assert await page.evaluate("() => localStorage.getItem('callerid.phone.registration')") is None
+    assert await business.push(PHONE) == {
+        "status_info": {"status": "error", "reason": "not_app_user", "message": "Not an app user"}
+    }
+
+    # A rejected registration shows the server's message and keeps the form.
+    await page.fill("#phone-number", "0123")
+    await page.click("#register")
+    await page.wait_for_selector("#register-error:text('phone_number is invalid')")
+    assert await page.is_visible("#register-form")
+
+    # Chromium's log holds only what the test provoked: failed connections while the server was down or the
+    # token refused, the refused token's 401 and the refused registration's 400.
+    expected = (BAD_REQUEST_LOGGED, UNAUTHORIZED_LOGGED)
+    assert [p for p in problems if p not in expected and not p.startswith("WebSocket connection to")] == []
+    assert problems.count(BAD_REQUEST_LOGGED) == 1
+    assert problems.count(UNAUTHORIZED_LOGGED) == 1
+    await context.close()
