@@ -130,12 +130,16 @@ class JobRunner:
         """On PostgreSQL, wake on NOTIFY from enqueues in other processes (polling remains the fallback)."""
         if not self.db.is_postgres:
             return
+        connection: AsyncConnection | None = None
         try:
             connection = await self.db.engine.connect()
             raw = await connection.get_raw_connection()
             await raw.driver_connection.add_listener(NOTIFY_CHANNEL, self._on_notify)  # type: ignore[union-attr]
         except Exception:
             log.warning("job_listen_failed", exc_info=True)
+            if connection is not None:
+                with contextlib.suppress(Exception):
+                    await connection.close()
             return
         self._listen_connection = connection
 
