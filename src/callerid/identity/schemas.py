@@ -14,8 +14,8 @@ class VerifiedCaller(BaseModel):
     logo_url: str = Field(examples=["https://callerid.example.com/logos/06930f35-...-1751871235271177747.png"])
     call_reason: str | None = Field(examples=["Flower Delivery"])
     label_id: str = Field(examples=["c6d86658-008d-4c08-98fb-2bf2649d59a5"])
-    starts_at: int = Field(description="window start, epoch milliseconds")
-    ends_at: int = Field(description="window end, epoch milliseconds")
+    starts_at: int | None = Field(description="window start, epoch milliseconds; null for a listed business number")
+    ends_at: int | None = Field(description="window end, epoch milliseconds; null for a listed business number")
     assertion: str = Field(
         description="a PASSporT (JWT, ES256, `ppt: rcd`) signed by this server: orig/dest/iat/exp, "
         "rcd {nam, icn} and crn; verify it with the keys at /.well-known/jwks.json"

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from callerid.config import Settings
 from callerid.identity.signer import Signer, passport_claims
 from callerid.labels.service import logo_url
+from callerid.numbers.service import listed_identity
 from callerid.personalisation.service import active_identity
 
 
@@ -21,8 +22,8 @@ class CallerIdentity:
     logo_url: str
     call_reason: str | None
     label_id: str
-    starts_at: int  # epoch ms
-    ends_at: int  # epoch ms
+    starts_at: int | None  # epoch ms; None for a listed business number (no window)
+    ends_at: int | None  # epoch ms; None for a listed business number
     assertion: str
 
     def to_json(self) -> dict[str, Any]:
@@ -47,28 +48,36 @@ async def lookup(
 ) -> CallerIdentity | None:
     """The identity ``caller`` shows to ``receiver`` at ``at``, or None outside every window.
 
-    Sources, in order (first match wins): the latest call personalisation record whose window holds ``at``.
+    Sources, in order (first match wins): the latest call personalisation record whose window holds ``at``;
+    then, for a business number listed in a feature set, the set's static label and call reason.
     """
-    found = await active_identity(session, caller, receiver, at)
-    if found is None:
-        return None
+    found: Any = await active_identity(session, caller, receiver, at)
+    starts_at: int | None = None
+    ends_at: int | None = None
+    if found is not None:
+        name, starts_at, ends_at = found.name, found.starts_at, found.ends_at
+    else:
+        found = await listed_identity(session, caller)
+        if found is None:
+            return None
+        name = found.label_name
     url = logo_url(settings, found.logo_key)
     claims = passport_claims(
         settings,
         caller=caller,
         receiver=receiver,
-        name=found.name,
+        name=name,
         logo_url=url,
         call_reason=found.call_reason,
         iat=int(at.timestamp()),
     )
     return CallerIdentity(
         caller=caller,
-        name=found.name,
+        name=name,
         logo_url=url,
         call_reason=found.call_reason,
         label_id=str(found.label_id),
-        starts_at=found.starts_at,
-        ends_at=found.ends_at,
+        starts_at=starts_at,
+        ends_at=ends_at,
         assertion=await signer.sign(claims),
     )
