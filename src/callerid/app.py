@@ -80,8 +80,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     from callerid.accounts.routes import router as accounts_router
     from callerid.delivery.routes import router as delivery_router
-    from callerid.numbers.routes import router as numbers_router
+    from callerid.identity.routes import router as identity_router
     from callerid.labels.routes import router as labels_router
+    from callerid.numbers.routes import router as numbers_router
     from callerid.ops.routes import router as ops_router
     from callerid.personalisation.routes import router as personalisation_router
     from callerid.phone_page.routes import router as phone_router
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(personalisation_router)
     app.include_router(numbers_router)
     app.include_router(delivery_router)
+    app.include_router(identity_router)
     app.include_router(phone_router)
     return app
 
