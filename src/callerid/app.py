@@ -80,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     from callerid.accounts.routes import router as accounts_router
     from callerid.delivery.routes import router as delivery_router
+    from callerid.engagement.routes import router as engagement_router
     from callerid.identity.routes import router as identity_router
     from callerid.labels.routes import router as labels_router
     from callerid.numbers.routes import router as numbers_router
@@ -93,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(personalisation_router)
     app.include_router(numbers_router)
     app.include_router(delivery_router)
+    app.include_router(engagement_router)
     app.include_router(identity_router)
     app.include_router(phone_router)
     return app

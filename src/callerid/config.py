@@ -102,6 +102,13 @@ class Settings(BaseSettings):
     webhook_log_retention_days: int = 30
     webhook_user_agent: str = "callerid-webhooks/1.0"
 
+    # --- engagement: Call Me Back, surveys, log exports (SPEC §5.10, §5.11, §9.3) ---------------------------
+    export_link_ttl_seconds: int = Field(default=600, description="CMB/UF download links expire after this")
+    cmb_slot_skew_seconds: int = Field(
+        default=300, description="a picked slot that ended less than this ago is still accepted (phone clock lag)"
+    )
+    cmb_slot_horizon_days: int = Field(default=90, description="a picked slot may start at most this far ahead")
+
     # --- outgoing e-mail (webhook failure notices); without smtp_host mails go to the outbox table -------
     smtp_host: str | None = None
     smtp_port: int = 587

@@ -14,6 +14,7 @@ MODEL_MODULES = (
     "callerid.delivery.models",
     "callerid.identity.models",
     "callerid.webhooks.models",
+    "callerid.engagement.models",
 )
 
 

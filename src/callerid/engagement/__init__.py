@@ -1,0 +1,1 @@
+"""Engagement: Call Me Back, surveys and their answers, CMB/UF log exports."""
