@@ -19,6 +19,7 @@ from callerid.cli.numbers import departments_app, feature_sets_app, operations_a
 from callerid.cli.phones import devices_app, signing_keys_app
 from callerid.config import Settings, load_settings
 from callerid.db import Database
+from callerid.engagement.cli import cmb_configs_app, surveys_app
 from callerid.webhooks.cli import webhooks_app
 
 app = typer.Typer(
@@ -38,6 +39,8 @@ app.add_typer(feature_sets_app, name="feature-sets")
 app.add_typer(devices_app, name="devices")
 app.add_typer(signing_keys_app, name="keys")
 app.add_typer(webhooks_app, name="webhooks")
+app.add_typer(surveys_app, name="surveys")
+app.add_typer(cmb_configs_app, name="cmb-configs")
 
 
 @app.command()

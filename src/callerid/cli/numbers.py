@@ -108,12 +108,18 @@ def feature_sets_create(
     call_me_back: bool = typer.Option(False, "--call-me-back", help="enable Call Me Back"),
     survey: bool = typer.Option(False, "--survey", help="enable the survey"),
     description: str = typer.Option("", "--description"),
+    cmb_config_name: str | None = typer.Option(
+        None, "--cmb-config-name", help="with --call-me-back: cmb_config_name (default: Call Me Back)"
+    ),
+    slot_picker: bool = typer.Option(False, "--slot-picker", help="with --call-me-back: the user picks the slot"),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Create a draft feature set; prints it as FS returns it."""
     account_id = parse_uuid_option(account, "--account")
     process_id = parse_uuid_option(process, "--process")
     label_id = parse_uuid_option(label, "--label")
+    if (cmb_config_name is not None or slot_picker) and not call_me_back:
+        fail("--cmb-config-name and --slot-picker need --call-me-back")
 
     async def create(session: Any) -> dict[str, Any]:
         feature_set = await service.create_feature_set(
@@ -127,6 +133,19 @@ def feature_sets_create(
             call_me_back=call_me_back,
             survey=survey,
         )
+        if call_me_back:  # the Call Me Back configuration (engagement domain), defaults unless given
+            from callerid.engagement import service as engagement
+
+            try:
+                await engagement.set_cmb_config(
+                    session,
+                    account_id=account_id,
+                    feature_set_id=feature_set.id,
+                    name=cmb_config_name,
+                    slot_picker=slot_picker,
+                )
+            except engagement.EngagementError as exc:
+                raise service.NumbersError(str(exc)) from None
         return schemas.feature_set_json(await service.feature_set_view(session, feature_set.id))
 
     emit(_run(create), as_json, title="Feature set created")
