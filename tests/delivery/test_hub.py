@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from callerid.delivery.hub import CLOSE, LocalHub, RedisHub
+from callerid.delivery.hub import CLOSE, LocalHub, RedisHub, close_device_via_redis
 from tests.conftest import REDIS_URL, requires_redis
 
 
@@ -68,3 +68,17 @@ async def test_redis_hub_close_reaches_the_other_process() -> None:
     finally:
         await process_a.stop()
         await process_b.stop()
+
+
+@requires_redis
+async def test_a_process_without_a_hub_can_close_a_stream() -> None:
+    serving = RedisHub(REDIS_URL)
+    await serving.start()
+    device = f"test-{uuid.uuid4()}"
+    try:
+        async with serving.attach(device) as first, serving.attach(device) as second:
+            await close_device_via_redis(REDIS_URL, device)
+            assert await asyncio.wait_for(first.queue.get(), timeout=5) == CLOSE
+            assert await asyncio.wait_for(second.queue.get(), timeout=5) == CLOSE
+    finally:
+        await serving.stop()

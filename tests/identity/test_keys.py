@@ -161,3 +161,4 @@ def test_cli_registers_devices(cli: Cli) -> None:
     gone = cli.run("devices", "unregister", "--number", "919234567898", "--json").json()
     assert gone == {"unregistered": True, "device_id": again["device_id"]}
     assert "no device" in cli.run("devices", "unregister", "--number", "919234567898", "--json").failed()
+    assert "phone_number is invalid" in cli.run("devices", "unregister", "--number", "x", "--json").failed()

@@ -7,6 +7,7 @@ import typer
 from callerid.cli.common import JSON_OPTION, emit, fail, run_with_db
 from callerid.config import Settings
 from callerid.db import Database
+from callerid.delivery.hub import close_device_via_redis
 from callerid.errors import ApiError
 
 devices_app = typer.Typer(help="Phones registered for pushes (what the app does with POST /app/v1/devices).")
@@ -31,6 +32,7 @@ def register(
                 )
         except ApiError as exc:
             fail(exc.message)
+        await close_device_via_redis(settings.redis_url, registered.replaced_device_id)
         return {"device_id": registered.device_id, "device_token": registered.device_token}
 
     emit(run_with_db(run), as_json, title="Device registered")
@@ -42,10 +44,14 @@ def unregister(number: str = typer.Option(..., "--number"), as_json: bool = JSON
     from callerid.delivery.service import unregister_number
 
     async def run(settings: Settings, db: Database) -> dict[str, object]:
-        async with db.transaction() as session:
-            device_id = await unregister_number(session, number)
+        try:
+            async with db.transaction() as session:
+                device_id = await unregister_number(session, number)
+        except ApiError as exc:
+            fail(exc.message)
         if device_id is None:
             fail(f"no device is registered for {number}")
+        await close_device_via_redis(settings.redis_url, device_id)
         return {"unregistered": True, "device_id": device_id}
 
     emit(run_with_db(run), as_json, title="Device unregistered")

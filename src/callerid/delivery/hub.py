@@ -75,6 +75,10 @@ class LocalHub:
     async def _on_last(self, device_id: str) -> None:
         return None
 
+    async def _ready(self, device_id: str) -> None:
+        """Wait until pushes for ``device_id`` can arrive (another connection of it may be setting that up)."""
+        return None
+
     @contextlib.asynccontextmanager
     async def attach(self, device_id: str) -> AsyncIterator[Connection]:
         """Register a live connection for ``device_id``; pushes reach it once this has entered."""
@@ -85,6 +89,8 @@ class LocalHub:
         try:
             if first:
                 await self._on_first(device_id)
+            else:
+                await self._ready(device_id)
             yield connection
         finally:
             connections = self._connections.get(device_id, set())
@@ -144,13 +150,17 @@ class RedisHub(LocalHub):
     async def _await_confirmation(self, channel: str) -> None:
         future = self._pending.get(channel)
         if future is not None:
-            await asyncio.wait_for(future, timeout=10)
+            # shield: a second waiter timing out or being cancelled must not cancel the shared future.
+            await asyncio.wait_for(asyncio.shield(future), timeout=10)
 
     async def _on_first(self, device_id: str) -> None:
         channel = CHANNEL_PREFIX + device_id
         async with self._lock:
             await self._subscribe(channel)
         await self._await_confirmation(channel)
+
+    async def _ready(self, device_id: str) -> None:
+        await self._await_confirmation(CHANNEL_PREFIX + device_id)
 
     async def _on_last(self, device_id: str) -> None:
         async with self._lock:
@@ -205,3 +215,16 @@ async def start_push_hub(settings: Any, services: dict[str, Any]) -> LocalHub:
     await hub.start()
     services[PUSH_HUB] = hub
     return hub
+
+
+async def close_device_via_redis(redis_url: str | None, device_id: str | None) -> None:
+    """From a process without a hub (the CLI): disconnect a device's streams in the serving processes."""
+    if not redis_url or device_id is None:
+        return
+    import redis.asyncio as aioredis
+
+    client: Any = aioredis.from_url(redis_url)
+    try:
+        await client.publish(CHANNEL_PREFIX + device_id, CLOSE)
+    finally:
+        await client.aclose()
