@@ -9,6 +9,7 @@ import pytest
 from starlette.testclient import TestClient, WebSocketDenialResponse
 from starlette.websockets import WebSocketDisconnect
 
+from callerid.delivery.hub import LocalHub
 from callerid.delivery.service import DeliveryOutcome, PushMessage, deliver_many
 from tests.conftest import REDIS_URL, requires_redis
 from tests.delivery.conftest import register
@@ -208,3 +209,26 @@ def test_stream_through_the_redis_hub(phone_client: TestClient) -> None:
         with pytest.raises(WebSocketDisconnect) as closed:
             ws.receive_json()
         assert closed.value.code == 4001
+
+
+class BrokenHub(LocalHub):
+    """A hub whose backend is down (as when Redis is unreachable)."""
+
+    async def _on_first(self, device_id: str) -> None:
+        raise ConnectionError("redis is down")
+
+    async def publish_many(self, items: list[tuple[str, str]]) -> list[bool]:
+        raise ConnectionError("redis is down")
+
+
+def test_hub_failure_refuses_the_stream_and_fails_the_push(phone_client: TestClient) -> None:
+    device = register(phone_client, RECEIVER, "android", "2.0.0")
+    phone_client.app.state.runtime.services["push_hub"] = BrokenHub()  # type: ignore[attr-defined]
+    headers = bearer(device["device_token"])
+    with (
+        pytest.raises(WebSocketDisconnect) as refused,
+        phone_client.websocket_connect("/app/v1/stream", headers=headers),
+    ):
+        pass
+    assert refused.value.code == 1013
+    assert deliver(phone_client, [message()]) == [DeliveryOutcome("failed_to_push", "Failed to push")]

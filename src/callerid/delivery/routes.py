@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 
 import orjson
+import structlog
 from fastapi import APIRouter, Depends, Request, WebSocket
 from starlette.responses import Response
 from starlette.websockets import WebSocketDisconnect
@@ -21,10 +22,12 @@ from callerid.responses import JsonResponse
 from callerid.runtime import runtime_of
 
 router = APIRouter(tags=["App: devices and push"])
+log = structlog.get_logger("callerid.delivery")
 
 # Close code (private range 4000-4999) telling the app its registration was replaced or removed.
 CLOSE_DEVICE_GONE = 4001
 CLOSE_UNAUTHORIZED = 4401
+CLOSE_TRY_AGAIN_LATER = 1013
 
 
 def _required_string(body: dict[str, object], name: str) -> str:
@@ -124,21 +127,29 @@ async def stream(websocket: WebSocket) -> None:
         await websocket.close(code=1011)
         return
     heartbeat = runtime.settings.push_heartbeat_seconds
-    # Attach before accepting: by the time the phone reads "connected", pushes already reach it.
-    async with hub.attach(device.device_id) as connection:
-        await websocket.accept()
-        hello = {"type": "connected", "device_id": device.device_id, "phone_number": device.phone_number}
-        await websocket.send_text(orjson.dumps(hello).decode())
-        sender = asyncio.create_task(_send_loop(websocket, connection.queue, heartbeat))
-        receiver = asyncio.create_task(_receive_loop(websocket))
-        try:
-            await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (sender, receiver):
-                task.cancel()
-            for task in (sender, receiver):
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+    accepted = False
+    try:
+        # Attach before accepting: by the time the phone reads "connected", pushes already reach it.
+        async with hub.attach(device.device_id) as connection:
+            await websocket.accept()
+            accepted = True
+            hello = {"type": "connected", "device_id": device.device_id, "phone_number": device.phone_number}
+            await websocket.send_text(orjson.dumps(hello).decode())
+            sender = asyncio.create_task(_send_loop(websocket, connection.queue, heartbeat))
+            receiver = asyncio.create_task(_receive_loop(websocket))
+            try:
+                await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (sender, receiver):
+                    task.cancel()
+                for task in (sender, receiver):
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+    except Exception:
+        # E.g. Redis unreachable while subscribing: refuse with "try again later" rather than a 500.
+        log.warning("push_stream_failed", device_id=device.device_id, exc_info=True)
+        if not accepted:
+            await websocket.close(code=CLOSE_TRY_AGAIN_LATER)
 
 
 async def _send_loop(websocket: WebSocket, queue: asyncio.Queue[str], heartbeat: float) -> None:
