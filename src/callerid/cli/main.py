@@ -97,6 +97,11 @@ def serve(
         as_json,
         title="callerid is starting",
     )
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT, then raises the signal again for the handler that was
+    # there before it. With the default handlers the process would end "killed by SIGTERM" (-15) or with a
+    # KeyboardInterrupt traceback; a graceful stop is a success, so those handlers do nothing and we exit 0.
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, lambda *_: None)
     try:
         uvicorn.run(
             "callerid.app:create_app_from_env",
