@@ -1,3 +1,4 @@
+# ruff: noqa: E402 - the imports must follow the sys.path fix below
 """Benchmark: one 10,000-number publish (NL) on the embedded default (SQLite, jobs inside ``callerid serve``).
 
 Sets up an account, tree, static label and feature set with the real CLI, starts ``callerid serve`` on a
@@ -134,32 +135,39 @@ def main() -> None:
 
             limit = 1000
             pages = (args.numbers + limit - 1) // limit
+
+            def listed_on(page: int) -> int:
+                response = http.get(
+                    f"/clients/{account_id}/number_management/numbers",
+                    params={"feature_set_id": feature_set["id"], "limit": limit, "page": page},
+                    headers=auth,
+                )
+                response.raise_for_status()
+                return sum(1 for item in response.json()["numbers"] if item["status"] == "listed")
+
+            # A job moves all its numbers in one transaction, so poll the first page cheaply and confirm every
+            # page once it is listed (polling all pages each time would measure the polling, not the job).
             while True:
-                listed = 0
-                for page in range(1, pages + 1):
-                    response = http.get(
-                        f"/clients/{account_id}/number_management/numbers",
-                        params={"feature_set_id": feature_set["id"], "limit": limit, "page": page},
-                        headers=auth,
-                    )
-                    response.raise_for_status()
-                    listed += sum(1 for item in response.json()["numbers"] if item["status"] == "listed")
-                if listed == args.numbers:
-                    break
+                if listed_on(1) == min(limit, args.numbers):
+                    seen = time.perf_counter()
+                    listed = sum(listed_on(page) for page in range(1, pages + 1))
+                    if listed == args.numbers:
+                        break
                 if time.perf_counter() - answered > 120:
-                    raise SystemExit(f"only {listed} of {args.numbers} listed after 120 s")
-                time.sleep(0.05)
+                    raise SystemExit(f"not all {args.numbers} listed after 120 s")
+                time.sleep(0.02)
             processed = time.perf_counter()
     finally:
         server.terminate()
         server.wait(timeout=30)
 
     answer_ms = (answered - started) * 1000
-    processing_s = processed - answered
+    processing_s = seen - answered
     print(f"numbers published:        {args.numbers}")
     print(f"answer time (NL 200):     {answer_ms:.0f} ms")
     print(f"all listed after answer:  {processing_s:.2f} s (includes the {delay:g} s job delay setting)")
-    print(f"processing beyond delay:  {max(0.0, processing_s - delay):.2f} s (incl. NN polling granularity)")
+    print(f"processing beyond delay:  {max(0.0, processing_s - delay):.2f} s")
+    print(f"all {pages} NN pages confirmed listed {processed - answered:.2f} s after the answer")
 
 
 if __name__ == "__main__":
