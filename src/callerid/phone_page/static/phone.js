@@ -199,8 +199,11 @@
   }
 
   function dropRegistration(statusText) {
+    // Only clear what this page stored: another tab may already have saved a newer registration (which is
+    // what replaced this one).
+    var saved = loadRegistration();
+    if (registration && saved && saved.device_token === registration.device_token) saveRegistration(null);
     registration = null;
-    saveRegistration(null);
     disconnect();
     setConnection(statusText === "Not registered" ? "idle" : "gone", statusText);
     showRegistration();
