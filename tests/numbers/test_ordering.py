@@ -3,6 +3,9 @@ is held, reported in ``processing_numbers``, and processed like a fresh request 
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
 from sqlalchemy import select
 
@@ -10,8 +13,8 @@ from callerid.db import Database
 from callerid.jobs.runner import JobRunner
 from callerid.numbers import service
 from callerid.numbers.models import BusinessNumber, NumberJob
-from tests.conftest import Tenant
-from tests.numbers.conftest import Api, Tree, settle
+from tests.conftest import Tenant, create_tenant, mint
+from tests.numbers.conftest import Api, Tree, make_tree, settle
 
 N = "911234567891"
 
@@ -128,3 +131,43 @@ async def test_held_list_into_an_archived_set_is_dropped(
     await settle(runner)
     assert await api.states() == {}
     assert await held(db) == {N: (None, None)}
+
+
+@pytest.mark.parametrize(
+    "settings_overrides", [{"number_verifier": "tests.numbers.verifiers:fail_ending_in_9"}], indirect=True
+)
+async def test_held_delist_after_a_failed_listing(api: Api, tree: Tree, db: Database, runner: JobRunner) -> None:
+    failing = "911234567899"
+    await api.publish(tree.fs, [failing])
+    assert (await api.delist(tree.fs, [failing])).json()["processing_numbers"] == [failing]
+    await settle(runner)
+    # The listing failed; the held delist then ran and took the failed number out of the set.
+    assert await api.states() == {}
+    assert await held(db) == {failing: (None, None)}
+    async with db.session() as session:
+        assert await session.scalar(select(BusinessNumber.status)) == "delisted"
+
+
+async def test_concurrent_requests_for_one_number(
+    api: Api, tree: Tree, db: Database, runner: JobRunner, client: Any, settings: Any
+) -> None:
+    other = await create_tenant(db, settings, name="Other Co")
+    other_tree = await make_tree(db, other.account_id)
+    other_api = Api(client, other.account_id, {"Authorization": f"Bearer {await mint(client, other)}"})
+    mine, theirs = await asyncio.gather(api.publish(tree.fs, [N]), other_api.publish(other_tree.fs, [N]))
+    buckets = sorted(
+        (key, value)
+        for body in (mine.json(), theirs.json())
+        for key, value in body.items()
+        if key.endswith("_numbers") and value
+    )
+    assert buckets == [("new_numbers", [N]), ("others_numbers", [N])]
+    # Same account, two sets at once: one accepted, the other held behind it.
+    second = "911234567892"
+    first, later = await asyncio.gather(api.publish(tree.fs, [second]), api.publish(tree.fs_sub, [second]))
+    assert sorted([first.json()["new_numbers"], later.json()["new_numbers"]]) == [[], [second]]
+    assert [first.json()["processing_numbers"], later.json()["processing_numbers"]].count([second]) == 1
+    await settle(runner)
+    async with db.session() as session:
+        rows = (await session.execute(select(BusinessNumber.phone_number, BusinessNumber.status))).all()
+    assert sorted(tuple(row) for row in rows) == [(N, "listed"), (second, "listed")]

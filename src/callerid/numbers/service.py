@@ -802,15 +802,19 @@ async def finish_job(session: AsyncSession, settings: Settings, job: NumberJob, 
         )
     ).all()
     mine = BusinessNumber.job_id == job.id
+    by_reason: dict[str, list[str]] = {}
     for number, reason in failures.items():
+        by_reason.setdefault(reason[:200], []).append(number)
+    for reason, numbers in by_reason.items():
         # A failed listing ends `failed` with its reason; a failed delisting goes back to `listed`.
-        values: dict[str, Any] = {"status": FAILED, "failure_reason": reason[:200]} if listing else {"status": LISTED}
-        await session.execute(
-            update(BusinessNumber)
-            .where(mine, BusinessNumber.phone_number == number, BusinessNumber.status == in_progress)
-            .values(**values, updated_at=now, job_id=None)
-            .execution_options(synchronize_session=False)
-        )
+        values: dict[str, Any] = {"status": FAILED, "failure_reason": reason} if listing else {"status": LISTED}
+        for chunk in _chunks(numbers):
+            await session.execute(
+                update(BusinessNumber)
+                .where(mine, BusinessNumber.phone_number.in_(chunk), BusinessNumber.status == in_progress)
+                .values(**values, updated_at=now)
+                .execution_options(synchronize_session=False)
+            )
     await session.execute(
         update(BusinessNumber)
         .where(mine, BusinessNumber.status == in_progress)
