@@ -57,7 +57,7 @@ class Cli:
 
     def run(self, *args: str, timeout: float = 60) -> CliResult:
         done = subprocess.run(
-            [str(CALLERID), *args], cwd=self.cwd, env=self.env, capture_output=True, text=True, timeout=timeout
+            [str(CALLERID), *args], cwd=self.cwd, env=self.env, capture_output=True, encoding="utf-8", timeout=timeout
         )
         return CliResult(args, done.returncode, done.stdout, done.stderr)
 

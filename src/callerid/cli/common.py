@@ -10,7 +10,6 @@ from typing import Any, NoReturn, TypeVar
 import orjson
 import typer
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -39,8 +38,10 @@ def fail(message: str, code: int = 1) -> NoReturn:
 def emit(payload: dict[str, Any], as_json: bool, *, title: str | None = None) -> None:
     """One JSON object on stdout with ``--json``; a readable rendering otherwise."""
     if as_json:
-        sys.stdout.write(orjson.dumps(payload, option=orjson.OPT_INDENT_2).decode() + "\n")
+        # JSON is UTF-8 whatever the locale says, so write bytes: a non-ASCII name must not crash the output.
         sys.stdout.flush()
+        sys.stdout.buffer.write(orjson.dumps(payload, option=orjson.OPT_INDENT_2) + b"\n")
+        sys.stdout.buffer.flush()
         return
     if title:
         _stdout.print(Text(title, style="bold"))
@@ -51,13 +52,13 @@ def _print_mapping(payload: dict[str, Any], indent: str) -> None:
     # Values are wrapped in Text so that rich never reads markup out of names or e-mails.
     for key, value in payload.items():
         if isinstance(value, list) and value and all(isinstance(row, dict) for row in value):
-            table = Table(title=str(key))
-            columns = list(dict.fromkeys(column for row in value for column in row))
-            for column in columns:
-                table.add_column(str(column))
+            # One block per item rather than a table: a table squeezed to 80 columns truncates the ids
+            # an operator needs to copy.
+            _stdout.print(Text(f"{indent}{key}: {len(value)}"))
             for row in value:
-                table.add_row(*(Text(_cell(row.get(c))) for c in columns))
-            _stdout.print(table)
+                for position, (field, cell) in enumerate(row.items()):
+                    bullet = "- " if position == 0 else "  "
+                    _stdout.print(Text(f"{indent}{bullet}{field}: {_cell(cell)}"))
         elif isinstance(value, dict) and value:
             _stdout.print(Text(f"{indent}{key}:"))
             _print_mapping(value, indent=indent + "  ")
