@@ -230,3 +230,15 @@ async def test_number_filters_order_and_pagination(
         )
     assert len(await numbers()) == 4
     assert await numbers(feature_set_id=stranger_tree.fs) == []
+
+
+async def test_endpoints_are_documented(client: Any) -> None:
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    base = "/clients/{clientAccountId}/number_management"
+    fs_params = {p["name"] for p in paths[f"{base}/feature_sets"]["get"]["parameters"]}
+    assert {"department_id", "operation_id", "process_id", "page", "limit"} <= fs_params
+    nn_params = {p["name"] for p in paths[f"{base}/numbers"]["get"]["parameters"]}
+    assert "feature_set_id" in nn_params
+    for action in ("publish", "delist"):
+        body = paths[f"{base}/feature_sets/{{featureSetId}}/numbers/{action}"]["post"]["requestBody"]
+        assert body["content"]["application/json"]["schema"]["required"] == ["phone_numbers"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from fastapi import APIRouter, Depends
 from starlette.requests import Request
@@ -21,7 +22,45 @@ DEFAULT_PAGE_LIMIT = 50
 BASE = "/clients/{clientAccountId}/number_management"
 
 
-@router.get(f"{BASE}/feature_sets", summary="FS - feature sets of the account")
+def _query(name: str, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description, "schema": {"type": "string"}}
+
+
+_TREE_PARAMS = [
+    _query("department_id", "only feature sets under this department"),
+    _query("operation_id", "only feature sets under this operation"),
+    _query("process_id", "a process matches its own and its sub-processes' feature sets; a sub-process its own"),
+]
+_PAGE_PARAMS = [_query("page", "page number, from 1 (default 1)"), _query("limit", "1-1000 (default 50)")]
+_NUMBERS_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["phone_numbers"],
+                    "properties": {
+                        "phone_numbers": {
+                            "type": "array",
+                            "items": {"type": "string"},
+                            "minItems": 1,
+                            "maxItems": 10000,
+                        }
+                    },
+                },
+                "example": {"phone_numbers": ["911234567891"]},
+            }
+        },
+    }
+}
+
+
+@router.get(
+    f"{BASE}/feature_sets",
+    summary="FS - feature sets of the account",
+    openapi_extra={"parameters": _TREE_PARAMS + _PAGE_PARAMS},
+)
 async def feature_sets(
     request: Request, principal: TokenPrincipal = Depends(require_access("number_management", "read"))
 ) -> JsonResponse:
@@ -34,7 +73,14 @@ async def feature_sets(
     return JsonResponse(schemas.feature_sets_page(views, page.total_pages(total), page.number, page.limit))
 
 
-@router.get(f"{BASE}/numbers", summary="NN - business numbers of the account")
+@router.get(
+    f"{BASE}/numbers",
+    summary="NN - business numbers of the account",
+    description="Numbers pending, listed, delisting or failed (with `failure_reason`), newest first.",
+    openapi_extra={
+        "parameters": [*_TREE_PARAMS, _query("feature_set_id", "only numbers of this feature set"), *_PAGE_PARAMS]
+    },
+)
 async def numbers(
     request: Request, principal: TokenPrincipal = Depends(require_access("number_management", "read"))
 ) -> JsonResponse:
@@ -54,7 +100,16 @@ def _feature_set_id(raw: str) -> uuid.UUID:
     return parsed
 
 
-@router.post(f"{BASE}/feature_sets/{{featureSetId}}/numbers/publish", summary="NL - list numbers in a feature set")
+@router.post(
+    f"{BASE}/feature_sets/{{featureSetId}}/numbers/publish",
+    summary="NL - list numbers in a feature set",
+    description=(
+        "Classifies each distinct number into one bucket at once and lists the accepted ones in the background. "
+        "A number whose list/delist is still processing is reported in `processing_numbers` and handled once "
+        "that finishes."
+    ),
+    openapi_extra=_NUMBERS_BODY,
+)
 async def publish(
     request: Request,
     featureSetId: str,  # the spec's path parameter name
@@ -77,7 +132,12 @@ async def publish(
     return JsonResponse(schemas.list_response(principal.account_id, principal.created_by_email, outcome))
 
 
-@router.post(f"{BASE}/feature_sets/{{featureSetId}}/numbers/delist", summary="ND - delist numbers from a feature set")
+@router.post(
+    f"{BASE}/feature_sets/{{featureSetId}}/numbers/delist",
+    summary="ND - delist numbers from a feature set",
+    description="Numbers listed in the set (`existing_numbers`) are delisted in the background.",
+    openapi_extra=_NUMBERS_BODY,
+)
 async def delist(
     request: Request,
     featureSetId: str,  # the spec's path parameter name
