@@ -17,7 +17,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callerid import clock
@@ -27,6 +29,7 @@ from callerid.config import Settings
 from callerid.db import Database
 from callerid.jobs.service import enqueue_many
 from callerid.webhooks import mail, signing
+from callerid.webhooks.batching import Batcher
 from callerid.webhooks.delivery import AttemptResult, deliverer_of
 from callerid.webhooks.models import (
     EVENT_TYPES,
@@ -259,22 +262,22 @@ def retry_schedule(settings: Settings) -> list[timedelta]:
     return parse_schedule(settings.webhook_retry_schedule)
 
 
-async def _record_attempt(
-    db: Database,
-    settings: Settings,
-    *,
-    event: WebhookEvent,
-    number: int,
-    url: str,
-    result: AttemptResult,
-    retries: bool,
-) -> datetime | None:
-    """Log the attempt and move the event to its next state; returns when to try again, if ever.
+@dataclass(frozen=True)
+class AttemptRecord:
+    """One finished attempt and the event state it leads to."""
 
-    The update is conditional on the attempt count, so that a second runner that ran the same attempt
-    (at-least-once) records nothing twice.
-    """
-    now = clock.now()
+    event: WebhookEvent
+    number: int
+    url: str
+    result: AttemptResult
+    state: str
+    next_attempt_at: datetime | None
+
+
+def plan_attempt(
+    settings: Settings, event: WebhookEvent, number: int, url: str, result: AttemptResult, *, retries: bool
+) -> AttemptRecord:
+    """The event's next state after attempt ``number``; retries count from the end of the failed attempt."""
     schedule = retry_schedule(settings) if retries else []
     next_attempt_at: datetime | None = None
     if result.succeeded:
@@ -283,36 +286,125 @@ async def _record_attempt(
         state = WEBHOOK_DELETED
     elif number < len(schedule):
         state = RESCHEDULED
-        next_attempt_at = now + schedule[number]
+        next_attempt_at = clock.now() + schedule[number]
     else:
         state = FAILED
-    async with db.transaction() as session:
+    return AttemptRecord(event, number, url, result, state, next_attempt_at)
+
+
+def _attempt_row(record: AttemptRecord) -> dict[str, Any]:
+    result = record.result
+    return {
+        "event_id": record.event.id,
+        "number": record.number,
+        "url": record.url,
+        "started_at": result.started_at,
+        "duration_ms": result.duration_ms,
+        "outcome": result.outcome,
+        "status_code": result.status_code,
+        "error": result.error,
+    }
+
+
+async def write_attempts(session: AsyncSession, records: list[AttemptRecord]) -> None:
+    """Log attempts and move their events on, in the caller's transaction.
+
+    Every write is conditional on the attempt number, so a second runner that ran the same attempt
+    (at-least-once) changes nothing: its attempt row collides with the first, its update matches no row.
+    Success and reschedule, the bulk, go in two statements for the whole batch; final failures one by
+    one, since exactly one of the racing runners must send the failure notice.
+    """
+    now = clock.now()
+    dialect = session.get_bind().dialect.name
+    insert_fn = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    bulk = [r for r in records if r.state in (SUCCESS, RESCHEDULED)]
+    if bulk:
+        events = WebhookEvent.__table__
+        await session.execute(
+            insert_fn(WebhookAttempt.__table__).on_conflict_do_nothing(index_elements=["event_id", "number"]),
+            [_attempt_row(r) for r in bulk],
+        )
+        await session.execute(
+            update(events)
+            .where(
+                events.c.id == bindparam("b_id"),
+                events.c.attempts_made == bindparam("b_number"),
+                # not IN (...): an expanding parameter cannot be used in an executemany
+                or_(events.c.state == PENDING, events.c.state == RESCHEDULED),
+            )
+            .values(
+                state=bindparam("b_state"),
+                attempts_made=bindparam("b_made"),
+                next_attempt_at=bindparam("b_next"),
+                updated_at=bindparam("b_now"),
+            ),
+            [
+                {
+                    "b_id": r.event.id,
+                    "b_number": r.number,
+                    "b_state": r.state,
+                    "b_made": r.number + 1,
+                    "b_next": r.next_attempt_at,
+                    "b_now": now,
+                }
+                for r in bulk
+            ],
+        )
+    for record in records:
+        if record.state in (SUCCESS, RESCHEDULED):
+            continue
+        event = record.event
         updated = await session.execute(
             update(WebhookEvent)
             .where(
                 WebhookEvent.id == event.id,
-                WebhookEvent.attempts_made == number,
+                WebhookEvent.attempts_made == record.number,
                 WebhookEvent.state.not_in(FINAL_STATES),
             )
-            .values(state=state, attempts_made=number + 1, next_attempt_at=next_attempt_at, updated_at=now)
+            .values(state=record.state, attempts_made=record.number + 1, next_attempt_at=None, updated_at=now)
         )
         if updated.rowcount == 0:  # type: ignore[attr-defined]
-            return None
-        session.add(
-            WebhookAttempt(
-                event_id=event.id,
-                number=number,
-                url=url,
-                started_at=result.started_at,
-                duration_ms=result.duration_ms,
-                outcome=result.outcome,
-                status_code=result.status_code,
-                error=result.error,
-            )
-        )
-        if state == FAILED and not event.is_test:
-            await _queue_failure_notice(session, event, number + 1, result)
-    return next_attempt_at
+            continue
+        await session.execute(insert(WebhookAttempt), [_attempt_row(record)])
+        if record.state == FAILED and not event.is_test:
+            await _queue_failure_notice(session, event, record.number + 1, record.result)
+
+
+class DeliveryStore:
+    """The process's batched reads and writes for deliveries (see ``batching``)."""
+
+    def __init__(self, db: Database):
+        self.db = db
+        self.loads: Batcher[uuid.UUID, tuple[WebhookEvent, WebhookConfig | None] | None] = Batcher(self._load)
+        self.writes: Batcher[AttemptRecord, None] = Batcher(self._write)
+
+    async def _load(self, event_ids: list[uuid.UUID]) -> list[tuple[WebhookEvent, WebhookConfig | None] | None]:
+        async with self.db.session() as session:
+            rows = (
+                await session.execute(
+                    select(WebhookEvent, WebhookConfig)
+                    .outerjoin(WebhookConfig, WebhookConfig.id == WebhookEvent.webhook_id)
+                    .where(WebhookEvent.id.in_(set(event_ids)))
+                )
+            ).all()
+        found = {event.id: (event, webhook) for event, webhook in rows}
+        return [found.get(event_id) for event_id in event_ids]
+
+    async def _write(self, records: list[AttemptRecord]) -> list[None]:
+        async with self.db.transaction() as session:
+            await write_attempts(session, records)
+        return [None] * len(records)
+
+
+STORE_KEY = "webhooks.store"
+
+
+def store_of(services: dict[str, Any], db: Database) -> DeliveryStore:
+    store = services.get(STORE_KEY)
+    if store is None or store.db is not db:
+        store = DeliveryStore(db)
+        services[STORE_KEY] = store
+    return store  # type: ignore[no-any-return]
 
 
 async def _queue_failure_notice(
@@ -342,26 +434,30 @@ async def _queue_failure_notice(
 async def attempt_delivery(
     db: Database, settings: Settings, services: dict[str, Any], event_id: uuid.UUID
 ) -> datetime | None:
-    """Run the due attempt of one event. Returns when the next attempt is due (None: the event is done)."""
-    async with db.session() as session:
-        event = await session.get(WebhookEvent, event_id)
-        if event is None or event.state in FINAL_STATES:
-            return None
-        if event.next_attempt_at is not None and event.next_attempt_at > clock.now():
-            return event.next_attempt_at  # a re-run of a job whose reschedule was lost; wait as planned
-        webhook = await session.get(WebhookConfig, event.webhook_id)
+    """Run the due attempt of one event. Returns when the next attempt is due (None: the event is done).
+
+    The event and its webhook's current config (None once deleted) are read afresh for every attempt.
+    """
+    store = store_of(services, db)
+    loaded = await store.loads.submit(event_id)
+    if loaded is None:
+        return None  # purged
+    event, webhook = loaded
+    if event.state in FINAL_STATES:
+        return None
+    if event.next_attempt_at is not None and event.next_attempt_at > clock.now():
+        return event.next_attempt_at  # a re-run of a job whose reschedule was lost; wait as planned
     number = event.attempts_made
     if webhook is None:
-        now = clock.now()
-        result = AttemptResult(OUTCOME_WEBHOOK_NOT_FOUND, None, "the webhook was deleted", now, 0)
-        await _record_attempt(db, settings, event=event, number=number, url="", result=result, retries=False)
+        result = AttemptResult(OUTCOME_WEBHOOK_NOT_FOUND, None, "the webhook was deleted", clock.now(), 0)
+        await store.writes.submit(plan_attempt(settings, event, number, "", result, retries=False))
         return None
     result = await deliverer_of(services, settings).send(
         webhook_id=webhook.id, url=webhook.url, secret=webhook.secret, event_id=event.id, body=event.body.encode()
     )
-    return await _record_attempt(
-        db, settings, event=event, number=number, url=webhook.url, result=result, retries=not event.is_test
-    )
+    record = plan_attempt(settings, event, number, webhook.url, result, retries=not event.is_test)
+    await store.writes.submit(record)
+    return record.next_attempt_at
 
 
 @dataclass(frozen=True)
@@ -392,7 +488,8 @@ async def send_test_event(
     result = await deliverer_of(services, settings).send(
         webhook_id=webhook.id, url=webhook.url, secret=webhook.secret, event_id=event.id, body=event.body.encode()
     )
-    await _record_attempt(db, settings, event=event, number=0, url=webhook.url, result=result, retries=False)
+    async with db.transaction() as session:
+        await write_attempts(session, [plan_attempt(settings, event, 0, webhook.url, result, retries=False)])
     return SampleDelivery(event=event, attempt=result, state=SUCCESS if result.succeeded else FAILED)
 
 
