@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     push_heartbeat_seconds: float = Field(
         default=30.0, description="idle WebSocket streams get a heartbeat message this often (detects dead phones)"
     )
+    device_auth_cache_seconds: float = Field(
+        default=5.0,
+        description="caller-ID lookups may reuse a device-token check this old (other processes notice a "
+        "replaced or removed device within this time); 0 disables",
+    )
 
     # --- caller-ID lookup assertions (PASSporT, RFC 8225 / RFC 9795) ------------------------------------------
     assertion_ttl_seconds: int = Field(default=300, description="lifetime (exp - iat) of a signed call assertion")

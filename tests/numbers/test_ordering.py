@@ -10,8 +10,10 @@ import pytest
 from sqlalchemy import select
 
 from callerid.db import Database
+from callerid.jobs.registry import JobContext
 from callerid.jobs.runner import JobRunner
 from callerid.numbers import service
+from callerid.numbers.jobs import process_number_job
 from callerid.numbers.models import BusinessNumber, NumberJob
 from tests.conftest import Tenant, create_tenant, mint
 from tests.numbers.conftest import Api, Tree, make_tree, settle
@@ -171,3 +173,20 @@ async def test_concurrent_requests_for_one_number(
     async with db.session() as session:
         rows = (await session.execute(select(BusinessNumber.phone_number, BusinessNumber.status))).all()
     assert sorted(tuple(row) for row in rows) == [(N, "listed"), (second, "listed")]
+
+
+async def test_a_job_run_twice_changes_nothing_the_second_time(
+    api: Api, tree: Tree, db: Database, runtime: Any, runner: JobRunner
+) -> None:
+    await api.publish(tree.fs, [N])
+    await settle(runner)
+    async with db.session() as session:
+        job = await session.scalar(select(NumberJob))
+    assert job is not None
+    await api.delist(tree.fs, [N])
+    await api.publish(tree.fs, [N])  # held behind the delist
+    context = JobContext(db=db, settings=runtime.settings, job_id=0, attempt=2, services=runtime.services)
+    # At-least-once delivery: the finished listing job runs again; it must not touch the number now delisting.
+    await process_number_job(context, {"job_id": str(job.id)})
+    assert await api.states() == {N: "delisting"}
+    assert await held(db) == {N: ("list", tree.fs)}

@@ -22,8 +22,8 @@ async def process_number_job(ctx: JobContext, payload: dict[str, Any]) -> None:
     # Verification may be slow or external, so it runs outside the write transaction.
     failures = await load_verifier(ctx.settings.number_verifier)(job.action, list(job.numbers))
     async with ctx.db.transaction() as session:
-        job = await session.get(NumberJob, job_id, with_for_update=True)
-        if job is None or job.status == JOB_DONE:
+        job = await session.get(NumberJob, job_id)
+        if job is None:
             return
         await finish_job(session, ctx.settings, job, failures)
     wake_local_runners()

@@ -787,6 +787,9 @@ async def finish_job(session: AsyncSession, settings: Settings, job: NumberJob, 
     were re-submitted. Call inside a write transaction.
     """
     await _lock_number_states(session)
+    await session.refresh(job)  # another run of this job may have finished it while we waited for the lock
+    if job.status == JOB_DONE:
+        return 0
     now = clock.now()
     listing = job.action == LIST
     in_progress = PENDING if listing else DELISTING
