@@ -35,6 +35,10 @@ def _body_schema(model: type[BaseModel]) -> dict[str, object]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
 
 
+def _query(name: str, description: str, *, required: bool) -> dict[str, object]:
+    return {"name": name, "in": "query", "required": required, "description": description, "schema": {"type": "string"}}
+
+
 async def _body(request: Request) -> dict[str, object]:
     body = await read_json_object(request)
     if body is None:
@@ -152,6 +156,12 @@ def _download_url(request: Request, token: str) -> str:
         "range; the link needs no token and expires 10 minutes after issue."
     ),
     response_model=schemas.DownloadLink,
+    openapi_extra={
+        "parameters": [
+            _query("from", "epoch milliseconds, e.g. 1753246858000", required=True),
+            _query("to", "epoch milliseconds, >= from", required=True),
+        ]
+    },
     responses={
         400: {"content": {"application/json": {"example": {"slug": "invalid-input", "message": "from is required"}}}},
         404: {"content": {"application/json": {"example": service.NO_CMB}}},
@@ -179,6 +189,14 @@ async def cmb_logs(
         "/ end of that day in the account timezone). Answers with a 10-minute CSV link, one row per answer."
     ),
     response_model=schemas.DownloadLink,
+    openapi_extra={
+        "parameters": [
+            _query(
+                "from_date", "epoch milliseconds or YYYY-MM-DD (start of that day, account timezone)", required=True
+            ),
+            _query("to_date", "epoch milliseconds or YYYY-MM-DD (end of that day); default now", required=False),
+        ]
+    },
     responses={
         400: {
             "content": {"application/json": {"example": {"slug": "invalid-input", "message": "from_date is required"}}}
