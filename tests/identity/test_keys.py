@@ -13,7 +13,13 @@ from callerid import clock
 from callerid.config import Settings
 from callerid.db import Database
 from callerid.identity.models import SigningKey
-from callerid.identity.signer import KEY_REFRESH_SECONDS, Signer, passport_claims, rotate_keys
+from callerid.identity.signer import (
+    KEY_REFRESH_SECONDS,
+    RETIRED_SIGNING_GRACE_SECONDS,
+    Signer,
+    passport_claims,
+    rotate_keys,
+)
 from tests.identity.conftest import Cli
 
 
@@ -103,9 +109,12 @@ async def test_rotation_keeps_the_old_key_until_its_assertions_expire(
         rotation = await rotate_keys(session)
     assert rotation.retired == [old_kid] and rotation.kid != old_kid
 
-    # Another process's signer still holds the old key until its cache refreshes; then it signs with the new one.
+    # Another process's signer still holds the old key until its cache is stale; the first signature after
+    # that still uses it while the key is re-read in the background; then the new key signs.
     assert jwt.get_unverified_header(await signer.sign(claims_at(settings, 1)))["kid"] == old_kid
     clock.advance(KEY_REFRESH_SECONDS)
+    assert jwt.get_unverified_header(await signer.sign(claims_at(settings, 1)))["kid"] == old_kid
+    await signer.wait_refreshed()
     new_token = await signer.sign(claims_at(settings, int(clock.now().timestamp())))
     assert jwt.get_unverified_header(new_token)["kid"] == rotation.kid
 
@@ -114,8 +123,9 @@ async def test_rotation_keeps_the_old_key_until_its_assertions_expire(
     assert verify(old_token, document)["orig"] == {"tn": "911234567898"}
     assert verify(new_token, document)["orig"] == {"tn": "911234567898"}
 
-    # Just before every old-key assertion has expired the key is still published; just after, it is gone.
-    clock.advance(settings.assertion_ttl_seconds - 1)
+    # Until every assertion the old key can have signed has expired (retirement + signing grace + lifetime)
+    # it stays published; just after, it is gone.
+    clock.advance(RETIRED_SIGNING_GRACE_SECONDS - KEY_REFRESH_SECONDS + settings.assertion_ttl_seconds - 1)
     assert [key["kid"] for key in (await fetch_jwks(client))["keys"]] == [rotation.kid, old_kid]
     clock.advance(2)
     document = await fetch_jwks(client)

@@ -10,10 +10,12 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+from sqlalchemy import delete
 
 from callerid import clock
 from callerid.config import Settings
 from callerid.db import Database
+from callerid.delivery.models import Device
 from callerid.labels import service as labels
 from callerid.labels.models import Label
 from tests.conftest import Tenant
@@ -173,3 +175,30 @@ async def test_lookup_is_documented(client: httpx.AsyncClient) -> None:
     refs = {item["$ref"].rsplit("/", 1)[-1] for item in schema["anyOf"]}
     assert refs == {"VerifiedCaller", "UnverifiedCaller"}
     assert "/.well-known/jwks.json" in spec["paths"]
+
+
+async def test_replaced_or_removed_devices_lose_lookup_access(client: httpx.AsyncClient, db: Database) -> None:
+    async def register() -> dict[str, str]:
+        response = await client.post(
+            "/app/v1/devices", json={"phone_number": RECEIVER, "platform": "android", "app_version": "2.0.0"}
+        )
+        return {"Authorization": f"Bearer {response.json()['device_token']}"}
+
+    first = await register()
+    assert (await lookup(client, first)).status_code == 200  # now in this process's auth cache
+    second = await register()
+    assert (await lookup(client, first)).status_code == 401  # replaced here: forgotten at once
+    assert (await lookup(client, second)).status_code == 200
+    assert (await client.delete("/app/v1/devices/me", headers=second)).status_code == 204
+    assert (await lookup(client, second)).status_code == 401
+
+    # Removed by another process (straight in the database): noticed once the cached check is too old.
+    third = await register()
+    assert (await lookup(client, third)).status_code == 200
+    async with db.transaction() as session:
+        await session.execute(delete(Device))
+    assert (await lookup(client, third)).status_code == 200
+    clock.advance(timedelta(seconds=5))
+    response = await lookup(client, third)
+    assert response.status_code == 401
+    assert response.json() == {"slug": "authorization-error", "message": "invalid device token"}

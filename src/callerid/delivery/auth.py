@@ -8,11 +8,13 @@ from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection, Request
 
+from callerid import clock
 from callerid.delivery.service import DeviceInfo, authenticate_device
 from callerid.errors import authorization_error
-from callerid.runtime import runtime_of
+from callerid.runtime import Runtime, runtime_of
 
 _BEARER = re.compile(r"^[Bb][Ee][Aa][Rr][Ee][Rr] +(\S+)$")
+DEVICE_AUTH_CACHE = "device_auth_cache"
 MISSING = "Missing device token"
 INVALID = "invalid device token"
 
@@ -31,20 +33,76 @@ def device_token_of(connection: HTTPConnection) -> str | None:
     return connection.query_params.get("token")
 
 
-async def resolve_device(connection: HTTPConnection) -> DeviceInfo:
-    """The calling device, or ApiError 401 authorization-error."""
+class DeviceAuthCache:
+    """Recently authenticated device tokens, so the caller-ID hot path costs one query, not two.
+
+    Only successes are cached, for ``ttl_seconds``; this process forgets a device at once when it is
+    replaced or unregistered here, other processes within the TTL (the stream itself is closed at once
+    everywhere, through the hub).
+    """
+
+    def __init__(self, ttl_seconds: float, max_entries: int = 100_000):
+        self._ttl = ttl_seconds
+        self._max = max_entries
+        self._entries: dict[str, tuple[DeviceInfo, float]] = {}
+
+    def get(self, token: str) -> DeviceInfo | None:
+        entry = self._entries.get(token)
+        if entry is None:
+            return None
+        if clock.now().timestamp() - entry[1] >= self._ttl:
+            self._entries.pop(token, None)
+            return None
+        return entry[0]
+
+    def put(self, token: str, device: DeviceInfo) -> None:
+        if self._ttl <= 0:
+            return
+        if len(self._entries) >= self._max:
+            self._entries.clear()  # crude but bounded; refilled by the next requests
+        self._entries[token] = (device, clock.now().timestamp())
+
+    def forget(self, device_id: str | None) -> None:
+        if device_id is None:
+            return
+        for token in [t for t, (device, _) in self._entries.items() if device.device_id == device_id]:
+            self._entries.pop(token, None)
+
+
+def device_auth_cache(runtime: Runtime) -> DeviceAuthCache:
+    cache: DeviceAuthCache | None = runtime.services.get(DEVICE_AUTH_CACHE)
+    if cache is None:
+        cache = runtime.services[DEVICE_AUTH_CACHE] = DeviceAuthCache(runtime.settings.device_auth_cache_seconds)
+    return cache
+
+
+async def resolve_device(connection: HTTPConnection, *, cached: bool = False) -> DeviceInfo:
+    """The calling device, or ApiError 401 authorization-error. ``cached`` allows a recent answer."""
     token = device_token_of(connection)
     if token is None:
         raise authorization_error(MISSING)
-    async with runtime_of(connection).db.session() as session:
-        device = await authenticate_device(session, token)
+    runtime = runtime_of(connection)
+    cache = device_auth_cache(runtime) if cached else None
+    device = cache.get(token) if cache is not None else None
     if device is None:
-        raise authorization_error(INVALID)
+        async with runtime.db.session() as session:
+            device = await authenticate_device(session, token)
+        if device is None:
+            raise authorization_error(INVALID)
+        if cache is not None:
+            cache.put(token, device)
     return device
 
 
 async def require_device(
     request: Request, _scheme: HTTPAuthorizationCredentials | None = Depends(device_bearer)
 ) -> DeviceInfo:
-    """FastAPI dependency for the app's HTTP endpoints."""
+    """FastAPI dependency for the app's HTTP endpoints (always checked against the database)."""
     return await resolve_device(request)
+
+
+async def require_device_cached(
+    request: Request, _scheme: HTTPAuthorizationCredentials | None = Depends(device_bearer)
+) -> DeviceInfo:
+    """Like ``require_device`` but may use an answer up to ``device_auth_cache_seconds`` old (read-only hot paths)."""
+    return await resolve_device(request, cached=True)

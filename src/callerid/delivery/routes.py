@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.websockets import WebSocketDisconnect
 
 from callerid.delivery import service
-from callerid.delivery.auth import require_device, resolve_device
+from callerid.delivery.auth import device_auth_cache, require_device, resolve_device
 from callerid.delivery.hub import CLOSE
 from callerid.delivery.schemas import DeviceRegistration, DeviceRegistrationRequest, PushedPersonalisation
 from callerid.delivery.service import DeviceInfo
@@ -69,6 +69,7 @@ async def register_device(request: Request) -> JsonResponse:
             session, phone_number=phone_number, platform=platform, app_version=app_version
         )
     await service.close_device(runtime.services, registered.replaced_device_id)
+    device_auth_cache(runtime).forget(registered.replaced_device_id)
     return JsonResponse({"device_id": registered.device_id, "device_token": registered.device_token}, status_code=201)
 
 
@@ -84,6 +85,7 @@ async def unregister_device(request: Request, device: DeviceInfo = Depends(requi
     async with runtime.db.transaction() as session:
         await service.unregister_device(session, device.device_id)
     await service.close_device(runtime.services, device.device_id)
+    device_auth_cache(runtime).forget(device.device_id)
     return Response(status_code=204)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 
 from callerid import clock
-from callerid.delivery.auth import require_device
+from callerid.delivery.auth import require_device_cached
 from callerid.delivery.service import DeviceInfo
 from callerid.errors import invalid_input
 from callerid.identity import service
@@ -32,7 +32,7 @@ JWKS_CACHE_CONTROL = "public, max-age=10"
     response_model=VerifiedCaller | UnverifiedCaller,
     responses={400: {"description": "invalid-input (caller)"}, 401: {"description": "authorization-error"}},
 )
-async def caller_id(request: Request, device: DeviceInfo = Depends(require_device)) -> JsonResponse:
+async def caller_id(request: Request, device: DeviceInfo = Depends(require_device_cached)) -> JsonResponse:
     raw = request.query_params.get("caller")
     if raw is None or raw.strip() == "":
         raise invalid_input("caller is required")
@@ -41,6 +41,8 @@ async def caller_id(request: Request, device: DeviceInfo = Depends(require_devic
         raise invalid_input("caller is invalid")
     runtime = runtime_of(request)
     signer: Signer = runtime.services[SIGNER]
+    # Warm the key before taking a pooled connection (a cold start reads the key with its own connection).
+    await signer.active_key()
     async with runtime.db.session() as session:
         found = await service.lookup(session, runtime.settings, signer, caller, device.phone_number, clock.now())
     return JsonResponse(found.to_json() if found is not None else service.NOT_VERIFIED)

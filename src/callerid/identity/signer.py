@@ -3,7 +3,7 @@
 Keys live in the database so every process signs with the same key and serves the same JWKS. Each
 process caches the active key and re-reads it every ``KEY_REFRESH_SECONDS``; that bounds how long a
 process can keep signing with a key another process has just retired, and the JWKS keeps a retired key
-until every assertion it can have signed has expired (retired_at + refresh + assertion lifetime).
+until every assertion it can have signed has expired (retired_at + grace + assertion lifetime).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import jwt
+import structlog
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
@@ -29,9 +30,14 @@ from callerid.db import Database
 from callerid.identity.models import SigningKey
 from callerid.timefmt import iso_z
 
+log = structlog.get_logger("callerid.identity.signer")
+
 SIGNER = "signer"
 ALGORITHM = "ES256"
 KEY_REFRESH_SECONDS = 10.0
+# How long after retirement a process may still sign with a retired key: its cache age plus a generous bound
+# on the re-read itself. Retired keys stay published for this plus the assertion lifetime.
+RETIRED_SIGNING_GRACE_SECONDS = KEY_REFRESH_SECONDS + 60.0
 # Any constant: serialises first-key creation between processes on PostgreSQL.
 _KEY_LOCK_ID = 0x63616C6C
 
@@ -116,7 +122,7 @@ async def rotate_keys(session: AsyncSession) -> Rotation:
 
 def publication_cutoff(settings: Settings, now: datetime) -> datetime:
     """Keys retired before this can no longer have an unexpired assertion out there."""
-    return now - timedelta(seconds=settings.assertion_ttl_seconds + KEY_REFRESH_SECONDS)
+    return now - timedelta(seconds=settings.assertion_ttl_seconds + RETIRED_SIGNING_GRACE_SECONDS)
 
 
 async def jwks(session: AsyncSession, settings: Settings) -> dict[str, Any]:
@@ -148,7 +154,12 @@ async def list_keys(session: AsyncSession, settings: Settings) -> list[dict[str,
 
 
 class Signer:
-    """Process-wide: caches the active signing key and signs PASSporTs with it."""
+    """Process-wide: caches the active signing key and signs PASSporTs with it.
+
+    A stale key is still used while one background task re-reads it (stale-while-revalidate): requests never
+    wait for the database here except on a cold start, so a request holding a pooled connection can never
+    queue behind another that needs a second one (which exhausts the pool under load).
+    """
 
     def __init__(self, db: Database, settings: Settings):
         self._db = db
@@ -156,6 +167,7 @@ class Signer:
         self._key: ActiveKey | None = None
         self._loaded_at: datetime | None = None
         self._lock = asyncio.Lock()
+        self._refreshing: asyncio.Task[None] | None = None
 
     async def prepare(self) -> str:
         """Make sure a signing key exists (first start). Not cached: the next ``sign`` reads it fresh."""
@@ -165,21 +177,36 @@ class Signer:
     def invalidate(self) -> None:
         self._key = None
 
+    def _fresh(self) -> bool:
+        if self._loaded_at is None:
+            return False
+        return 0 <= (clock.now() - self._loaded_at).total_seconds() < KEY_REFRESH_SECONDS
+
     async def active_key(self) -> ActiveKey:
-        now = clock.now()
         key = self._key
-        if (
-            key is not None
-            and self._loaded_at is not None
-            and 0 <= (now - self._loaded_at).total_seconds() < KEY_REFRESH_SECONDS
-        ):
+        if key is not None:
+            if not self._fresh() and (self._refreshing is None or self._refreshing.done()):
+                self._refreshing = asyncio.create_task(self._refresh(), name="signer-refresh")
             return key
-        async with self._lock:
-            if self._key is not key and self._key is not None:
-                return self._key  # another task refreshed it while we waited
+        async with self._lock:  # cold start: one loader, everyone else waits for it
+            if self._key is None:
+                await self._refresh()
+            assert self._key is not None
+            return self._key
+
+    async def _refresh(self) -> None:
+        try:
             self._key = await self._load()
             self._loaded_at = clock.now()
-            return self._key
+        except Exception:
+            if self._key is None:
+                raise
+            log.warning("signing_key_refresh_failed", exc_info=True)  # keep signing with the cached key
+
+    async def wait_refreshed(self) -> None:
+        """Wait for a background re-read in progress, if any (tests; shutdown)."""
+        if self._refreshing is not None:
+            await self._refreshing
 
     async def _load(self) -> ActiveKey:
         async with self._db.session() as session:
