@@ -443,3 +443,34 @@ async def test_b1_accepts_500_records(
     assert response.status_code == 200
     [batch] = await stored_batches(db)
     assert batch.record_count == 500 and len(await stored_records(db)) == 500
+
+
+@pytest.mark.parametrize("settings_overrides", [{"job_max_attempts": 2}])
+async def test_delivery_errors_are_retried_then_records_get_a_final_outcome(
+    client: httpx.AsyncClient,
+    db: Database,
+    runner: JobRunner,
+    tenant: Tenant,
+    auth: dict[str, str],
+    label: Label,
+    now_ms: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def broken(*_: Any) -> list[Any]:
+        raise RuntimeError("push backend down")
+
+    monkeypatch.setattr(service, "deliver_many", broken)
+    response = await client.post(b2_path(tenant), json={"call_records": [record_v2(label, now_ms)]}, headers=auth)
+    batch_id = response.json()["batch_id"]
+    assert await runner.run_until_idle() == 1  # first attempt fails: retried later, records stay pending
+    [job] = await jobs(db)
+    assert job.attempts == 1 and "push backend down" in (job.last_error or "")
+    assert (await s2(client, tenant, auth, batch_id))["data"][0]["status_info"] == {"status": "pending"}
+    clock.advance(600)  # past the retry backoff
+    assert await runner.run_until_idle() == 1  # last attempt: gives up with a final outcome
+    assert await jobs(db) == []
+    assert (await s2(client, tenant, auth, batch_id))["data"][0]["status_info"] == {
+        "status": "error",
+        "reason": "failed_to_push",
+        "message": "Failed to push",
+    }

@@ -10,6 +10,7 @@ import orjson
 import pytest
 from sqlalchemy import func, select
 
+from callerid import clock
 from callerid.config import Settings
 from callerid.db import Database
 from callerid.delivery.service import PUSH_HUB, register_device
@@ -96,6 +97,7 @@ async def test_r2_invalid_records_answer_400_naming_the_v2_field_and_are_stored(
         ),
     ]
     for index, (changes, field, message) in enumerate(cases):
+        clock.advance(0.000001)  # each record newer than the last (stored_records orders by created_at)
         body = record_v2(label, now_ms, **changes)
         response = await client.post(r2_path(tenant), json=body, headers=auth)
         assert response.status_code == 400, (changes, response.text)

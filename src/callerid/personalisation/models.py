@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String, Text
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from callerid.db import Base
@@ -59,5 +59,5 @@ class CallRecord(Base):
     field: Mapped[str | None] = mapped_column(String(32))  # v2 name of the failing field (invalid_input)
     message: Mapped[str | None] = mapped_column(Text)  # without the "Request body is invalid: " prefix
     # Only for records that failed validation: the seven fields as sent (valid ones normalised), by v1 name.
-    sent: Mapped[dict[str, Any] | None]
+    sent: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))  # None -> SQL NULL, not 'null'
     created_at: Mapped[datetime]

@@ -9,6 +9,7 @@ one UPDATE per distinct outcome.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ from callerid.call_reason import call_reason_problem
 from callerid.config import Settings
 from callerid.db import Database
 from callerid.delivery.service import DeliveryOutcome, PushMessage, deliver_many
+from callerid.delivery.service import outcome as delivery_outcome
 from callerid.http import parse_uuid
 from callerid.jobs import enqueue
 from callerid.jobs.service import wake_local_runners
@@ -49,6 +51,17 @@ _V2_ALIASES = {
     "dynamic_label_name": "label_name",
     "dynamic_call_reason": "call_reason",
 }
+
+
+def new_record_id(at_ms: int | None = None) -> uuid.UUID:
+    """A UUIDv7 (RFC 9562) for time ``at_ms`` (default now): ids made close in time sort together, so a batch's
+    rows append to the primary-key index instead of landing on random pages. Written here because Python
+    3.11's ``uuid`` has no ``uuid7``."""
+    millis = epoch_ms(clock.now()) if at_ms is None else at_ms
+    value = (millis & 0xFFFF_FFFF_FFFF) << 80 | int.from_bytes(os.urandom(10), "big")
+    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
+    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
+    return uuid.UUID(int=value)
 
 
 def epoch_ms(value: datetime) -> int:
@@ -141,7 +154,7 @@ def check_record(
     record: dict[str, Any], version: str, labels: dict[uuid.UUID, DynamicLabel], now_ms: int, position: int = 0
 ) -> CheckedRecord:
     """Apply SPEC §7.1 rules 1-13 in order; the first failure is kept (messages per §7.2)."""
-    checked = CheckedRecord(id=uuid.uuid4(), position=position)
+    checked = CheckedRecord(id=new_record_id(now_ms), position=position)
     try:
         _apply_rules(checked, record, version, labels, now_ms)
     except _Invalid as problem:
@@ -339,7 +352,7 @@ async def submit_v1(db: Database, account_id: uuid.UUID, records: list[dict[str,
     now = clock.now()
     labels = await _labels_for(db, account_id, records)
     checked = [check_record(record, V1, labels, epoch_ms(now), i) for i, record in enumerate(records)]
-    batch_id = uuid.uuid4()
+    batch_id = new_record_id()
     common: dict[str, Any] = {"account_id": account_id, "batch_id": batch_id, "version": V1, "created_at": now}
     first_bad = next((c for c in checked if not c.valid), None)
     if first_bad is None:
@@ -375,7 +388,7 @@ async def submit_v2_batch(db: Database, account_id: uuid.UUID, records: list[dic
     labels = await _labels_for(db, account_id, records)
     now_ms = epoch_ms(now)
     checked = [check_record(record, V2, labels, now_ms, i) for i, record in enumerate(records)]
-    batch_id = uuid.uuid4()
+    batch_id = new_record_id()
     common: dict[str, Any] = {"account_id": account_id, "batch_id": batch_id, "version": V2, "created_at": now}
     rows = [_row(c, **common, status=PENDING) if c.valid else _invalid_row(c, **common) for c in checked]
     await _store_batch(db, **common, rows=rows, deliver=any(c.valid for c in checked))
@@ -481,6 +494,18 @@ async def deliver_batch(services: dict[str, Any], db: Database, settings: Settin
                 update(CallRecord.__table__).where(records.id.in_(ids), records.status == PENDING).values(**values)
             )
     return len(rows)
+
+
+async def fail_pending(db: Database, settings: Settings, batch_id: uuid.UUID) -> None:
+    """Give a batch's still-pending records the final ``failed_to_push`` outcome (SPEC §8 #4)."""
+    gave_up = delivery_outcome(settings, "failed_to_push")
+    records = CallRecord.__table__.c
+    async with db.transaction() as session:
+        await session.execute(
+            update(CallRecord.__table__)
+            .where(records.batch_id == batch_id, records.status == PENDING)
+            .values(status=ERROR, reason=gave_up.reason, message=gave_up.message)
+        )
 
 
 # --- reading -----------------------------------------------------------------------------------------------
