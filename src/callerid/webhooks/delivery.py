@@ -25,7 +25,7 @@ from callerid.webhooks.models import (
     OUTCOME_SUCCESS,
     OUTCOME_TIMEOUT,
 )
-from callerid.webhooks.safety import UnsafeUrl, check_destination, guarded_transport
+from callerid.webhooks.safety import REFUSED, guarded_transport
 
 SERVICE_KEY = "webhooks.deliverer"
 # Response bodies are ignored (SPEC §9.4); read a little so keep-alive connections can be reused.
@@ -92,7 +92,9 @@ class Deliverer:
         settings = self.settings
         try:
             async with asyncio.timeout(settings.webhook_total_timeout_seconds):
-                await check_destination(url, allow_private=settings.webhook_allow_private)
+                # The address check happens at connect time (safety.GuardedBackend), for every new
+                # connection, against the address actually connected to; kept-alive connections were
+                # checked when they were opened.
                 timestamp = int(clock.now().timestamp())
                 headers = {
                     "Content-Type": "application/json",
@@ -109,14 +111,15 @@ class Deliverer:
                             break
                 finally:
                     await response.aclose()
-        except UnsafeUrl as exc:
-            return OUTCOME_CONNECTION_ERROR, None, f"refused: {exc}"
         except httpx.ConnectTimeout:
             return OUTCOME_TIMEOUT, None, f"no connection within {settings.webhook_connect_timeout_seconds:g} s"
         except (httpx.ReadTimeout, httpx.WriteTimeout):
             return OUTCOME_TIMEOUT, None, f"no data within {settings.webhook_read_timeout_seconds:g} s"
         except (httpx.PoolTimeout, TimeoutError):
             return OUTCOME_TIMEOUT, None, f"no answer within {settings.webhook_total_timeout_seconds:g} s"
+        except httpx.ConnectError as exc:
+            refused = str(exc).startswith(REFUSED)
+            return OUTCOME_CONNECTION_ERROR, None, str(exc) if refused else _describe(exc)
         except httpx.HTTPError as exc:
             return OUTCOME_CONNECTION_ERROR, None, _describe(exc)
         if self.is_success(response.status_code):

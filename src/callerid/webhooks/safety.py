@@ -2,9 +2,9 @@
 
 A webhook URL must not lead the server to loopback, private, link-local, multicast, reserved or cloud
 metadata addresses unless the operator allows it (``webhook_allow_private``). The check runs when a
-config is saved, before each send, and once more inside the HTTP client at connect time
-(:class:`GuardedBackend`), which connects to the very address it checked so that a DNS answer that
-changes between check and connect (DNS rebinding) cannot slip through.
+config is saved, and inside the HTTP client for every connection it opens (:class:`GuardedBackend`),
+which connects to the very address it checked, so that a DNS answer that changes between check and
+connect (DNS rebinding) cannot slip through.
 """
 
 from __future__ import annotations
@@ -23,6 +23,10 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 MAX_URL_LENGTH = 2048
 # Cloud instance metadata endpoints (AWS/GCP/Azure/OpenStack, AWS IPv6, Alibaba).
 METADATA_ADDRESSES = frozenset(ipaddress.ip_address(a) for a in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200"))
+
+
+# Prefix of the connection error raised when the guard refuses a destination.
+REFUSED = "refused: "
 
 
 class UnsafeUrl(Exception):
@@ -132,9 +136,9 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
                 addresses = await resolve(host, port)
                 refuse_forbidden(host, addresses)
             except UnsafeUrl as exc:
-                raise httpcore.ConnectError(str(exc)) from None
+                raise httpcore.ConnectError(f"{REFUSED}{exc}") from None
             if not addresses:
-                raise httpcore.ConnectError(f"host {host} does not resolve")
+                raise httpcore.ConnectError(f"{REFUSED}host {host} does not resolve")
             target = str(addresses[0])
         return await self.backend.connect_tcp(
             target, port, timeout=timeout, local_address=local_address, socket_options=socket_options
