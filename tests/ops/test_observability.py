@@ -168,8 +168,12 @@ async def test_logs_are_json_with_request_ids_and_never_hold_a_secret(
         note=f"minted {token} for ?token={token}",
     )
 
+    # Outbound request lines (full URLs) are not logged at INFO.
+    logging.getLogger("httpx").info("HTTP Request: GET https://hooks.example/in?key=%s", issued.secret)
+
     lines = captured_logs()
     assert lines, "nothing was logged"
+    assert not any("HTTP Request" in line for line in lines)
     events = [json.loads(line) for line in lines]  # every line is one JSON object
     requests = [e for e in events if e.get("event") == "request"]
     assert len(requests) >= 6
@@ -201,6 +205,12 @@ async def test_logs_are_json_with_request_ids_and_never_hold_a_secret(
         ("event", "url /dl?token=abc123&x=1", "url /dl?token=[redacted]&x=1"),
         ("event", 'json {"password": "p@ss w"}', 'json {"password": "[redacted]"}'),
         ("event", "id 8a1e0ada-d53b-4304-8562-54895462e100 stays", "id 8a1e0ada-d53b-4304-8562-54895462e100 stays"),
+        (
+            "event",
+            "connect postgresql+asyncpg://app:s3cr%40t@db:5432/x failed",
+            "connect postgresql+asyncpg://[redacted]@db:5432/x failed",
+        ),
+        ("event", "POST https://hooks.example/in?sig=1 200", "POST https://hooks.example/in?sig=1 200"),
         ("count", 3, 3),
         ("device_token", "abc", "[redacted]"),
         ("items", [{"secret": "s"}, "Bearer xyz"], [{"secret": "[redacted]"}, "Bearer [redacted]"]),

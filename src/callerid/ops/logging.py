@@ -35,6 +35,8 @@ _KEY_VALUE = re.compile(
 )
 _TOKEN_LIKE = re.compile(r"\b[A-Za-z0-9]{64}\b")
 _WHSEC = re.compile(r"whsec_[A-Za-z0-9+/=_-]+")
+# ``scheme://user:password@host`` (a database or webhook URL in an error message).
+_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@")
 
 
 def is_sensitive_key(key: object) -> bool:
@@ -51,6 +53,7 @@ def _mask_value(match: re.Match[str]) -> str:
 def _scrub_text(text: str) -> str:
     text = _BEARER_TOKEN.sub(lambda m: f"{m.group(1)} [redacted]", text)
     text = _WHSEC.sub("whsec_[redacted]", text)
+    text = _URL_CREDENTIALS.sub(r"\1[redacted]@", text)
     text = _KEY_VALUE.sub(_mask_value, text)
     return _TOKEN_LIKE.sub("[redacted]", text)
 
@@ -101,3 +104,6 @@ def configure_logging(level: str = "INFO", json_output: bool = True) -> None:
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").handlers = []
     logging.getLogger("uvicorn.access").propagate = False
+    # httpx logs every outbound request's full URL at INFO (webhook URLs may carry credentials or tokens).
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
