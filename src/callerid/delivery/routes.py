@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.websockets import WebSocketDisconnect
 
 from callerid.delivery import service
-from callerid.delivery.auth import device_auth_cache, require_device, resolve_device
+from callerid.delivery.auth import device_auth_cache, device_bearer, require_device, resolve_device
 from callerid.delivery.hub import CLOSE
 from callerid.delivery.schemas import DeviceRegistration, DeviceRegistrationRequest, PushedPersonalisation
 from callerid.delivery.service import DeviceInfo
@@ -108,8 +108,10 @@ A bad token is refused with HTTP 401 (or close code {CLOSE_UNAUTHORIZED}); the s
     "/app/v1/stream",
     summary="Push stream (WebSocket)",
     description=STREAM_DESCRIPTION,
-    responses={101: {"description": "switching protocols"}, 426: {"description": "not a WebSocket request"}},
-    include_in_schema=True,
+    status_code=101,
+    response_description="switching protocols (the WebSocket is open)",
+    responses={401: {"description": "authorization-error"}, 426: {"description": "not a WebSocket request"}},
+    dependencies=[Depends(device_bearer)],
 )
 async def stream_doc() -> Response:
     # A plain GET (no Upgrade) reaches here; the WebSocket route below handles the upgrade.
