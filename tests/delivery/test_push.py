@@ -232,3 +232,24 @@ def test_hub_failure_refuses_the_stream_and_fails_the_push(phone_client: TestCli
         pass
     assert refused.value.code == 1013
     assert deliver(phone_client, [message()]) == [DeliveryOutcome("failed_to_push", "Failed to push")]
+
+
+def metric(client: TestClient, line_start: str) -> float:
+    text = client.get("/metrics").text
+    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(line_start + " ")]
+    return values[0] if values else 0.0
+
+
+def test_outcomes_and_open_streams_are_metrics(phone_client: TestClient) -> None:
+    success = 'callerid_push_outcomes_total{outcome="success"}'
+    not_app_user = 'callerid_push_outcomes_total{outcome="not_app_user"}'
+    before_success, before_not_app_user = metric(phone_client, success), metric(phone_client, not_app_user)
+    streams_before = metric(phone_client, "callerid_push_streams")
+    device = register(phone_client, RECEIVER, "android", "2.0.0")
+    with phone_client.websocket_connect("/app/v1/stream", headers=bearer(device["device_token"])) as ws:
+        ws.receive_json()
+        assert metric(phone_client, "callerid_push_streams") == streams_before + 1
+        deliver(phone_client, [message(), message("919999999999"), message("919999999998")])
+        ws.receive_json()
+    assert metric(phone_client, success) == before_success + 1
+    assert metric(phone_client, not_app_user) == before_not_app_user + 2

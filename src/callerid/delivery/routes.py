@@ -15,7 +15,7 @@ from callerid.delivery import service
 from callerid.delivery.auth import device_auth_cache, device_bearer, require_device, resolve_device
 from callerid.delivery.hub import CLOSE
 from callerid.delivery.schemas import DeviceRegistration, DeviceRegistrationRequest, PushedPersonalisation
-from callerid.delivery.service import DeviceInfo
+from callerid.delivery.service import PUSH_STREAMS, DeviceInfo
 from callerid.errors import ApiError, invalid_input
 from callerid.http import read_json_object
 from callerid.responses import JsonResponse
@@ -137,6 +137,7 @@ async def stream(websocket: WebSocket) -> None:
         async with hub.attach(device.device_id) as connection:
             await websocket.accept()
             accepted = True
+            PUSH_STREAMS.inc()
             hello = {"type": "connected", "device_id": device.device_id, "phone_number": device.phone_number}
             await websocket.send_text(orjson.dumps(hello).decode())
             sender = asyncio.create_task(_send_loop(websocket, connection.queue, heartbeat))
@@ -149,6 +150,7 @@ async def stream(websocket: WebSocket) -> None:
                 for task in (sender, receiver):
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
+                PUSH_STREAMS.dec()
     except Exception:
         # E.g. Redis unreachable while subscribing: refuse with "try again later" rather than a 500.
         log.warning("push_stream_failed", device_id=device.device_id, exc_info=True)

@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 from packaging.version import InvalidVersion, Version
+from prometheus_client import Counter, Gauge
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -87,6 +88,10 @@ class DeviceInfo:
 
 
 DELIVERED = DeliveryOutcome(None, None)
+
+PUSH_OUTCOMES = Counter("callerid_push_outcomes_total", "Records pushed to phones, by outcome", ["outcome"])
+# livesum: with several processes, /metrics shows the sum over the processes that are alive.
+PUSH_STREAMS = Gauge("callerid_push_streams", "Open phone WebSocket streams", multiprocess_mode="livesum")
 
 
 @lru_cache(maxsize=4096)
@@ -247,4 +252,11 @@ async def deliver_many(
                 pushed = [False] * len(to_push)
         for index, ok in zip(push_index, pushed, strict=True):
             outcomes[index] = DELIVERED if ok else outcome(settings, "failed_to_push")
-    return [item if item is not None else outcome(settings, "failed_to_push") for item in outcomes]
+    final = [item if item is not None else outcome(settings, "failed_to_push") for item in outcomes]
+    counts: dict[str, int] = {}
+    for item in final:
+        key = item.reason or "success"
+        counts[key] = counts.get(key, 0) + 1
+    for key, count in counts.items():
+        PUSH_OUTCOMES.labels(outcome=key).inc(count)
+    return final
