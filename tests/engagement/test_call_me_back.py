@@ -458,6 +458,23 @@ SLOT = {"preferred_from_time": 1754116200, "preferred_to_time": 1754118000}
             "preferred_from_time is invalid",
         ),
         (
+            # Beyond the last second a datetime can hold (9999-12-31T23:59:59Z).
+            {"business_number": "910987654321", "is_interested": True, **SLOT, "preferred_to_time": 253402300800},
+            "preferred_to_time is invalid",
+        ),
+        (
+            {"business_number": "910987654321", "is_interested": True, **SLOT, "preferred_to_time": "999999999999"},
+            "preferred_to_time is invalid",
+        ),
+        (
+            {"business_number": "910987654321", "is_interested": True, **SLOT, "preferred_from_time": 1754116200.5},
+            "preferred_from_time is invalid",
+        ),
+        (
+            {"business_number": "910987654321", "is_interested": True, **SLOT, "preferred_from_time": 253402300799},
+            "preferred_from_time is invalid: too far ahead",
+        ),
+        (
             {"business_number": "910987654321", "is_interested": True, **SLOT, "preferred_to_time": 1754116200},
             "preferred_to_time is invalid: must be after preferred_from_time, at most 1 day later",
         ),

@@ -176,6 +176,9 @@ async def test_the_file_holds_what_existed_when_the_link_was_issued(
         ({"from": "1", "to": "1e3"}, "to is invalid"),
         ({"from": "1", "to": "99999999999999999999"}, "to is invalid"),
         ({"from": "2000", "to": "1999"}, "to is invalid"),
+        ({"from": "9" * 5000, "to": "1"}, "from is invalid"),
+        ({"from": "1", "to": "253402300800000"}, "to is invalid"),
+        ({"from": "\uff11\uff12", "to": "13"}, "from is invalid"),  # non-ASCII digits
     ],
 )
 async def test_cmb_parameters(
@@ -340,6 +343,14 @@ async def test_uf_in_another_timezone(
             400,
             {"slug": "invalid-input", "message": "to_date is invalid"},
         ),
+        (None, {"from_date": "0001-01-01"}, 400, {"slug": "invalid-input", "message": "from_date is invalid"}),
+        (
+            None,
+            {"from_date": "0", "to_date": "9999-12-31"},
+            400,
+            {"slug": "invalid-input", "message": "to_date is invalid"},
+        ),
+        (None, {"from_date": "9" * 5000}, 400, {"slug": "invalid-input", "message": "from_date is invalid"}),
         ("unknown", {"from_date": "0"}, 404, {"slug": "not-found", "message": "survey not found"}),
         ("foreign", {"from_date": "0"}, 404, {"slug": "not-found", "message": "survey not found"}),
         (None, {"from_date": "0", "to_date": "1"}, 404, NO_FEEDBACK),

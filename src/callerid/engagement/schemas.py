@@ -16,6 +16,7 @@ from callerid.timefmt import epoch_seconds_str, iso_z
 # Limits of what a phone may send (no reference; generous for any real survey).
 MAX_ANSWERS = 100
 MAX_RESPONSE_LENGTH = 2000
+MAX_EPOCH_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z
 
 # --- app request bodies ------------------------------------------------------------------------------------
 
@@ -118,11 +119,10 @@ def _epoch_seconds(body: dict[str, Any], name: str) -> int | None:
     value = body.get(name)
     if value is None or value == "":
         return None
-    if isinstance(value, bool):
-        raise invalid_input(f"{name} is invalid")
     if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 12:
-        return int(value)
-    if isinstance(value, int) and 0 <= value < 10**12:
+        value = int(value)
+    # bool is an int in Python, and not a time; the bound is the last second a datetime can hold.
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_EPOCH_SECONDS:
         return value
     raise invalid_input(f"{name} is invalid")
 
