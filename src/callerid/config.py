@@ -131,6 +131,17 @@ class Settings(BaseSettings):
         parse_schedule(value)  # raises ValueError with the bad part named
         return value
 
+    @field_validator("min_app_version")
+    @classmethod
+    def _check_min_app_version(cls, value: str) -> str:
+        from packaging.version import InvalidVersion, Version
+
+        try:
+            Version(value)
+        except InvalidVersion:
+            raise ValueError(f"not a version: {value!r} (e.g. 1.10.0)") from None
+        return value
+
     @field_validator("redis_url", "public_base_url", "smtp_host", "smtp_user", "smtp_password", mode="before")
     @classmethod
     def _blank_is_none(cls, value: object) -> object:

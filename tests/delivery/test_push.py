@@ -253,3 +253,13 @@ def test_outcomes_and_open_streams_are_metrics(phone_client: TestClient) -> None
         ws.receive_json()
     assert metric(phone_client, success) == before_success + 1
     assert metric(phone_client, not_app_user) == before_not_app_user + 2
+
+
+def test_min_app_version_setting_must_be_a_version() -> None:
+    from pydantic import ValidationError
+
+    from callerid.config import Settings
+
+    with pytest.raises(ValidationError, match="not a version: 'banana'"):
+        Settings(min_app_version="banana")
+    assert Settings(min_app_version="1.10.0").min_app_version == "1.10.0"

@@ -9,6 +9,7 @@ from functools import lru_cache
 from typing import Any
 
 import orjson
+import structlog
 from packaging.version import InvalidVersion, Version
 from prometheus_client import Counter, Gauge
 from sqlalchemy import delete, select
@@ -22,6 +23,8 @@ from callerid.delivery.hub import PUSH_HUB, LocalHub
 from callerid.delivery.models import Device
 from callerid.errors import invalid_input
 from callerid.phone import normalise_phone
+
+log = structlog.get_logger("callerid.delivery")
 
 PLATFORMS = ("android", "ios")
 
@@ -249,6 +252,7 @@ async def deliver_many(
             try:
                 pushed = await hub.publish_many(to_push)
             except Exception:  # Redis down: the push failed; the record's outcome says so (SPEC §8 #4)
+                log.warning("push_publish_failed", messages=len(to_push), exc_info=True)
                 pushed = [False] * len(to_push)
         for index, ok in zip(push_index, pushed, strict=True):
             outcomes[index] = DELIVERED if ok else outcome(settings, "failed_to_push")
