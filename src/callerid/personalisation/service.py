@@ -351,7 +351,8 @@ async def submit_v1(db: Database, account_id: uuid.UUID, records: list[dict[str,
     BatchID can be queried; only an accepted batch is delivered."""
     now = clock.now()
     labels = await _labels_for(db, account_id, records)
-    checked = [check_record(record, V1, labels, epoch_ms(now), i) for i, record in enumerate(records)]
+    now_ms = epoch_ms(now)
+    checked = [check_record(record, V1, labels, now_ms, i) for i, record in enumerate(records)]
     batch_id = new_record_id()
     common: dict[str, Any] = {"account_id": account_id, "batch_id": batch_id, "version": V1, "created_at": now}
     first_bad = next((c for c in checked if not c.valid), None)
