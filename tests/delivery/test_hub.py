@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from callerid.delivery.hub import CLOSE, LocalHub, RedisHub, close_device_via_redis
+from callerid.delivery.hub import CLOSE, SHUTDOWN, LocalHub, RedisHub, close_device_via_redis
 from tests.conftest import REDIS_URL, requires_redis
 
 
@@ -82,3 +82,10 @@ async def test_a_process_without_a_hub_can_close_a_stream() -> None:
             assert await asyncio.wait_for(second.queue.get(), timeout=5) == CLOSE
     finally:
         await serving.stop()
+
+
+async def test_stopping_the_hub_tells_streams_the_server_is_going_away() -> None:
+    hub = LocalHub()
+    async with hub.attach("d") as connection:
+        await hub.stop()
+        assert connection.queue.get_nowait() == SHUTDOWN

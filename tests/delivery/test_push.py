@@ -263,3 +263,19 @@ def test_min_app_version_setting_must_be_a_version() -> None:
     with pytest.raises(ValidationError, match="not a version: 'banana'"):
         Settings(min_app_version="banana")
     assert Settings(min_app_version="1.10.0").min_app_version == "1.10.0"
+
+
+def test_server_shutdown_closes_streams_with_going_away(database_url: str, tmp_path: Any) -> None:
+    from callerid.app import create_app
+    from tests.conftest import empty_all_tables, make_settings
+
+    application = create_app(make_settings(database_url, tmp_path / "data"))
+    with TestClient(application) as client:
+        client.portal.call(empty_all_tables, application.state.runtime.db)
+        device = register(client, RECEIVER, "android", "2.0.0")
+        with client.websocket_connect("/app/v1/stream", headers=bearer(device["device_token"])) as ws:
+            ws.receive_json()
+            client.portal.call(application.state.runtime.services["push_hub"].stop)
+            with pytest.raises(WebSocketDisconnect) as closed:
+                ws.receive_json()
+            assert closed.value.code == 1001

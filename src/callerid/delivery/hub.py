@@ -23,6 +23,8 @@ log = structlog.get_logger("callerid.delivery.hub")
 CHANNEL_PREFIX = "callerid:push:"
 # A control payload (never valid JSON, so it cannot collide with a real message): close the connection.
 CLOSE = "\x00close"
+# Another control payload: this process is shutting down (the phone should reconnect, possibly elsewhere).
+SHUTDOWN = "\x00shutdown"
 # Per-connection buffer: a phone that stops reading must not grow memory without bound; when full,
 # the push to it fails (failed_to_push) rather than blocking everyone else.
 QUEUE_SIZE = 1000
@@ -57,7 +59,7 @@ class LocalHub:
     async def stop(self) -> None:
         for connections in list(self._connections.values()):
             for connection in list(connections):
-                connection.offer(CLOSE)
+                connection.offer(SHUTDOWN)
         return None
 
     def connected(self, device_id: str) -> bool:

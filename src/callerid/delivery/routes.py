@@ -13,7 +13,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from callerid.delivery import service
 from callerid.delivery.auth import device_auth_cache, device_bearer, require_device, resolve_device
-from callerid.delivery.hub import CLOSE
+from callerid.delivery.hub import CLOSE, SHUTDOWN
 from callerid.delivery.schemas import DeviceRegistration, DeviceRegistrationRequest, PushedPersonalisation
 from callerid.delivery.service import PUSH_STREAMS, DeviceInfo
 from callerid.errors import ApiError, invalid_input
@@ -28,6 +28,7 @@ log = structlog.get_logger("callerid.delivery")
 CLOSE_DEVICE_GONE = 4001
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_TRY_AGAIN_LATER = 1013
+CLOSE_GOING_AWAY = 1001
 
 
 def _required_string(body: dict[str, object], name: str) -> str:
@@ -100,7 +101,8 @@ Server messages (JSON text frames):
 - `{{"type": "heartbeat"}}` when idle.
 
 A bad token is refused with HTTP 401 (or close code {CLOSE_UNAUTHORIZED}); the server closes with code
-{CLOSE_DEVICE_GONE} when the device is replaced or unregistered.
+{CLOSE_DEVICE_GONE} when the device is replaced or unregistered (do not reconnect with that token), with
+{CLOSE_GOING_AWAY} when it shuts down and {CLOSE_TRY_AGAIN_LATER} when pushes are unavailable (reconnect).
 """
 
 
@@ -167,6 +169,9 @@ async def _send_loop(websocket: WebSocket, queue: asyncio.Queue[str], heartbeat:
             payload = heartbeat_text
         if payload == CLOSE:
             await websocket.close(code=CLOSE_DEVICE_GONE, reason="device replaced or unregistered")
+            return
+        if payload == SHUTDOWN:
+            await websocket.close(code=CLOSE_GOING_AWAY, reason="server shutting down; reconnect")
             return
         await websocket.send_text(payload)
 
