@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import orjson
@@ -17,6 +19,11 @@ from sqlalchemy.exc import ArgumentError
 from callerid.config import Settings, load_settings
 from callerid.db import Database
 from callerid.db.migrate import upgrade
+
+try:  # POSIX; elsewhere concurrent first starts are not serialised
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
 
 T = TypeVar("T")
 JSON_OPTION = typer.Option(False, "--json", help="print one JSON object on stdout")
@@ -83,21 +90,31 @@ def display_url(url: str) -> str:
 def settings_and_schema() -> Settings:
     """Settings from the environment, with the schema created or upgraded first."""
     settings = load_settings()
-    if settings.is_sqlite:
-        _ensure_sqlite_dir(settings.database_url)
     try:
-        upgrade(settings.database_url)
+        with _sqlite_migration_lock(settings.database_url):
+            upgrade(settings.database_url)
     except Exception as exc:
         fail(f"cannot prepare the database at {display_url(settings.database_url)}: {_one_line(exc)}")
     return settings
 
 
-def _ensure_sqlite_dir(url: str) -> None:
-    from pathlib import Path
-
-    path = url.split(":///", 1)[-1]
-    if path and path != ":memory:":
-        Path(path).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+@contextmanager
+def _sqlite_migration_lock(url: str) -> Iterator[None]:
+    """Serialise schema upgrades of one SQLite file across processes (``serve`` and ``worker`` started
+    together on an empty folder would otherwise both create the same tables). PostgreSQL takes an
+    advisory lock in the migration environment instead."""
+    database = make_url(url).database if url.startswith("sqlite") else None
+    if not database or database == ":memory:" or fcntl is None:
+        yield
+        return
+    path = Path(database).expanduser().resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".migrate-lock"), "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _one_line(exc: BaseException) -> str:
