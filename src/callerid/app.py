@@ -74,6 +74,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         default_response_class=JsonResponse,
         lifespan=lifespan,
+        # SPEC §2.2: a body that parses is not refused for a missing or unusual Content-Type.
+        strict_content_type=False,
     )
     install_error_handlers(app)
     app.add_middleware(ObservabilityMiddleware)
