@@ -128,3 +128,22 @@ def test_app_endpoints_are_documented(phone_client: TestClient) -> None:
 async def test_device_count_query(db: Any) -> None:
     async with db.session() as session:
         assert (await session.execute(select(func.count()).select_from(Device))).scalar_one() == 0
+
+
+async def test_concurrent_registrations_of_one_number_leave_one_device(db: Any) -> None:
+    import asyncio
+
+    from callerid.delivery.service import register_device
+
+    async def one(version: str) -> str:
+        async with db.transaction() as session:
+            registered = await register_device(
+                session, phone_number="919234567898", platform="android", app_version=version
+            )
+        return registered.device_id
+
+    ids = await asyncio.gather(*(one(f"1.{n}.0") for n in range(8)))
+    async with db.session() as session:
+        rows = list((await session.execute(select(Device))).scalars())
+    assert len(set(ids)) == 8
+    assert len(rows) == 1 and str(rows[0].id) in ids

@@ -12,7 +12,7 @@ import orjson
 import structlog
 from packaging.version import InvalidVersion, Version
 from prometheus_client import Counter, Gauge
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callerid import clock
@@ -130,6 +130,10 @@ async def register_device(
         raise invalid_input("platform must be one of: android, ios")
     if not isinstance(app_version, str) or len(app_version) > 64 or parse_version(app_version) is None:
         raise invalid_input("app_version is invalid")
+    if session.bind.dialect.name == "postgresql":
+        # Serialise registrations of one number (SQLite's single writer already does): two concurrent ones
+        # would both see no previous device and the second insert would break the unique number.
+        await session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": "device:" + number})
     previous = (await session.execute(select(Device.id).where(Device.phone_number == number))).scalar_one_or_none()
     if previous is not None:
         await session.execute(delete(Device).where(Device.id == previous))
