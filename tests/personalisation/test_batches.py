@@ -474,3 +474,26 @@ async def test_delivery_errors_are_retried_then_records_get_a_final_outcome(
         "reason": "failed_to_push",
         "message": "Failed to push",
     }
+
+
+async def test_s2_echoes_odd_invalid_values_exactly_as_sent(
+    client: httpx.AsyncClient, tenant: Tenant, auth: dict[str, str], label: Label, now_ms: int
+) -> None:
+    odd: list[dict[str, Any]] = [
+        record_v2(label, now_ms, starts_at=2**63),
+        record_v2(label, now_ms, caller_number={"nested": [1, "two", None]}),
+        record_v2(label, now_ms, ends_at=1.5),
+        record_v2(label, now_ms, dynamic_call_reason="ünïcödé / slash", dynamic_label_name="😀😀😀"),
+    ]
+    response = await client.post(b2_path(tenant), json={"call_records": odd}, headers=auth)
+    data = (await s2(client, tenant, auth, response.json()["batch_id"]))["data"]
+    assert data[0]["starts_at"] == 2**63
+    assert data[1]["caller_number"] == {"nested": [1, "two", None]}
+    assert data[2]["ends_at"] == 1.5
+    assert (data[3]["dynamic_call_reason"], data[3]["dynamic_label_name"]) == ("ünïcödé / slash", "😀😀😀")
+    assert [row["status_info"]["field"] for row in data] == [
+        "starts_at",
+        "caller_number",
+        "ends_at",
+        "dynamic_call_reason",
+    ]

@@ -436,7 +436,7 @@ async def submit_realtime_v2(
     else:
         row = _invalid_row(checked, **common)
     async with db.transaction() as session:
-        await session.execute(insert(CallRecord.__table__), [row])
+        await session.execute(insert(CallRecord.__table__), row)
     return RealtimeResult(record=checked, outcome=outcome)
 
 
