@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ import pytest
 from callerid.app import create_app
 from callerid.db import Database
 from callerid.errors import ApiError, BodyError, rate_limited
+from callerid.ops import routes as ops_routes
 from tests.conftest import Tenant, make_settings
 from tests.ops.probes import CRASH_PATH, add_probe_routes
 
@@ -189,6 +192,34 @@ async def test_readyz_with_an_unreachable_database_is_503(app: Any, client: http
     assert (await client.get("/readyz")).status_code == 200
 
 
+@SQLITE_ONLY
+async def test_readyz_with_a_database_that_hangs_is_503_within_the_timeout(
+    app: Any, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # accepts the connection, never speaks
+
+    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    monkeypatch.setattr(ops_routes, "readiness_timeout_seconds", 0.3)
+    runtime = app.state.runtime
+    reachable = runtime.db
+    runtime.db = Database(f"postgresql+asyncpg://nobody:pw@127.0.0.1:{port}/none")
+    try:
+        started = time.monotonic()
+        ready = await client.get("/readyz")
+        elapsed = time.monotonic() - started
+    finally:
+        await runtime.db.dispose()
+        runtime.db = reachable
+        server.close()
+    assert (ready.status_code, ready.json()) == (503, error("service-unavailable", "database unreachable"))
+    assert elapsed < 5
+
+
 async def test_readyz_with_the_database_up(client: httpx.AsyncClient) -> None:
     response = await client.get("/readyz")
     assert (response.status_code, response.json()) == (200, {"status": "ok", "database": "ok"})
+    for path in ("/readyz", "/healthz"):
+        head = await client.head(path)
+        assert (head.status_code, head.content) == (200, b"")

@@ -16,19 +16,21 @@ router = APIRouter(tags=["Operations"])
 log = structlog.get_logger("callerid.ops")
 
 
-@router.get("/healthz", summary="The process is up")
+# HEAD too: some load balancers probe with it.
+@router.api_route("/healthz", methods=["GET", "HEAD"], summary="The process is up")
 async def healthz() -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
-# A probe must answer quickly even when the database hangs rather than refuses.
-READINESS_TIMEOUT_SECONDS = 5.0
+# A probe must answer quickly even when the database hangs rather than refuses. Module-level so tests can
+# shorten it.
+readiness_timeout_seconds = 5.0
 
 
-@router.get("/readyz", summary="The database is reachable")
+@router.api_route("/readyz", methods=["GET", "HEAD"], summary="The database is reachable")
 async def readyz(request: Request) -> JsonResponse:
     try:
-        await asyncio.wait_for(runtime_of(request).db.ping(), timeout=READINESS_TIMEOUT_SECONDS)
+        await asyncio.wait_for(runtime_of(request).db.ping(), timeout=readiness_timeout_seconds)
     except Exception as exc:
         # The reason is for the operator's log only; the probe's body stays the common error shape.
         log.warning("not_ready", error=type(exc).__name__)
