@@ -27,3 +27,13 @@ def png_of_exact_length(total: int) -> bytes:
     result = base[:iend] + chunk + base[iend:]
     assert len(result) == total
     return result
+
+
+def png_with_corrupt_pixels() -> bytes:
+    """A 200x200 PNG whose chunk CRCs are right but whose compressed pixel data is garbage."""
+    base = image_bytes()
+    start = base.index(b"IDAT") - 4
+    (length,) = struct.unpack(">I", base[start : start + 4])
+    garbage = bytes((b ^ 0x5A) for b in base[start + 8 : start + 8 + length])
+    crc = struct.pack(">I", zlib.crc32(b"IDAT" + garbage) & 0xFFFFFFFF)
+    return base[: start + 8] + garbage + crc + base[start + 12 + length :]

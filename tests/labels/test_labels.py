@@ -18,7 +18,7 @@ from callerid.labels import service
 from callerid.labels.models import Label
 from callerid.labels.routes import LOGO_CACHE_CONTROL
 from tests.conftest import Tenant, create_tenant, mint
-from tests.labels.images import image_bytes, png_of_exact_length
+from tests.labels.images import image_bytes, png_of_exact_length, png_with_corrupt_pixels
 
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{1,6}Z$")
 
@@ -180,7 +180,8 @@ def test_logo_url_uses_host_and_port_without_public_base_url(tmp_path: Any) -> N
         (image_bytes(image_format="JPEG"), "logo must be a PNG image (it is JPEG)"),
         (image_bytes(image_format="GIF"), "logo must be a PNG image (it is GIF)"),
         (b"not an image at all", "logo must be a PNG image"),
-        (image_bytes()[:-30], "logo must be a PNG image"),  # truncated
+        (image_bytes()[:-30], "logo must be a PNG image (the file is damaged)"),  # truncated
+        (png_with_corrupt_pixels(), "logo must be a PNG image (the file is damaged)"),
         (b"", "logo must be a PNG image"),
         (
             png_of_exact_length(2 * 1024 * 1024),

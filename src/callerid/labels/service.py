@@ -52,15 +52,23 @@ def check_logo(data: bytes) -> None:
     if len(data) >= LOGO_MAX_BYTES:
         raise LabelError(f"logo must be smaller than 2 MB ({LOGO_MAX_BYTES:,} bytes); it has {len(data):,} bytes")
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with Image.open(io.BytesIO(data)) as image:  # reads the header only
             image_format, size = image.format, image.size
-            image.verify()  # reads every chunk and checks CRCs, so a truncated or damaged file is refused
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise LabelError("logo must be a PNG image") from exc
     if image_format != "PNG":
         raise LabelError(f"logo must be a PNG image (it is {image_format or 'not an image'})")
     if size != LOGO_PIXELS:
         raise LabelError(f"logo must be exactly 200x200 pixels (it is {size[0]}x{size[1]})")
+    try:
+        # Only now that it is known to be small: check every chunk's CRC, then decode the pixels, so that a
+        # truncated or damaged file is refused here rather than on the phones.
+        with Image.open(io.BytesIO(data)) as image:
+            image.verify()
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise LabelError("logo must be a PNG image (the file is damaged)") from exc
 
 
 def is_logo_key(value: str) -> bool:
