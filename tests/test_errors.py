@@ -54,7 +54,7 @@ async def test_unknown_path_is_404_not_found(client: httpx.AsyncClient) -> None:
 async def test_wrong_method_is_405_in_the_common_shape(client: httpx.AsyncClient) -> None:
     token_path = "/clients/8a1e0ada-d53b-4304-8562-54895462e100/token"
     for method, path, allow in [
-        ("POST", "/healthz", "GET"),
+        ("POST", "/healthz", "GET, HEAD"),
         ("DELETE", "/metrics", "GET"),
         ("GET", token_path, "POST"),
         ("PUT", token_path, "POST"),
