@@ -63,7 +63,7 @@ async def test_wrong_method_is_405_in_the_common_shape(client: httpx.AsyncClient
         assert response.status_code == 405, (method, path)
         assert response.headers["content-type"] == JSON_UTF8
         assert response.json() == error("method-not-allowed", "method not allowed")
-        assert response.headers["allow"] == allow
+        assert set(response.headers["allow"].split(", ")) == set(allow.split(", "))
 
 
 async def test_token_body_that_is_not_a_json_object(client: httpx.AsyncClient, tenant: Tenant) -> None:
