@@ -1,3 +1,4 @@
+# ruff: noqa: E402 - the imports must follow the sys.path fix below
 """Benchmark: pushes to a connected phone (R2) and caller-ID lookups, against a real ``callerid serve``.
 
 Sets up an account, API key and dynamic label with the real CLI, starts ``callerid serve`` (embedded SQLite by
@@ -15,6 +16,13 @@ the figures are a floor.
 
 from __future__ import annotations
 
+import os.path
+import sys
+
+# Run as a script, this folder comes first on sys.path, and bench/numbers.py would shadow the standard
+# library's ``numbers`` module for every later import: drop the folder.
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+
 import argparse
 import asyncio
 import io
@@ -22,7 +30,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
