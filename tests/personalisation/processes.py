@@ -32,6 +32,7 @@ class Deployment:
     """One embedded deployment: a SQLite file and a data folder, shared by every command run against it."""
 
     root: Path
+    database_url: str | None = None  # default: a SQLite file under root
     port: int = field(default_factory=free_port)
 
     @property
@@ -41,7 +42,7 @@ class Deployment:
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CALLERID_")}
         env.update(
-            CALLERID_DATABASE_URL=f"sqlite+aiosqlite:///{self.root / 'callerid.db'}",
+            CALLERID_DATABASE_URL=self.database_url or f"sqlite+aiosqlite:///{self.root / 'callerid.db'}",
             CALLERID_DATA_DIR=str(self.root / "data"),
             CALLERID_HOST="127.0.0.1",
             CALLERID_PORT=str(self.port),
