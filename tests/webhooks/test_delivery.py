@@ -469,3 +469,35 @@ async def test_event_details_show_planned_retries(
         at += delay
         expected.append(at)
     assert details.planned_retries == expected
+
+
+@pytest.mark.parametrize(
+    "settings_overrides",
+    [{"webhook_allow_private": True, "webhook_max_concurrency_per_webhook": 1, "webhook_read_timeout_seconds": 0.5}],
+)
+async def test_busy_webhook_gives_its_runner_slot_back(
+    db: Database,
+    settings: Settings,
+    tenant: Tenant,
+    runner: JobRunner,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(service, "BUSY_WAIT_SECONDS", 0.1)
+    receiver.hang = True
+    await make_webhook(db, settings, tenant.account_id, receiver.url)
+    clock.freeze(T0)
+    first, second = await emit(db, tenant.account_id), await emit(db, tenant.account_id)
+    assert await runner.run_until_idle() == 2
+    assert len(receiver.requests) == 1  # one in flight at a time; the other job went back to the queue
+    states = {e: (await event_row(db, e)).state for e in (*first, *second)}
+    assert sorted(states.values()) == ["pending", "rescheduled"]
+    [waiting] = [e for e, state in states.items() if state == "pending"]
+    assert await attempts_of(db, waiting) == []  # no attempt was spent
+    async with db.session() as session:
+        dues = sorted((await session.scalars(select(Job.due_at).where(Job.kind == "webhooks.deliver"))).all())
+    assert dues == [T0 + timedelta(seconds=1), T0 + timedelta(minutes=2)]
+    receiver.hang = False
+    clock.advance(timedelta(seconds=1))
+    assert await runner.run_until_idle() == 1
+    assert (await event_row(db, waiting)).state == "success"

@@ -32,6 +32,10 @@ SERVICE_KEY = "webhooks.deliverer"
 MAX_RESPONSE_BYTES = 64 * 1024
 
 
+class WebhookBusy(Exception):
+    """The webhook already has its maximum of deliveries in flight in this process."""
+
+
 @dataclass(frozen=True)
 class AttemptResult:
     outcome: str
@@ -76,14 +80,33 @@ class Deliverer:
         return status_code == 200
 
     async def send(
-        self, *, webhook_id: uuid.UUID, url: str, secret: str, event_id: uuid.UUID, body: bytes
+        self,
+        *,
+        webhook_id: uuid.UUID,
+        url: str,
+        secret: str,
+        event_id: uuid.UUID,
+        body: bytes,
+        wait_for_slot: float | None = None,
     ) -> AttemptResult:
-        """POST ``body`` to ``url`` once; never raises for delivery problems, it classifies them."""
-        async with self._limit(webhook_id):
+        """POST ``body`` to ``url`` once; never raises for delivery problems, it classifies them.
+
+        With ``wait_for_slot``, raises :class:`WebhookBusy` when the webhook's concurrency limit stays
+        full that long, so that the caller can give its job-runner slot to other work.
+        """
+        limit = self._limit(webhook_id)
+        try:
+            async with asyncio.timeout(wait_for_slot):
+                await limit.acquire()
+        except TimeoutError:
+            raise WebhookBusy(webhook_id) from None
+        try:
             started_at = clock.now()
             began = time.perf_counter()  # a duration measurement, not business time
             outcome, status_code, error = await self._post(url, secret, event_id, body)
             duration_ms = round((time.perf_counter() - began) * 1000)
+        finally:
+            limit.release()
         return AttemptResult(outcome, status_code, error, started_at, duration_ms)
 
     async def _post(

@@ -30,7 +30,7 @@ from callerid.db import Database
 from callerid.jobs.service import enqueue_many
 from callerid.webhooks import mail, signing
 from callerid.webhooks.batching import Batcher
-from callerid.webhooks.delivery import AttemptResult, deliverer_of
+from callerid.webhooks.delivery import AttemptResult, WebhookBusy, deliverer_of
 from callerid.webhooks.models import (
     EVENT_TYPES,
     FAILED,
@@ -50,6 +50,9 @@ from callerid.webhooks.safety import UnsafeUrl, check_destination, check_url_syn
 from callerid.webhooks.schedule import parse_schedule
 
 DELIVER_JOB = "webhooks.deliver"
+# How long a delivery job waits for its webhook's concurrency limit before giving its slot back.
+BUSY_WAIT_SECONDS = 2.0
+BUSY_RETRY_DELAY = timedelta(seconds=1)
 MAX_NAME_LENGTH = 50
 
 
@@ -452,9 +455,18 @@ async def attempt_delivery(
         result = AttemptResult(OUTCOME_WEBHOOK_NOT_FOUND, None, "the webhook was deleted", clock.now(), 0)
         await store.writes.submit(plan_attempt(settings, event, number, "", result, retries=False))
         return None
-    result = await deliverer_of(services, settings).send(
-        webhook_id=webhook.id, url=webhook.url, secret=webhook.secret, event_id=event.id, body=event.body.encode()
-    )
+    try:
+        result = await deliverer_of(services, settings).send(
+            webhook_id=webhook.id,
+            url=webhook.url,
+            secret=webhook.secret,
+            event_id=event.id,
+            body=event.body.encode(),
+            wait_for_slot=BUSY_WAIT_SECONDS,
+        )
+    except WebhookBusy:
+        # A slow webhook must not hold every job-runner slot: put the job back, the attempt is not made.
+        return clock.now() + BUSY_RETRY_DELAY
     record = plan_attempt(settings, event, number, webhook.url, result, retries=not event.is_test)
     await store.writes.submit(record)
     return record.next_attempt_at
