@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from sqlalchemy import select
 
@@ -196,7 +197,20 @@ async def test_b2_stores_invalid_records_with_their_error_and_s2_shows_every_for
     async with runtime.services[PUSH_HUB].attach(connected.device_id) as connection:
         assert await runner.run_until_idle() == 1
         assert connection.queue.qsize() == 1
+        pushed = orjson.loads(connection.queue.get_nowait())
     data = (await s2(client, tenant, auth, batch_id))["data"]
+    assert pushed == {
+        "type": "call_personalisation",
+        "record_id": data[1]["id"],
+        "caller": CALLER,
+        "receiver": receiver(1),
+        "label_id": str(label.id),
+        "label_name": "Flower rasm",
+        "logo_url": f"http://testserver/logos/{label.logo_key}",
+        "call_reason": "Flower Delivery",
+        "starts_at": now_ms - 1000,
+        "ends_at": now_ms + HOUR_MS,
+    }
     assert [row["status_info"] for row in data[:5]] + [data[8]["status_info"]] == [
         {"status": "error", "reason": "not_app_user", "message": "Not an app user"},
         {"status": "success"},

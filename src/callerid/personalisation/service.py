@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Uuid, insert, select, type_coerce, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callerid import clock
@@ -42,6 +42,10 @@ MAX_WINDOW_MS = 86_400_000  # SPEC §7.1 rule 13: 24 hours
 INT64_MAX = 2**63 - 1  # starts_at / ends_at are int64 (and stored as BIGINT)
 BATCH_FIELD = "call_records"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+AS_TEXT = Uuid(as_uuid=False)
+# Core tables, not ORM entities, in the hot queries: rows come back without the ORM's loading overhead.
+LABELS = Label.__table__
+RECORDS_WITH_LABELS = CallRecord.__table__.join(LABELS, LABELS.c.id == CallRecord.__table__.c.label_id)
 _ONE_MS = timedelta(milliseconds=1)
 
 # v2 requests may use the v1 name of a field that is absent (SPEC §12 #8).
@@ -451,48 +455,58 @@ async def deliver_batch(services: dict[str, Any], db: Database, settings: Settin
         rows = (
             await session.execute(
                 select(
-                    records.id,
+                    # ids as text: they only go into the push message, so skip building UUID objects
+                    type_coerce(records.id, AS_TEXT).label("id"),
+                    records.position,
                     records.caller,
                     records.receiver,
-                    records.label_id,
+                    type_coerce(records.label_id, AS_TEXT).label("label_id"),
                     records.label_name,
                     records.call_reason,
                     records.starts_at,
                     records.ends_at,
-                    Label.logo_key,
+                    LABELS.c.logo_key,
                 )
-                .join(Label, Label.id == records.label_id)
+                .select_from(RECORDS_WITH_LABELS)
                 .where(records.batch_id == batch_id, records.status == PENDING)
                 .order_by(records.position)
             )
         ).all()
     if not rows:
         return 0
-    messages = [
-        PushMessage(
-            record_id=str(row.id),
-            caller=row.caller,
-            receiver=row.receiver,
-            label_id=str(row.label_id),
-            label_name=row.label_name,
-            logo_url=logo_url(settings, row.logo_key),
-            call_reason=row.call_reason,
-            starts_at=row.starts_at,
-            ends_at=row.ends_at,
+    logo_urls: dict[str, str] = {}  # a batch mostly uses one or a few labels
+    messages = []
+    for row in rows:
+        url = logo_urls.get(row.logo_key)
+        if url is None:
+            url = logo_urls[row.logo_key] = logo_url(settings, row.logo_key)
+        messages.append(
+            PushMessage(
+                record_id=row.id,
+                caller=row.caller,
+                receiver=row.receiver,
+                label_id=row.label_id,
+                label_name=row.label_name,
+                logo_url=url,
+                call_reason=row.call_reason,
+                starts_at=row.starts_at,
+                ends_at=row.ends_at,
+            )
         )
-        for row in rows
-    ]
     outcomes = await deliver_many(services, db, settings, messages)
-    by_outcome: dict[tuple[str | None, str | None], list[uuid.UUID]] = defaultdict(list)
+    # Outcomes are few (delivered, or one of four reasons): one UPDATE each, by position within the batch.
+    by_outcome: dict[tuple[str | None, str | None], list[int]] = defaultdict(list)
     for row, outcome in zip(rows, outcomes, strict=True):
-        by_outcome[(outcome.reason, outcome.message)].append(row.id)
+        by_outcome[(outcome.reason, outcome.message)].append(row.position)
     async with db.transaction() as session:
-        for (reason, message), ids in by_outcome.items():
+        for (reason, message), positions in by_outcome.items():
             values: dict[str, Any] = (
                 {"status": SUCCESS} if reason is None else {"status": ERROR, "reason": reason, "message": message}
             )
             await session.execute(
-                update(CallRecord.__table__).where(records.id.in_(ids), records.status == PENDING).values(**values)
+                update(CallRecord.__table__)
+                .where(records.batch_id == batch_id, records.position.in_(positions), records.status == PENDING)
+                .values(**values)
             )
     return len(rows)
 
@@ -582,12 +596,12 @@ async def active_identity(session: AsyncSession, caller: str, receiver: str, at:
                 records.id,
                 records.label_id,
                 records.label_name,
-                Label.logo_key,
+                LABELS.c.logo_key,
                 records.call_reason,
                 records.starts_at,
                 records.ends_at,
             )
-            .join(Label, Label.id == records.label_id)
+            .select_from(RECORDS_WITH_LABELS)
             .where(
                 records.caller == caller_number,
                 records.receiver == receiver_number,
