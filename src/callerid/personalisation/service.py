@@ -42,11 +42,12 @@ MAX_WINDOW_MS = 86_400_000  # SPEC §7.1 rule 13: 24 hours
 INT64_MAX = 2**63 - 1  # starts_at / ends_at are int64 (and stored as BIGINT)
 BATCH_FIELD = "call_records"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-AS_TEXT = Uuid(as_uuid=False)
+_ONE_MS = timedelta(milliseconds=1)
+
 # Core tables, not ORM entities, in the hot queries: rows come back without the ORM's loading overhead.
 LABELS = Label.__table__
 RECORDS_WITH_LABELS = CallRecord.__table__.join(LABELS, LABELS.c.id == CallRecord.__table__.c.label_id)
-_ONE_MS = timedelta(milliseconds=1)
+AS_TEXT = Uuid(as_uuid=False)  # read a UUID column as its text form
 
 # v2 requests may use the v1 name of a field that is absent (SPEC §12 #8).
 _V2_ALIASES = {
