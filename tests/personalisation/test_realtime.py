@@ -17,6 +17,7 @@ from callerid.delivery.service import PUSH_HUB, register_device
 from callerid.jobs.models import Job
 from callerid.jobs.runner import JobRunner
 from callerid.labels.models import Label
+from callerid.personalisation import service
 from tests.conftest import Tenant, create_tenant, mint
 from tests.personalisation.conftest import (
     CALLER,
@@ -337,3 +338,25 @@ async def test_r2_s2_reads_r1_batch_with_v2_names(
     body = await s2(client, tenant, auth, batch_id)
     [row] = body["data"]
     assert row["caller_number"] == CALLER and row["status_info"] == {"status": "pending"}
+
+
+async def test_r2_push_error_is_a_failed_to_push_outcome_not_a_500(
+    client: httpx.AsyncClient,
+    db: Database,
+    tenant: Tenant,
+    auth: dict[str, str],
+    label: Label,
+    now_ms: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def broken(*_: Any) -> list[Any]:
+        raise RuntimeError("push backend down")
+
+    monkeypatch.setattr(service, "deliver_many", broken)
+    response = await client.post(r2_path(tenant), json=record_v2(label, now_ms), headers=auth)
+    assert response.status_code == 200
+    assert response.json() == {
+        "status_info": {"status": "error", "reason": "failed_to_push", "message": "Failed to push"}
+    }
+    [stored] = await stored_records(db)
+    assert (stored.status, stored.reason, stored.caller) == ("error", "failed_to_push", CALLER)

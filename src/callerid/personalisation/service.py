@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import structlog
 from sqlalchemy import Uuid, insert, select, type_coerce, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -36,6 +37,7 @@ from callerid.personalisation.schemas import FIELDS, V1, V2, StoredRecord, wire_
 from callerid.phone import normalise_phone
 
 DELIVER_BATCH_JOB = "personalisation.deliver_batch"
+log = structlog.get_logger("callerid.personalisation")
 
 LABEL_NAME_MIN, LABEL_NAME_MAX = 3, 40  # SPEC §7.1 rule 4
 MAX_WINDOW_MS = 86_400_000  # SPEC §7.1 rule 13: 24 hours
@@ -433,7 +435,12 @@ async def submit_realtime_v2(
     common: dict[str, Any] = {"account_id": account_id, "batch_id": None, "version": V2, "created_at": now}
     outcome: DeliveryOutcome | None = None
     if checked.valid:
-        outcome = (await deliver_many(services, db, settings, [push_message(settings, checked)]))[0]
+        try:
+            outcome = (await deliver_many(services, db, settings, [push_message(settings, checked)]))[0]
+        except Exception:
+            # The push could not be attempted: that is the record's outcome (SPEC §8 #4), not a 500 for a valid record.
+            log.exception("realtime_push_failed", record_id=str(checked.id))
+            outcome = delivery_outcome(settings, "failed_to_push")
         if outcome.reason is None:
             row = _row(checked, **common, status=SUCCESS)
         else:
