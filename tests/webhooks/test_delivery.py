@@ -501,3 +501,28 @@ async def test_busy_webhook_gives_its_runner_slot_back(
     clock.advance(timedelta(seconds=1))
     assert await runner.run_until_idle() == 1
     assert (await event_row(db, waiting)).state == "success"
+
+
+async def test_attempt_writes_skip_vanished_and_duplicate_events(
+    db: Database, settings: Settings, tenant: Tenant, receiver: Receiver
+) -> None:
+    from callerid.webhooks.delivery import AttemptResult
+
+    await make_webhook(db, settings, tenant.account_id, receiver.url)
+    clock.freeze(T0)
+    kept, vanished = await emit(db, tenant.account_id), await emit(db, tenant.account_id)
+    kept_event, vanished_event = await event_row(db, kept[0]), await event_row(db, vanished[0])
+    async with db.transaction() as session:
+        await session.delete(await session.get(WebhookEvent, vanished[0]))
+    ok = AttemptResult("success", 200, None, T0, 5)
+    records = [
+        service.plan_attempt(settings, kept_event, 0, receiver.url, ok, retries=True),
+        service.plan_attempt(settings, vanished_event, 0, receiver.url, ok, retries=True),
+    ]
+    async with db.transaction() as session:
+        await service.write_attempts(session, records)
+    async with db.transaction() as session:  # the same attempt written again by a second runner
+        await service.write_attempts(session, records[:1])
+    assert [(a.number, a.outcome) for a in await attempts_of(db, kept[0])] == [(0, "success")]
+    assert (await event_row(db, kept[0])).state == "success"
+    assert await attempts_of(db, vanished[0]) == []

@@ -17,9 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, delete, func, insert, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callerid import clock
@@ -310,67 +308,37 @@ def _attempt_row(record: AttemptRecord) -> dict[str, Any]:
 
 
 async def write_attempts(session: AsyncSession, records: list[AttemptRecord]) -> None:
-    """Log attempts and move their events on, in the caller's transaction.
+    """Log attempts and move their events on, in the caller's transaction (one per batch).
 
-    Every write is conditional on the attempt number, so a second runner that ran the same attempt
-    (at-least-once) changes nothing: its attempt row collides with the first, its update matches no row.
-    Success and reschedule, the bulk, go in two statements for the whole batch; final failures one by
-    one, since exactly one of the racing runners must send the failure notice.
+    Each event update is conditional on the attempt number, so that when two runners ran the same
+    attempt (at-least-once), only the first one's attempt is logged and only one failure notice goes
+    out; an event deleted meanwhile (account removed, log purged) is skipped.
     """
     now = clock.now()
-    dialect = session.get_bind().dialect.name
-    insert_fn = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    bulk = [r for r in records if r.state in (SUCCESS, RESCHEDULED)]
-    if bulk:
-        events = WebhookEvent.__table__
-        await session.execute(
-            insert_fn(WebhookAttempt.__table__).on_conflict_do_nothing(index_elements=["event_id", "number"]),
-            [_attempt_row(r) for r in bulk],
-        )
-        await session.execute(
-            update(events)
-            .where(
-                events.c.id == bindparam("b_id"),
-                events.c.attempts_made == bindparam("b_number"),
-                # not IN (...): an expanding parameter cannot be used in an executemany
-                or_(events.c.state == PENDING, events.c.state == RESCHEDULED),
-            )
-            .values(
-                state=bindparam("b_state"),
-                attempts_made=bindparam("b_made"),
-                next_attempt_at=bindparam("b_next"),
-                updated_at=bindparam("b_now"),
-            ),
-            [
-                {
-                    "b_id": r.event.id,
-                    "b_number": r.number,
-                    "b_state": r.state,
-                    "b_made": r.number + 1,
-                    "b_next": r.next_attempt_at,
-                    "b_now": now,
-                }
-                for r in bulk
-            ],
-        )
+    logged: list[AttemptRecord] = []
     for record in records:
-        if record.state in (SUCCESS, RESCHEDULED):
-            continue
-        event = record.event
         updated = await session.execute(
             update(WebhookEvent)
             .where(
-                WebhookEvent.id == event.id,
+                WebhookEvent.id == record.event.id,
                 WebhookEvent.attempts_made == record.number,
                 WebhookEvent.state.not_in(FINAL_STATES),
             )
-            .values(state=record.state, attempts_made=record.number + 1, next_attempt_at=None, updated_at=now)
+            .values(
+                state=record.state,
+                attempts_made=record.number + 1,
+                next_attempt_at=record.next_attempt_at,
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
         )
-        if updated.rowcount == 0:  # type: ignore[attr-defined]
-            continue
-        await session.execute(insert(WebhookAttempt), [_attempt_row(record)])
-        if record.state == FAILED and not event.is_test:
-            await _queue_failure_notice(session, event, record.number + 1, record.result)
+        if updated.rowcount == 1:  # type: ignore[attr-defined]
+            logged.append(record)
+    if logged:
+        await session.execute(insert(WebhookAttempt), [_attempt_row(r) for r in logged])
+    for record in logged:
+        if record.state == FAILED and not record.event.is_test:
+            await _queue_failure_notice(session, record.event, record.number + 1, record.result)
 
 
 class DeliveryStore:
