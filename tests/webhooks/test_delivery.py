@@ -428,6 +428,16 @@ async def test_test_event_is_one_synchronous_attempt(
         await service.send_test_event(
             db, settings, runtime.services, account_id=tenant.account_id, webhook_id=uuid.uuid4()
         )
+    with pytest.raises(service.WebhooksError, match=r"^event type must be cmb or user_feedback$"):
+        await service.send_test_event(
+            db,
+            settings,
+            runtime.services,
+            account_id=tenant.account_id,
+            webhook_id=created.webhook.id,
+            event_type="sms",
+        )
+    assert len(receiver.requests) == 2
 
 
 async def test_logs_older_than_30_days_are_purged(
