@@ -11,6 +11,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,13 +74,15 @@ def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     return url
 
 
-@pytest.fixture(scope="session")
-def postgresql_url() -> Iterator[str]:
+@contextmanager
+def fresh_postgresql_database(prefix: str = "callerid_test", *, migrate: bool = False) -> Iterator[str]:
+    """A new, uniquely named PostgreSQL database (skipping the test if PostgreSQL is not reachable),
+    dropped afterwards. Without ``migrate`` it is empty, for tests where the code must create the schema."""
     if PG_SKIP_REASON is not None:
         pytest.skip(PG_SKIP_REASON)
     import asyncpg
 
-    name = f"callerid_test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
 
     async def admin(sql: str) -> None:
         conn = await asyncpg.connect(PG_ADMIN_URL)
@@ -89,11 +92,20 @@ def postgresql_url() -> Iterator[str]:
             await conn.close()
 
     asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    base = PG_ADMIN_URL.rsplit("/", 1)[0]
-    url = f"{base.replace('postgresql://', 'postgresql+asyncpg://', 1)}/{name}"
-    upgrade(url)
-    yield url
-    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    url = f"{base}/{name}"
+    try:
+        if migrate:
+            upgrade(url)
+        yield url
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def postgresql_url() -> Iterator[str]:
+    with fresh_postgresql_database(migrate=True) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import PG_ADMIN_URL, PG_SKIP_REASON
+from tests.conftest import fresh_postgresql_database
 
 CALLERID = Path(sys.executable).parent / "callerid"
 # Settings the test decides itself; anything else CALLERID_* in the caller's environment is passed on.
@@ -77,20 +76,5 @@ def cli(tmp_path: Path) -> Cli:
 @pytest.fixture
 def fresh_postgresql_url() -> Iterator[str]:
     """A new, empty PostgreSQL database (no schema): the CLI must create it."""
-    if PG_SKIP_REASON is not None:
-        pytest.skip(PG_SKIP_REASON)
-    import asyncpg
-
-    name = f"callerid_cli_{uuid.uuid4().hex[:12]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(PG_ADMIN_URL)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    base = PG_ADMIN_URL.rsplit("/", 1)[0]
-    yield f"{base.replace('postgresql://', 'postgresql+asyncpg://', 1)}/{name}"
-    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with fresh_postgresql_database("callerid_cli") as url:
+        yield url

@@ -26,9 +26,15 @@ import websockets
 from callerid import clock
 from callerid.config import Settings
 from callerid.db import Database
-from callerid.db.migrate import upgrade
 from callerid.labels import service as labels
-from tests.conftest import PG_ADMIN_URL, REDIS_URL, create_tenant, make_settings, requires_postgres, requires_redis
+from tests.conftest import (
+    REDIS_URL,
+    create_tenant,
+    fresh_postgresql_database,
+    make_settings,
+    requires_postgres,
+    requires_redis,
+)
 from tests.labels.images import image_bytes
 
 pytestmark = [pytest.mark.slow, requires_postgres, requires_redis]
@@ -47,23 +53,8 @@ def free_port() -> int:
 
 @pytest.fixture
 def shared_database() -> Iterator[str]:
-    import asyncpg
-
-    name = f"callerid_fanout_{uuid.uuid4().hex[:12]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(PG_ADMIN_URL)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    base = PG_ADMIN_URL.rsplit("/", 1)[0]
-    url = f"{base.replace('postgresql://', 'postgresql+asyncpg://', 1)}/{name}"
-    upgrade(url)
-    yield url
-    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with fresh_postgresql_database("callerid_fanout", migrate=True) as url:
+        yield url
 
 
 @dataclass

@@ -3,9 +3,7 @@ processing, start it again, and every record ends with an outcome (SPEC §5.3, D
 
 from __future__ import annotations
 
-import asyncio
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import PG_ADMIN_URL, PG_SKIP_REASON
+from tests.conftest import fresh_postgresql_database
 from tests.labels.images import image_bytes
 from tests.personalisation.processes import Deployment
 
@@ -28,25 +26,8 @@ def deployment(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deplo
     if request.param == "sqlite":
         yield Deployment(tmp_path)
         return
-    if PG_SKIP_REASON is not None:
-        pytest.skip(PG_SKIP_REASON)
-    import asyncpg
-
-    name = f"callerid_durability_{uuid.uuid4().hex[:12]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(PG_ADMIN_URL)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
-    try:
-        yield Deployment(tmp_path, database_url=f"{base}/{name}")
-    finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with fresh_postgresql_database("callerid_durability") as url:
+        yield Deployment(tmp_path, database_url=url)
 
 
 def test_batch_survives_sigkill_between_acknowledgement_and_processing(deployment: Deployment, tmp_path: Path) -> None:
