@@ -147,10 +147,10 @@ async def test_signer_creates_the_first_key_once(db: Database, settings: Setting
 
 
 def test_cli_rotate_and_list(cli: Cli) -> None:
-    first = cli.run("keys", "rotate", "--json").json()
-    second = cli.run("keys", "rotate", "--json").json()
+    first = cli.run("signing-keys", "rotate", "--json").json()
+    second = cli.run("signing-keys", "rotate", "--json").json()
     assert second["retired_kids"] == [first["active_kid"]]
-    listed = cli.run("keys", "list", "--json").json()["keys"]
+    listed = cli.run("signing-keys", "list", "--json").json()["keys"]
     by_kid = {key["kid"]: key for key in listed}
     assert by_kid[second["active_kid"]]["active"] is True
     assert by_kid[first["active_kid"]]["active"] is False

@@ -48,7 +48,7 @@ from callerid.engagement.schemas import (
 )
 from callerid.engagement.windows import DEFAULT_WINDOWS, next_window, parse_window
 from callerid.errors import ApiError, BodyError, conflict, invalid_input, not_found
-from callerid.numbers.models import DELISTING, LISTED, BusinessNumber, FeatureSet
+from callerid.numbers.service import ListedNumber, feature_set_of, listed_number
 from callerid.phone import normalise_phone
 from callerid.webhooks.payloads import envelope
 from callerid.webhooks.service import emit_event
@@ -76,40 +76,6 @@ class EngagementError(Exception):
 # --- the business number a phone talks about -------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ListedNumber:
-    phone_number: str
-    account_id: uuid.UUID
-    feature_set_id: uuid.UUID
-    feature_set_name: str
-    call_me_back: bool
-    survey: bool
-
-
-async def listed_number(session: AsyncSession, phone_number: str) -> ListedNumber | None:
-    """The listed number (normalised) with its feature set; a delisting number is listed until its job is done.
-
-    Not ``numbers.service.listed_identity``: that one answers for display (label, call reason) and carries
-    neither the account nor the feature flags needed here.
-    """
-    row = (
-        await session.execute(
-            select(
-                BusinessNumber.phone_number,
-                BusinessNumber.account_id,
-                FeatureSet.id,
-                FeatureSet.name,
-                FeatureSet.call_me_back,
-                FeatureSet.survey,
-            )
-            .select_from(BusinessNumber)
-            .join(FeatureSet, FeatureSet.id == BusinessNumber.feature_set_id)
-            .where(BusinessNumber.phone_number == phone_number, BusinessNumber.status.in_((LISTED, DELISTING)))
-        )
-    ).first()
-    return None if row is None else ListedNumber(*row)
-
-
 async def _listed_for_app(session: AsyncSession, raw: str) -> ListedNumber:
     number = normalise_phone(raw)
     if number is None:
@@ -135,10 +101,10 @@ async def _account_zone(session: AsyncSession, account_id: uuid.UUID) -> ZoneInf
 
 
 async def _feature_set_in_account(session: AsyncSession, account_id: uuid.UUID, feature_set_id: uuid.UUID) -> Any:
-    feature_set = await session.get(FeatureSet, feature_set_id)
-    if feature_set is None or feature_set.account_id != account_id:
-        raise EngagementError(f"feature set {feature_set_id} not found in this account")
-    return feature_set
+    try:
+        return await feature_set_of(session, account_id, feature_set_id)
+    except ApiError:
+        raise EngagementError(f"feature set {feature_set_id} not found in this account") from None
 
 
 # --- Call Me Back configuration ------------------------------------------------------------------------------

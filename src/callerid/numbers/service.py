@@ -905,3 +905,36 @@ async def listed_identity(session: AsyncSession, caller: str) -> ListedIdentity 
     if row is None:
         return None
     return ListedIdentity(*row)
+
+
+@dataclass(frozen=True)
+class ListedNumber:
+    phone_number: str
+    account_id: uuid.UUID
+    feature_set_id: uuid.UUID
+    feature_set_name: str
+    call_me_back: bool
+    survey: bool
+
+
+async def listed_number(session: AsyncSession, phone_number: str) -> ListedNumber | None:
+    """The listed number (normalised) with its account and feature-set flags, for engagement (CMB, surveys).
+
+    A delisting number is listed until its job is done. ``listed_identity`` is the display-side twin.
+    """
+    row = (
+        await session.execute(
+            select(
+                BusinessNumber.phone_number,
+                BusinessNumber.account_id,
+                FeatureSet.id,
+                FeatureSet.name,
+                FeatureSet.call_me_back,
+                FeatureSet.survey,
+            )
+            .select_from(BusinessNumber)
+            .join(FeatureSet, FeatureSet.id == BusinessNumber.feature_set_id)
+            .where(BusinessNumber.phone_number == phone_number, BusinessNumber.status.in_((LISTED, DELISTING)))
+        )
+    ).first()
+    return None if row is None else ListedNumber(*row)
