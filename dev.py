@@ -68,6 +68,8 @@ def ensure_chromium() -> None:
 def start(args: list[str]) -> int:
     ensure_venv("")
     callerid = BIN / "callerid"
+    # The demo runs on a laptop: webhooks to a receiver on localhost must be allowed (SPEC §9.1 safety).
+    os.environ.setdefault("CALLERID_WEBHOOK_ALLOW_PRIVATE", "true")
     # --host/--port also go to the environment so the demo prints the URLs the server will really use.
     for flag, variable in (("--host", "CALLERID_HOST"), ("--port", "CALLERID_PORT")):
         if flag in args[:-1]:

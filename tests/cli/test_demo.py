@@ -30,6 +30,7 @@ async def test_demo_is_created_once_then_reused(db: Database, settings: Settings
     assert len(keys) == 1
     summary = demo_summary(settings, first)
     assert summary["urls"]["token"] == f"http://testserver/clients/{first['client_account_id']}/token"
+    assert summary["urls"]["phone"] == "http://testserver/phone"
     assert first["api_key"] in summary["try"]
 
 

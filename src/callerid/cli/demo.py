@@ -97,6 +97,7 @@ def demo_summary(settings: Settings, saved: dict[str, Any]) -> dict[str, Any]:
         "urls": {
             "api": base,
             "docs": f"{base}/docs",
+            "phone": f"{base}/phone",
             "openapi": f"{base}/openapi.json",
             "token": f"{base}/clients/{account_id}/token",
         },
