@@ -393,6 +393,14 @@ def run_backend(backend: str, args: argparse.Namespace) -> None:
             f"{len(tenants)} accounts x {TOKENS_PER_ACCOUNT} tokens, {len(device_tokens)} phones; "
             f"wrk -t{args.threads} -c{args.connections} -d{args.seconds}s"
         )
+        profiler = None
+        if args.profile:  # samples the wrk phases (one process: with --workers the first worker's parent)
+            spy = Path(sys.executable).parent / "py-spy"
+            phases = 1 + len(args.only & {"r2", "lookup"})
+            profiler = subprocess.Popen(
+                [str(spy), "record", "--format", "raw", "-r", "200", "-o", args.profile, "--pid", str(server.pid),
+                 "--duration", str(phases * (args.seconds + 1))], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )  # fmt: skip
         ceiling = run_wrk(base, wrk_script_plain("/healthz"), args, folder, "healthz")
         print(
             f"  ceiling GET /healthz: {ceiling['per_second']:,.0f} requests/s, "
@@ -414,6 +422,8 @@ def run_backend(backend: str, args: argparse.Namespace) -> None:
             report(
                 "lookup", "lookups", run_wrk(base, wrk_script_lookup(device_tokens), args, folder, "lookup"), ceiling
             )
+        if profiler is not None:
+            profiler.wait(timeout=120)
         if "b2" in args.only and args.batches:
             asyncio.run(bench_b2(base, tenants, args))
     finally:
@@ -439,6 +449,7 @@ def main() -> None:
     parser.add_argument("--b2-concurrency", type=int, default=8)
     parser.add_argument("--workers", type=int, default=1, help="callerid serve processes")
     parser.add_argument("--log-level", default="INFO", help="CALLERID_LOG_LEVEL of the server")
+    parser.add_argument("--profile", help="run the server under py-spy, collapsed stacks to this file")
     parser.add_argument("--wrk", default=shutil.which("wrk") or "wrk")
     parser.add_argument("--postgres", default="postgresql+asyncpg://postgres@127.0.0.1:5432")
     parser.add_argument("--postgres-admin", default="postgresql://postgres@127.0.0.1:5432/postgres")

@@ -9,8 +9,10 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import structlog
 
 # A field is masked when its name contains one of these (``admin_password``, ``webhook_secret``,
@@ -72,6 +74,42 @@ def scrub_secrets(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dic
     return {key: ("[redacted]" if is_sensitive_key(key) else _scrub(value)) for key, value in event_dict.items()}
 
 
+PRERENDERED = "callerid_prerendered"  # LogRecord attribute: the line is already final JSON
+
+
+class _PrerenderedOrProcessorFormatter(structlog.stdlib.ProcessorFormatter):
+    """Passes pre-rendered lines through untouched (the per-request access line, see ``access_line``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if getattr(record, PRERENDERED, False):
+            return str(record.msg)
+        return super().format(record)
+
+
+_ACCESS_LOGGER = logging.getLogger("callerid.access")
+
+
+def log_access(fields: dict[str, Any]) -> None:
+    """The access line of one request, as the structlog chain would render it but about 10x cheaper.
+
+    Every request writes one, so it skips the generic processor chain: the fields are plain (method, route
+    template, status, duration) and only the bound context (the request id) is scrubbed like any value.
+    """
+    if not _ACCESS_LOGGER.isEnabledFor(logging.INFO):
+        return
+    line = {
+        **{key: _scrub(value) for key, value in structlog.contextvars.get_contextvars().items()},
+        **fields,
+        "event": "request",
+        "level": "info",
+        "logger": "callerid.access",
+        "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+    }
+    record = logging.LogRecord("callerid.access", logging.INFO, __file__, 0, orjson.dumps(line).decode(), None, None)
+    setattr(record, PRERENDERED, True)
+    _ACCESS_LOGGER.handle(record)
+
+
 def configure_logging(level: str = "INFO", json_output: bool = True) -> None:
     """Route structlog and the standard library (uvicorn, alembic) through one JSON renderer."""
     shared: list[Any] = [
@@ -89,7 +127,7 @@ def configure_logging(level: str = "INFO", json_output: bool = True) -> None:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    formatter = structlog.stdlib.ProcessorFormatter(
+    formatter = _PrerenderedOrProcessorFormatter(
         foreign_pre_chain=shared,
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
     )

@@ -13,6 +13,7 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from callerid.errors import INTERNAL_ERROR_BODY
+from callerid.ops.logging import log_access
 from callerid.ops.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from callerid.responses import JsonResponse
 
@@ -72,5 +73,5 @@ class ObservabilityMiddleware:
             status = str(state["status"]) if scope["type"] == "http" else "ws"
             HTTP_REQUESTS.labels(method, route, status).inc()
             HTTP_LATENCY.labels(method, route).observe(elapsed)
-            log.info("request", method=method, route=route, status=status, duration_ms=round(elapsed * 1000, 2))
+            log_access({"method": method, "route": route, "status": status, "duration_ms": round(elapsed * 1000, 2)})
             structlog.contextvars.reset_contextvars(**context_tokens)

@@ -34,9 +34,11 @@ from callerid.labels.models import Label
 from callerid.labels.service import DynamicLabel, dynamic_labels, logo_url
 from callerid.personalisation.models import ERROR, INVALID_INPUT, PENDING, SUCCESS, CallBatch, CallRecord
 from callerid.personalisation.schemas import FIELDS, V1, V2, StoredRecord, wire_name
+from callerid.personalisation.writer import GroupInserter
 from callerid.phone import normalise_phone
 
 DELIVER_BATCH_JOB = "personalisation.deliver_batch"
+REALTIME_INSERTER = "personalisation.realtime_inserter"  # runtime.services key: the R1/R2 group commit
 log = structlog.get_logger("callerid.personalisation")
 
 LABEL_NAME_MIN, LABEL_NAME_MAX = 3, 40  # SPEC §7.1 rule 4
@@ -447,9 +449,15 @@ async def submit_realtime_v2(
             row = _row(checked, **common, status=ERROR, reason=outcome.reason, message=outcome.message)
     else:
         row = _invalid_row(checked, **common)
-    async with db.transaction() as session:
-        await session.execute(insert(CallRecord.__table__), row)
+    await _realtime_inserter(services, db).insert(row)
     return RealtimeResult(record=checked, outcome=outcome)
+
+
+def _realtime_inserter(services: dict[str, Any], db: Database) -> GroupInserter:
+    inserter: GroupInserter | None = services.get(REALTIME_INSERTER)
+    if inserter is None:
+        inserter = services[REALTIME_INSERTER] = GroupInserter(db, CallRecord.__table__)
+    return inserter
 
 
 # --- processing ----------------------------------------------------------------------------------------
