@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from starlette.requests import Request
 
 from callerid.accounts.service import TokenPrincipal, allows, resolve_token
+from callerid.db.pointread import point_session
 from callerid.errors import authorization_error, forbidden, rate_limited, token_parse_error
 from callerid.runtime import runtime_of
 
@@ -32,7 +33,7 @@ def require_access(
         if match is None:
             raise token_parse_error()
         runtime = runtime_of(request)
-        async with runtime.db.session() as session:
+        async with point_session(runtime.db) as session:
             principal = await resolve_token(session, match.group(1))
         if principal is None:
             raise authorization_error("please login again")

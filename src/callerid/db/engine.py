@@ -91,6 +91,9 @@ class Database:
             await conn.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
+        from callerid.db.pointread import dispose_point_reads  # imports this module
+
+        dispose_point_reads(self)
         await self.engine.dispose()
         if self.write_engine is not self.engine:
             await self.write_engine.dispose()

@@ -12,13 +12,14 @@ import orjson
 import structlog
 from packaging.version import InvalidVersion, Version
 from prometheus_client import Counter, Gauge
-from sqlalchemy import delete, select, text
+from sqlalchemy import bindparam, delete, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callerid import clock
 from callerid.accounts.secrets import sha256_hex
 from callerid.config import Settings
 from callerid.db import Database
+from callerid.db.pointread import point_session
 from callerid.delivery.hub import PUSH_HUB, LocalHub
 from callerid.delivery.models import Device
 from callerid.errors import invalid_input
@@ -177,13 +178,7 @@ async def authenticate_device(session: AsyncSession, token: str | None) -> Devic
     """The device a bearer token belongs to, or None."""
     if not token:
         return None
-    row = (
-        await session.execute(
-            select(Device.id, Device.phone_number, Device.platform, Device.app_version).where(
-                Device.token_hash == sha256_hex(token)
-            )
-        )
-    ).one_or_none()
+    row = (await session.execute(_DEVICE_BY_TOKEN, {"token_hash": sha256_hex(token)})).one_or_none()
     if row is None:
         return None
     return DeviceInfo(
@@ -203,10 +198,24 @@ async def close_device(services: dict[str, Any], device_id: str | None) -> None:
         await hub.close_device(device_id)
 
 
+_DEVICES = Device.__table__.c
+_DEVICE_BY_NUMBER = select(_DEVICES.phone_number, _DEVICES.id, _DEVICES.platform, _DEVICES.app_version).where(
+    _DEVICES.phone_number == bindparam("number")
+)
+_DEVICE_BY_TOKEN = select(_DEVICES.id, _DEVICES.phone_number, _DEVICES.platform, _DEVICES.app_version).where(
+    _DEVICES.token_hash == bindparam("token_hash")
+)
+
+
 async def devices_for(db: Database, numbers: list[str]) -> dict[str, tuple[str, str, str]]:
     """``number -> (device_id, platform, app_version)`` for the registered numbers among ``numbers``."""
     found: dict[str, tuple[str, str, str]] = {}
     if not numbers:
+        return found
+    if len(numbers) == 1:  # R2: a point read with a statement built once
+        async with point_session(db) as session:
+            for row in (await session.execute(_DEVICE_BY_NUMBER, {"number": numbers[0]})).all():
+                found[row.phone_number] = (str(row.id), row.platform, row.app_version)
         return found
     async with db.session() as session:
         for start in range(0, len(numbers), _QUERY_CHUNK):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 
 from callerid import clock
+from callerid.db.pointread import point_session
 from callerid.delivery.auth import require_device_cached
 from callerid.delivery.service import DeviceInfo
 from callerid.errors import invalid_input
@@ -43,7 +44,7 @@ async def caller_id(request: Request, device: DeviceInfo = Depends(require_devic
     signer: Signer = runtime.services[SIGNER]
     # Warm the key before taking a pooled connection (a cold start reads the key with its own connection).
     await signer.active_key()
-    async with runtime.db.session() as session:
+    async with point_session(runtime.db) as session:
         found = await service.lookup(session, runtime.settings, signer, caller, device.phone_number, clock.now())
     return JsonResponse(found.to_json() if found is not None else service.NOT_VERIFIED)
 

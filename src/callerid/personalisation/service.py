@@ -18,19 +18,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Uuid, insert, select, type_coerce, update
+from sqlalchemy import Uuid, bindparam, insert, select, type_coerce, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callerid import clock
 from callerid.call_reason import call_reason_problem
 from callerid.config import Settings
 from callerid.db import Database
+from callerid.db.pointread import point_session
 from callerid.delivery.service import DeliveryOutcome, PushMessage, deliver_many
 from callerid.delivery.service import outcome as delivery_outcome
 from callerid.http import parse_uuid
 from callerid.jobs import enqueue
 from callerid.jobs.service import wake_local_runners
-from callerid.labels.models import Label
+from callerid.labels.models import DYNAMIC, Label
 from callerid.labels.service import DynamicLabel, dynamic_labels, logo_url
 from callerid.personalisation.models import ERROR, INVALID_INPUT, PENDING, SUCCESS, CallBatch, CallRecord
 from callerid.personalisation.schemas import FIELDS, V1, V2, StoredRecord, wire_name
@@ -255,8 +256,20 @@ async def _labels_for(
     ids = label_ids_of(records)
     if not ids:
         return {}
-    async with db.session() as session:
-        return await dynamic_labels(session, account_id, ids)
+    if len(ids) > 1:
+        async with db.session() as session:
+            return await dynamic_labels(session, account_id, ids)
+    # R1/R2 (one label): labels.service.dynamic_labels' query as a statement built once (the hot path).
+    async with point_session(db) as session:
+        rows = await session.execute(_DYNAMIC_LABEL, {"account_id": account_id, "label_id": next(iter(ids))})
+        return {row.id: DynamicLabel(row.id, row.name, row.logo_key) for row in rows}
+
+
+_DYNAMIC_LABEL = select(LABELS.c.id, LABELS.c.name, LABELS.c.logo_key).where(
+    LABELS.c.account_id == bindparam("account_id"),
+    LABELS.c.label_type == DYNAMIC,
+    LABELS.c.id == bindparam("label_id"),
+)
 
 
 # --- storing -----------------------------------------------------------------------------------------
@@ -594,6 +607,35 @@ class ActiveIdentity:
     ends_at: int  # epoch ms
 
 
+def _active_identity_query() -> Any:
+    records = CallRecord.__table__.c
+    at_ms = bindparam("at_ms", type_=records.starts_at.type)
+    return (
+        select(
+            records.id,
+            records.label_id,
+            records.label_name,
+            LABELS.c.logo_key,
+            records.call_reason,
+            records.starts_at,
+            records.ends_at,
+        )
+        .select_from(RECORDS_WITH_LABELS)
+        .where(
+            records.caller == bindparam("caller"),
+            records.receiver == bindparam("receiver"),
+            records.starts_at <= at_ms,
+            records.ends_at >= at_ms,
+        )
+        .order_by(records.created_at.desc(), records.position.desc())
+        .limit(1)
+    )
+
+
+# Built once: the caller-ID lookup runs it on every call.
+_ACTIVE_IDENTITY = _active_identity_query()
+
+
 async def active_identity(session: AsyncSession, caller: str, receiver: str, at: datetime) -> ActiveIdentity | None:
     """The newest valid record for the pair whose window contains ``at`` (SPEC §6.1-6.2), or None.
 
@@ -605,29 +647,8 @@ async def active_identity(session: AsyncSession, caller: str, receiver: str, at:
     if caller_number is None or receiver_number is None:
         return None
     at_ms = epoch_ms(at)
-    records = CallRecord.__table__.c
-    row = (
-        await session.execute(
-            select(
-                records.id,
-                records.label_id,
-                records.label_name,
-                LABELS.c.logo_key,
-                records.call_reason,
-                records.starts_at,
-                records.ends_at,
-            )
-            .select_from(RECORDS_WITH_LABELS)
-            .where(
-                records.caller == caller_number,
-                records.receiver == receiver_number,
-                records.starts_at <= at_ms,
-                records.ends_at >= at_ms,
-            )
-            .order_by(records.created_at.desc(), records.position.desc())
-            .limit(1)
-        )
-    ).first()
+    params = {"caller": caller_number, "receiver": receiver_number, "at_ms": at_ms}
+    row = (await session.execute(_ACTIVE_IDENTITY, params)).first()
     if row is None:
         return None
     return ActiveIdentity(
