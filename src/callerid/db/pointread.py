@@ -8,8 +8,9 @@ autocommit connection (stdlib sqlite3 through SQLAlchemy, so the same statements
 statement sees everything committed before it, exactly like a fresh read session. WAL readers do not wait
 for the writer, so this does not block the loop on a write.
 
-Only for a few small indexed queries per block: a long scan here would stall every other request. Elsewhere
-(PostgreSQL, in-memory SQLite) it is an ordinary ``db.session()``.
+Only for a few small indexed queries per block: a long scan here would stall every other request. On
+PostgreSQL it runs them on a pooled connection in autocommit (one round trip per statement, no BEGIN and
+ROLLBACK around it); elsewhere (in-memory SQLite) it is an ordinary ``db.session()``.
 """
 
 from __future__ import annotations
@@ -18,26 +19,49 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import Result, make_url
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.pool import StaticPool
 
 from callerid.db.engine import SQLITE_BUSY_TIMEOUT_MS, Database
 
 _ENGINE_ATTRIBUTE = "_point_read_engine"
+_AUTOCOMMIT_ATTRIBUTE = "_point_read_autocommit_engine"
 
 
 class _SyncReadSession:
     """The part of AsyncSession that read-only service functions use: ``await execute(statement)``."""
 
-    def __init__(self, engine: Engine):
-        self._engine = engine
+    def __init__(self, reader: _SqliteReader):
+        self._reader = reader
 
     async def execute(self, statement: Any, params: Any = None) -> Result[Any]:
-        with self._engine.connect() as connection:
-            # Buffered, so the rows outlive the connection (the caller may await before reading them).
-            return connection.execute(statement, params).freeze()()
+        return self._reader.execute(statement, params)
+
+
+class _SqliteReader:
+    """One connection, kept open (autocommit: it holds no transaction and no snapshot between statements)."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self._connection: Connection | None = None
+
+    def execute(self, statement: Any, params: Any) -> Result[Any]:
+        if self._connection is None:
+            self._connection = self.engine.connect()
+        try:
+            # Buffered: an unread result would keep its statement, and so a WAL snapshot, open.
+            return self._connection.execute(statement, params).freeze()()
+        except Exception:
+            self.close()  # the next statement starts from a fresh connection
+            raise
+
+    def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
+        self.engine.dispose()
 
 
 def _read_only(dbapi_connection: Any, _record: Any) -> None:
@@ -47,11 +71,11 @@ def _read_only(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _engine_for(db: Database) -> Engine | None:
+def _reader_for(db: Database) -> _SqliteReader | None:
     if not db.is_sqlite:
         return None
-    engine: Engine | None = db.__dict__.get(_ENGINE_ATTRIBUTE)
-    if engine is None:
+    reader: _SqliteReader | None = db.__dict__.get(_ENGINE_ATTRIBUTE)
+    if reader is None:
         path = make_url(db.url).database
         if not path or path == ":memory:" or path.startswith("file:"):
             return None
@@ -62,22 +86,45 @@ def _engine_for(db: Database) -> Engine | None:
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
         )
         event.listen(engine, "connect", _read_only)
-        db.__dict__[_ENGINE_ATTRIBUTE] = engine
+        reader = db.__dict__[_ENGINE_ATTRIBUTE] = _SqliteReader(engine)
+    return reader
+
+
+class _AutocommitReadSession:
+    """PostgreSQL: statements on a pooled connection in autocommit, so a point read is one round trip
+    (an ORM session adds BEGIN before and ROLLBACK after it)."""
+
+    def __init__(self, connection: AsyncConnection):
+        self._connection = connection
+
+    async def execute(self, statement: Any, params: Any = None) -> Result[Any]:
+        result = await self._connection.execute(statement, params)
+        return result.freeze()()
+
+
+def _autocommit_engine_for(db: Database) -> AsyncEngine:
+    engine: AsyncEngine | None = db.__dict__.get(_AUTOCOMMIT_ATTRIBUTE)
+    if engine is None:
+        # Same pool as db.engine; the option only changes how checked-out connections run statements.
+        engine = db.__dict__[_AUTOCOMMIT_ATTRIBUTE] = db.engine.execution_options(isolation_level="AUTOCOMMIT")
     return engine
 
 
 @asynccontextmanager
 async def point_session(db: Database) -> AsyncIterator[AsyncSession]:
     """A read session for a few small indexed queries (see the module docstring)."""
-    engine = _engine_for(db)
-    if engine is None:
+    reader = _reader_for(db)
+    if reader is not None:
+        yield cast(AsyncSession, _SyncReadSession(reader))
+    elif db.is_postgres:
+        async with _autocommit_engine_for(db).connect() as connection:
+            yield cast(AsyncSession, _AutocommitReadSession(connection))
+    else:
         async with db.session() as session:
             yield session
-        return
-    yield cast(AsyncSession, _SyncReadSession(engine))
 
 
 def dispose_point_reads(db: Database) -> None:
-    engine: Engine | None = db.__dict__.pop(_ENGINE_ATTRIBUTE, None)
-    if engine is not None:
-        engine.dispose()
+    reader: _SqliteReader | None = db.__dict__.pop(_ENGINE_ATTRIBUTE, None)
+    if reader is not None:
+        reader.close()
