@@ -75,7 +75,8 @@ class Settings(BaseSettings):
     # --- durable job runner ---------------------------------------------------------------------------
     job_lease_seconds: float = 30.0
     job_poll_seconds: float = 0.25
-    job_concurrency: int = 16
+    # Handlers in flight per runner; many wait on I/O (webhook POSTs), and the runner's own writes are batched.
+    job_concurrency: int = 64
     job_max_attempts: int = 10
     job_shutdown_grace_seconds: float = 10.0
 

@@ -538,3 +538,205 @@ async def test_postgresql_notify_wakes_runners_of_other_processes(db: Database, 
     finally:
         await runner.stop()
         await other_process_db.dispose()
+
+
+# --- group-committed outcomes, shared heartbeat, batched claims ------------------------------------------
+
+
+class CountingRunner(JobRunner):
+    """Counts outcome transactions; ``hold_writes`` makes them wait (e.g. to stand for a crash before the flush)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.outcome_batches: list[list[int]] = []
+        self.hold_writes: asyncio.Event | None = None
+
+    async def _write_outcomes(self, outcomes: Any) -> list[bool]:
+        if self.hold_writes is not None:
+            await self.hold_writes.wait()
+        self.outcome_batches.append([outcome.job.id for outcome in outcomes])
+        return await super()._write_outcomes(outcomes)
+
+
+async def test_outcomes_that_arrive_together_are_written_in_one_transaction(db: Database, settings: Settings) -> None:
+    clock.freeze(T0)
+    gate = asyncio.Event()
+
+    async def behaviour(_ctx: JobContext, payload: dict[str, Any]) -> None:
+        await gate.wait()
+        if payload["n"] % 3 == 1:
+            raise RetryLater(delay=timedelta(minutes=1))
+        if payload["n"] % 3 == 2:
+            raise ValueError("no")
+
+    record = Recorder(behaviour)
+    runner = CountingRunner(db, tuned(settings, job_concurrency=30), registry=registry_with(mixed=record))
+    async with db.transaction() as session:
+        await enqueue_many(session, "test.mixed", [{"n": n} for n in range(30)])
+    runner.hold_writes = asyncio.Event()  # the first write waits until every handler has finished
+    running = asyncio.create_task(runner.run_until_idle())
+    gate.set()
+    await eventually(lambda: _true(len(record.calls) == 30), "all handlers to run")
+    await asyncio.sleep(0)  # let them submit their outcomes
+    runner.hold_writes.set()
+    assert await asyncio.wait_for(running, WAIT) == 30
+
+    assert sum(len(batch) for batch in runner.outcome_batches) == 30
+    assert len(runner.outcome_batches) <= 2  # the first outcome alone at most, then all the others together
+    left = await jobs_in(db)
+    retried = {job.payload["n"]: job for job in left if job.last_error is None}
+    failed = {job.payload["n"]: job for job in left if job.last_error is not None}
+    assert sorted(retried) == list(range(1, 30, 3)) and sorted(failed) == list(range(2, 30, 3))
+    assert {(j.status, j.attempts, j.due_at, j.lease_owner) for j in retried.values()} == {
+        (QUEUED, 0, T0 + timedelta(minutes=1), None)
+    }
+    assert {(j.status, j.attempts, j.due_at, j.last_error, j.lease_owner) for j in failed.values()} == {
+        (QUEUED, 1, T0 + timedelta(seconds=2), "ValueError: no", None)
+    }
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def test_batched_completion_is_lease_checked_per_job(db: Database, settings: Settings) -> None:
+    clock.freeze(T0)
+    registry = registry_with(record=Recorder())
+    runner_a = JobRunner(db, settings, registry=registry, owner="runner-a")
+    runner_b = JobRunner(db, settings, registry=registry, owner="runner-b")
+    await add(db, "test.record", {"n": 1})
+    [stolen] = await runner_a.claim(10)
+    clock.advance(settings.job_lease_seconds + 1)
+    [taken_over] = await runner_b.claim(10)  # A's lease on job 1 ran out and B took it
+    await add(db, "test.record", {"n": 2})
+    [kept] = await runner_a.claim(10)
+
+    from callerid.jobs.runner import _Outcome
+
+    written = await runner_a._write_outcomes([_Outcome(stolen, done=True), _Outcome(kept, done=True)])
+    assert written == [False, True]
+    [job] = await jobs_in(db)  # only the job A still held is gone; B's is untouched
+    assert (job.id, job.status, job.lease_owner, job.attempts) == (taken_over.id, RUNNING, "runner-b", 2)
+
+
+async def test_crash_before_the_outcome_is_written_leaves_the_job_to_run_again(
+    db: Database, settings: Settings
+) -> None:
+    clock.freeze(T0)
+    record = Recorder()
+    registry = registry_with(record=record)
+    doomed = CountingRunner(db, settings, registry=registry, owner="doomed")
+    doomed.hold_writes = asyncio.Event()  # never set: the process "dies" before its outcome is flushed
+    await add(db, "test.record", {"n": 1})
+    running = asyncio.create_task(doomed.run_until_idle())
+    await eventually(lambda: _true(len(record.calls) == 1), "the handler to run")
+    [job] = await jobs_in(db)
+    assert (job.status, job.lease_owner, job.attempts) == (RUNNING, "doomed", 1)  # done, but not recorded as done
+
+    survivor = JobRunner(db, settings, registry=registry, owner="survivor")
+    assert await survivor.run_until_idle() == 0  # the lease still holds
+    clock.advance(settings.job_lease_seconds)
+    assert await survivor.run_until_idle() == 1
+    assert [(c[0], c[1]) for c in record.calls] == [(job.id, 1), (job.id, 2)]
+    assert await jobs_in(db) == []
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+
+
+async def test_one_bad_outcome_does_not_stop_the_others_in_its_batch(db: Database, settings: Settings) -> None:
+    clock.freeze(T0)
+
+    class PickyRunner(CountingRunner):
+        async def _write_outcomes_in(self, session: Any, outcomes: Any) -> list[bool]:
+            if any(outcome.job.payload["n"] == 0 for outcome in outcomes):
+                raise RuntimeError("cannot write this one")
+            return await super()._write_outcomes_in(session, outcomes)
+
+    runner = PickyRunner(db, tuned(settings, job_concurrency=5), registry=registry_with(record=Recorder()))
+    async with db.transaction() as session:
+        await enqueue_many(session, "test.record", [{"n": n} for n in range(5)])
+    runner.hold_writes = asyncio.Event()
+    running = asyncio.create_task(runner.run_until_idle())
+    await asyncio.sleep(0.05)  # every handler finished and submitted its outcome
+    runner.hold_writes.set()
+    assert await asyncio.wait_for(running, WAIT) == 5
+    [left] = await jobs_in(db)  # its lease runs out and it runs again; the other four are done
+    assert (left.payload, left.status, left.lease_owner) == ({"n": 0}, RUNNING, runner.owner)
+
+
+async def test_one_heartbeat_extends_every_lease_and_skips_lost_ones(db: Database, settings: Settings) -> None:
+    clock.freeze(T0)
+    lease = 30.0
+    registry = registry_with(record=Recorder())
+    runner_a = JobRunner(db, tuned(settings, job_lease_seconds=lease), registry=registry, owner="runner-a")
+    runner_b = JobRunner(db, tuned(settings, job_lease_seconds=lease), registry=registry, owner="runner-b")
+    async with db.transaction() as session:
+        await enqueue_many(session, "test.record", [{"n": n} for n in range(3)])
+    held = await runner_a.claim(2)
+    clock.advance(lease + 1)
+    [stolen] = await runner_b.claim(1)  # the third job was queued; B takes over one of A's expired ones first
+    assert stolen.id in {job.id for job in held}
+    await runner_a.extend_leases()
+    by_id = {job.id: job for job in await jobs_in(db)}
+    [kept] = [job for job in held if job.id != stolen.id]
+    assert (by_id[kept.id].lease_owner, by_id[kept.id].lease_expires_at) == (
+        "runner-a",
+        clock.now() + timedelta(seconds=lease),
+    )
+    assert (by_id[stolen.id].lease_owner, by_id[stolen.id].lease_expires_at) == (
+        "runner-b",
+        clock.now() + timedelta(seconds=lease),
+    )
+    assert runner_a._lease_lost == {stolen.id}
+    clock.advance(5)
+    await runner_a.extend_leases()  # the lost one is no longer touched
+    by_id = {job.id: job for job in await jobs_in(db)}
+    assert by_id[kept.id].lease_expires_at == clock.now() + timedelta(seconds=lease)
+    assert by_id[stolen.id].lease_expires_at == clock.now() - timedelta(seconds=5) + timedelta(seconds=lease)
+
+
+async def test_claim_takes_expired_leases_first_and_never_its_own_held_jobs(db: Database, settings: Settings) -> None:
+    clock.freeze(T0)
+    registry = registry_with(record=Recorder())
+    runner_a = JobRunner(db, settings, registry=registry, owner="runner-a")
+    runner_b = JobRunner(db, settings, registry=registry, owner="runner-b")
+    await add(db, "test.record", {"n": 1})
+    [first] = await runner_a.claim(1)
+    await add(db, "test.record", {"n": 2})
+    clock.advance(settings.job_lease_seconds)
+    assert [job.payload for job in await runner_a.claim(5)] == [{"n": 2}]  # not its own lapsed job 1
+    async with db.transaction() as session:
+        await enqueue_many(session, "test.record", [{"n": 3}, {"n": 4}])
+    clock.advance(settings.job_lease_seconds)
+    claimed = await runner_b.claim(2)  # lapsed leases before queued jobs
+    assert sorted((job.payload["n"], job.attempts) for job in claimed) == [(1, 2), (2, 2)]
+    assert first.id in {job.id for job in claimed}
+    assert sorted((job.payload["n"], job.attempts) for job in await runner_b.claim(5)) == [(3, 1), (4, 1)]
+
+
+async def test_stop_writes_finished_outcomes_before_releasing_the_rest(db: Database, settings: Settings) -> None:
+    release = asyncio.Event()
+
+    async def work(_ctx: JobContext, payload: dict[str, Any]) -> None:
+        if payload["n"] == 2:
+            await asyncio.Event().wait()  # stuck until cancelled at the end of the grace period
+        await release.wait()
+
+    record = Recorder(work)
+    runner = CountingRunner(
+        db, tuned(settings, job_shutdown_grace_seconds=0.3), registry=registry_with(work=record), owner="runner-a"
+    )
+    async with db.transaction() as session:
+        await enqueue_many(session, "test.work", [{"n": 1}, {"n": 2}])
+    await runner.start()
+    await eventually(lambda: _true(len(record.calls) == 2), "both handlers to start")
+    runner.hold_writes = asyncio.Event()
+    stopping = asyncio.create_task(runner.stop())
+    release.set()
+    await asyncio.sleep(0.4)  # past the grace period: job 2 is cancelled, job 1's outcome is waiting to be written
+    assert not stopping.done()
+    runner.hold_writes.set()
+    await asyncio.wait_for(stopping, WAIT)
+    [left] = await jobs_in(db)
+    assert (left.payload, left.status, left.lease_owner, left.attempts) == ({"n": 2}, QUEUED, None, 0)
