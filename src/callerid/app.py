@@ -76,6 +76,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         # SPEC §2.2: a body that parses is not refused for a missing or unusual Content-Type.
         strict_content_type=False,
+        # We export Prometheus metrics and JSON logs ourselves; FastAPI's OpenTelemetry hooks only cost time
+        # on every request (checked per request even with no provider configured).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
     app.add_middleware(ObservabilityMiddleware)

@@ -3,6 +3,7 @@ line, metrics. It logs the route template, never the raw query string or headers
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 import uuid
@@ -19,6 +20,17 @@ from callerid.responses import JsonResponse
 
 log = structlog.get_logger("callerid.access")
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+# ``labels()`` locks and validates on every call; the children for a given label set never change.
+@functools.lru_cache(maxsize=4096)
+def _request_counter(method: str, route: str, status: str) -> Any:
+    return HTTP_REQUESTS.labels(method, route, status)
+
+
+@functools.lru_cache(maxsize=4096)
+def _latency_histogram(method: str, route: str) -> Any:
+    return HTTP_LATENCY.labels(method, route)
 
 
 def _route_template(scope: Scope) -> str:
@@ -71,7 +83,7 @@ class ObservabilityMiddleware:
             route = _route_template(scope)
             method = scope.get("method", "WS")
             status = str(state["status"]) if scope["type"] == "http" else "ws"
-            HTTP_REQUESTS.labels(method, route, status).inc()
-            HTTP_LATENCY.labels(method, route).observe(elapsed)
+            _request_counter(method, route, status).inc()
+            _latency_histogram(method, route).observe(elapsed)
             log_access({"method": method, "route": route, "status": status, "duration_ms": round(elapsed * 1000, 2)})
             structlog.contextvars.reset_contextvars(**context_tokens)
