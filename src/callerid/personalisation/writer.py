@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Table, insert
 
 from callerid.db import Database
+from callerid.db.pointread import sqlite_bulk_writer
 
 MAX_GROUP = 500  # rows per transaction; the rest wait for the next one
 
@@ -56,6 +57,10 @@ class GroupInserter:
                 self._settle(group, None)
 
     async def _write(self, rows: list[dict[str, Any]]) -> None:
+        writer = sqlite_bulk_writer(self._db)
+        if writer is not None:
+            await writer.execute(insert(self._table), rows)
+            return
         async with self._db.transaction() as session:
             await session.execute(insert(self._table), rows)
 
