@@ -11,7 +11,8 @@ PostgreSQL + Redis with several processes), registers a phone and holds its WebS
    latency percentiles (each answer is a verified identity with a freshly signed assertion).
 
 Run: ``.venv/bin/python bench/phones.py`` (``--help`` for the knobs). Client and server share the machine, so
-the figures are a floor.
+the figures are a floor; the lookup rate here is bounded by this Python client (it needs about as much CPU per
+request as the server): the lookup throughput of record is ``bench/personalisation.py``, which drives it with wrk.
 """
 
 from __future__ import annotations
