@@ -31,7 +31,10 @@ def upgrade() -> None:
         sa.Column("created_at", callerid.db.base.UtcDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", callerid.db.base.UtcDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
-            ["account_id"], ["client_accounts.id"], name=op.f("fk_webhooks_account_id_client_accounts"), ondelete="CASCADE"
+            ["account_id"],
+            ["client_accounts.id"],
+            name=op.f("fk_webhooks_account_id_client_accounts"),
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_webhooks")),
         sa.UniqueConstraint("account_id", "name_key", name=op.f("uq_webhooks_account_id_name_key")),
