@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import select
 import socket
+import ssl
 from collections.abc import Iterable
 from typing import Any
 
@@ -140,9 +142,10 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
             if not addresses:
                 raise httpcore.ConnectError(f"{REFUSED}host {host} does not resolve")
             target = str(addresses[0])
-        return await self.backend.connect_tcp(
+        stream = await self.backend.connect_tcp(
             target, port, timeout=timeout, local_address=local_address, socket_options=socket_options
         )
+        return _CheapIdleCheckStream(stream)
 
     async def connect_unix_socket(
         self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
@@ -151,6 +154,50 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
 
     async def sleep(self, seconds: float) -> None:
         await self.backend.sleep(seconds)
+
+
+def is_socket_readable(sock: socket.socket) -> bool:
+    """True when the peer sent data or closed the connection (what httpcore's private helper does)."""
+    if sock.fileno() < 0:
+        return True
+    if not hasattr(select, "poll"):  # Windows
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable)
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+class _CheapIdleCheckStream(httpcore.AsyncNetworkStream):
+    """Delegates to the backend's stream, but answers ``is_readable`` from the socket directly.
+
+    The connection pool asks every pooled connection ``is_readable`` (has the server closed it?) on every
+    request and every response close; through anyio that builds a dict of socket attributes and looks up
+    the async library each time, which profiled at ~10% of a delivery's CPU.
+    """
+
+    def __init__(self, stream: httpcore.AsyncNetworkStream):
+        self._stream = stream
+        self._socket = stream.get_extra_info("socket")
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return await self._stream.read(max_bytes, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        await self._stream.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    async def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.AsyncNetworkStream:
+        return _CheapIdleCheckStream(await self._stream.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        if info == "is_readable" and self._socket is not None:
+            return is_socket_readable(self._socket)
+        return self._stream.get_extra_info(info)
 
 
 def guarded_transport(*, allow_private: bool, max_connections: int = 200) -> httpx.AsyncHTTPTransport:
