@@ -16,52 +16,21 @@ import sys
 
 # This file is named like the standard library's ``numbers`` module; run as a script, its folder comes first
 # on sys.path and would shadow it for every later import, so drop the folder.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+_BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+# ... so move it to the end: the standard library wins, and bench/benchkit.py stays importable.
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _BENCH_DIR] + [_BENCH_DIR]
 
 import argparse
 import io
-import json
 import os
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
+from benchkit import CALLERID, cli, free_port, wait_ready
 from PIL import Image
-
-CALLERID = Path(sys.executable).parent / "callerid"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def cli(env: dict[str, str], *args: str) -> dict[str, Any]:
-    done = subprocess.run([str(CALLERID), *args, "--json"], env=env, capture_output=True, text=True, timeout=300)
-    if done.returncode != 0:
-        raise SystemExit(f"callerid {' '.join(args)} failed:\n{done.stderr}")
-    value: dict[str, Any] = json.loads(done.stdout)
-    return value
-
-
-def wait_ready(base: str, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit("callerid serve exited early")
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit("callerid serve did not become ready")
 
 
 def main() -> None:

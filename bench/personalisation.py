@@ -33,7 +33,9 @@ import sys
 
 # bench/numbers.py is named like the standard library's ``numbers``; run as a script, this folder comes first on
 # sys.path and would shadow it, so drop the folder.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+_BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+# ... so move it to the end: the standard library wins, and bench/benchkit.py stays importable.
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _BENCH_DIR] + [_BENCH_DIR]
 
 import argparse
 import asyncio
@@ -41,7 +43,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -51,46 +52,12 @@ from typing import Any
 
 import httpx
 import orjson
+from benchkit import CALLERID, cli, free_port, percentile, wait_ready
 from PIL import Image
 
-CALLERID = Path(sys.executable).parent / "callerid"
 BATCH_SIZE = 500
 TOKENS_PER_ACCOUNT = 10  # the default mint limit per account and 30 minutes
 CALLER = "911234567890"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def cli(env: dict[str, str], *args: str) -> dict[str, Any]:
-    done = subprocess.run([str(CALLERID), *args, "--json"], env=env, capture_output=True, text=True, timeout=300)
-    if done.returncode != 0:
-        raise SystemExit(f"callerid {' '.join(args)} failed:\n{done.stderr}")
-    value: dict[str, Any] = json.loads(done.stdout)
-    return value
-
-
-def wait_ready(base: str, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit("callerid serve exited early")
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit("callerid serve did not become ready")
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
 
 
 def record(label_id: str, receiver: str, now_ms: int) -> dict[str, Any]:

@@ -22,14 +22,15 @@ import sys
 
 # Run as a script, this folder comes first on sys.path, and bench/numbers.py would shadow the standard
 # library's ``numbers`` module for every later import: drop the folder.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+_BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+# ... so move it to the end: the standard library wins, and bench/benchkit.py stays importable.
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _BENCH_DIR] + [_BENCH_DIR]
 
 import argparse
 import asyncio
 import io
 import json
 import os
-import socket
 import subprocess
 import tempfile
 import time
@@ -38,45 +39,11 @@ from typing import Any
 
 import httpx
 import websockets
+from benchkit import CALLERID, cli, free_port, percentile, wait_ready
 from PIL import Image
 
-CALLERID = Path(sys.executable).parent / "callerid"
 CALLER = "911234567898"
 RECEIVER = "919234567898"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def cli(env: dict[str, str], *args: str) -> dict[str, Any]:
-    done = subprocess.run([str(CALLERID), *args, "--json"], env=env, capture_output=True, text=True, timeout=300)
-    if done.returncode != 0:
-        raise SystemExit(f"callerid {' '.join(args)} failed:\n{done.stderr}")
-    value: dict[str, Any] = json.loads(done.stdout)
-    return value
-
-
-def wait_ready(base: str, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit("callerid serve exited early")
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit("callerid serve did not become ready")
-
-
-def percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] * 1000
 
 
 async def run(base: str, account_id: str, key: dict[str, Any], label_id: str, args: argparse.Namespace) -> None:
@@ -119,7 +86,9 @@ async def run(base: str, account_id: str, key: dict[str, Any], label_id: str, ar
                 pushed = json.loads(await asyncio.wait_for(phone.recv(), timeout=10))
                 assert pushed["type"] == "call_personalisation", pushed
         print(f"R2 pushes to a connected phone: {args.pushes} sequential, all delivered")
-        print(f"  latency p50 {percentile(latencies, 0.5):.2f} ms, p99 {percentile(latencies, 0.99):.2f} ms")
+        print(
+            f"  latency p50 {percentile(latencies, 0.5) * 1000:.2f} ms, p99 {percentile(latencies, 0.99) * 1000:.2f} ms"
+        )
 
         lookups: list[float] = []
         stop_at = time.perf_counter() + args.seconds
@@ -136,8 +105,8 @@ async def run(base: str, account_id: str, key: dict[str, Any], label_id: str, ar
         await asyncio.gather(*(looker() for _ in range(args.concurrency)))
         elapsed = time.perf_counter() - began
         print(f"caller-ID lookups: {len(lookups)} in {elapsed:.1f} s with {args.concurrency} clients")
-        print(f"  {len(lookups) / elapsed:,.0f} lookups/s, p50 {percentile(lookups, 0.5):.2f} ms, "
-              f"p99 {percentile(lookups, 0.99):.2f} ms")  # fmt: skip
+        print(f"  {len(lookups) / elapsed:,.0f} lookups/s, p50 {percentile(lookups, 0.5) * 1000:.2f} ms, "
+              f"p99 {percentile(lookups, 0.99) * 1000:.2f} ms")  # fmt: skip
 
 
 def main() -> None:
