@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.pool import StaticPool
 
 from callerid.db.engine import SQLITE_BUSY_TIMEOUT_MS, Database
+from callerid.db.rawsql import RawResult, RawStatementCache
 
 _ENGINE_ATTRIBUTE = "_point_read_engine"
 _AUTOCOMMIT_ATTRIBUTE = "_point_read_autocommit_engine"
@@ -39,22 +40,35 @@ class _SyncReadSession:
     def __init__(self, reader: _SqliteReader):
         self._reader = reader
 
-    async def execute(self, statement: Any, params: Any = None) -> Result[Any]:
+    async def execute(self, statement: Any, params: Any = None) -> Result[Any] | RawResult:
         return self._reader.execute(statement, params)
 
 
 class _SqliteReader:
-    """One connection, kept open (autocommit: it holds no transaction and no snapshot between statements)."""
+    """One connection, kept open (autocommit: it holds no transaction and no snapshot between statements).
+
+    Plain SELECTs run on the DBAPI cursor with their compiled form cached (``db.rawsql``); anything else goes
+    through SQLAlchemy. Results are fetched whole: an unread result would keep its statement, and so a WAL
+    snapshot, open.
+    """
 
     def __init__(self, engine: Engine):
         self.engine = engine
         self._connection: Connection | None = None
+        self._raw = RawStatementCache(engine.dialect)
 
-    def execute(self, statement: Any, params: Any) -> Result[Any]:
+    def execute(self, statement: Any, params: Any) -> Result[Any] | RawResult:
         if self._connection is None:
             self._connection = self.engine.connect()
         try:
-            # Buffered: an unread result would keep its statement, and so a WAL snapshot, open.
+            raw = self._raw.get(statement)
+            if raw is not None and raw.row_type is not None:
+                driver: Any = self._connection.connection.driver_connection
+                cursor = driver.execute(raw.sql, raw.parameters(params))
+                try:
+                    return RawResult(raw.rows(cursor.fetchall()))
+                finally:
+                    cursor.close()
             return self._connection.execute(statement, params).freeze()()
         except Exception:
             self.close()  # the next statement starts from a fresh connection
