@@ -365,7 +365,7 @@ def run_backend(backend: str, args: argparse.Namespace) -> None:
             spy = Path(sys.executable).parent / "py-spy"
             phases = 1 + len(args.only & {"r2", "lookup"})
             profiler = subprocess.Popen(
-                [str(spy), "record", "--format", "raw", "-r", "200", "-o", args.profile, "--pid", str(server.pid),
+                [str(spy), "record", "--gil", "--subprocesses", "--format", "raw", "-r", "200", "-o", args.profile, "--pid", str(server.pid),
                  "--duration", str(phases * (args.seconds + 1))], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )  # fmt: skip
         ceiling = run_wrk(base, wrk_script_plain("/healthz"), args, folder, "healthz")

@@ -74,6 +74,10 @@ def not_found(message: str = "not found") -> ApiError:
     return ApiError(404, "not-found", message)
 
 
+def method_not_allowed(allowed: tuple[str, ...]) -> ApiError:
+    return ApiError(405, "method-not-allowed", "method not allowed", headers={"Allow": ", ".join(allowed)})
+
+
 def conflict(message: str) -> ApiError:
     return ApiError(409, "conflict", message)
 

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from callerid.errors import invalid_input
 from callerid.responses import JsonResponse
 
-__all__ = ["JsonResponse", "Page", "parse_page", "parse_uuid", "read_json_object"]
+__all__ = ["JsonResponse", "Page", "parse_json_object", "parse_page", "parse_uuid", "read_json_object"]
 
 
 async def read_json_object(request: Request) -> dict[str, Any] | None:
@@ -21,7 +21,11 @@ async def read_json_object(request: Request) -> dict[str, Any] | None:
 
     The content type is not checked on purpose: the spec says not to reject a body that parses.
     """
-    raw = await request.body()
+    return parse_json_object(await request.body())
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any] | None:
+    """``raw`` as a JSON object, or None when it is not one."""
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError:

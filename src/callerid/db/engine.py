@@ -91,9 +91,11 @@ class Database:
             await conn.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
-        from callerid.db.pointread import dispose_point_reads  # imports this module
+        from callerid.db.pointread import dispose_point_reads  # these import this module
+        from callerid.db.sqlitewriter import close_sqlite_writer
 
         dispose_point_reads(self)
+        close_sqlite_writer(self)
         await self.engine.dispose()
         if self.write_engine is not self.engine:
             await self.write_engine.dispose()

@@ -15,10 +15,8 @@ ROLLBACK around it); elsewhere (in-memory SQLite) it is an ordinary ``db.session
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, cast
 
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -31,14 +29,20 @@ from callerid.db.rawsql import RawResult, RawStatementCache
 
 _ENGINE_ATTRIBUTE = "_point_read_engine"
 _AUTOCOMMIT_ATTRIBUTE = "_point_read_autocommit_engine"
-_WRITER_ATTRIBUTE = "_sqlite_bulk_writer"
 
 
 class _SyncReadSession:
-    """The part of AsyncSession that read-only service functions use: ``await execute(statement)``."""
+    """The part of AsyncSession that read-only service functions use: ``await execute(statement)``. Also its own
+    async context manager (nothing to open or close), cheaper than a generator-based one on every request."""
 
     def __init__(self, reader: _SqliteReader):
         self._reader = reader
+
+    async def __aenter__(self) -> _SyncReadSession:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        return None
 
     async def execute(self, statement: Any, params: Any = None) -> Result[Any] | RawResult:
         return self._reader.execute(statement, params)
@@ -56,6 +60,7 @@ class _SqliteReader:
         self.engine = engine
         self._connection: Connection | None = None
         self._raw = RawStatementCache(engine.dialect)
+        self.session = _SyncReadSession(self)
 
     def execute(self, statement: Any, params: Any) -> Result[Any] | RawResult:
         if self._connection is None:
@@ -127,13 +132,17 @@ def _autocommit_engine_for(db: Database) -> AsyncEngine:
     return engine
 
 
-@asynccontextmanager
-async def point_session(db: Database) -> AsyncIterator[AsyncSession]:
+def point_session(db: Database) -> AbstractAsyncContextManager[AsyncSession]:
     """A read session for a few small indexed queries (see the module docstring)."""
     reader = _reader_for(db)
     if reader is not None:
-        yield cast(AsyncSession, _SyncReadSession(reader))
-    elif db.is_postgres:
+        return cast(AbstractAsyncContextManager[AsyncSession], reader.session)
+    return _pooled_point_session(db)
+
+
+@asynccontextmanager
+async def _pooled_point_session(db: Database) -> AsyncIterator[AsyncSession]:
+    if db.is_postgres:
         async with _autocommit_engine_for(db).connect() as connection:
             yield cast(AsyncSession, _AutocommitReadSession(connection))
     else:
@@ -141,70 +150,7 @@ async def point_session(db: Database) -> AsyncIterator[AsyncSession]:
             yield session
 
 
-class SqliteBulkWriter:
-    """Write transactions run whole on one worker thread: one hand-off to the event loop per transaction.
-
-    Through aiosqlite a transaction takes about ten round trips through the event loop (BEGIN IMMEDIATE,
-    cursor, execute, close, COMMIT, reset...), and while the loop is busy each of them waits a full turn: under
-    load an R2 group commit held SQLite's write lock for ~80 ms of waiting. Here BEGIN IMMEDIATE...COMMIT
-    runs synchronously on a dedicated thread (stdlib sqlite3 through SQLAlchemy: same statements and column
-    types) and the loop waits once. It is a second writer connection next to ``db.transaction()``'s: SQLite
-    serialises them with its busy timeout, in this thread, never blocking the loop.
-    """
-
-    def __init__(self, path: str):
-        self._engine = create_engine(
-            f"sqlite:///{path}",
-            poolclass=StaticPool,
-            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
-        )
-        event.listen(self._engine, "connect", _writer_pragmas)
-        event.listen(self._engine, "begin", _begin_immediate)
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="callerid-sqlite-writer")
-
-    async def execute(self, statement: Any, rows: list[dict[str, Any]]) -> None:
-        """``statement`` with ``rows`` (executemany) in one committed transaction."""
-        await asyncio.get_running_loop().run_in_executor(self._thread, self._write, statement, rows)
-
-    def _write(self, statement: Any, rows: list[dict[str, Any]]) -> None:
-        with self._engine.begin() as connection:
-            connection.execute(statement, rows)
-
-    def close(self) -> None:
-        self._thread.shutdown(wait=True)
-        self._engine.dispose()
-
-
-def _writer_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    dbapi_connection.isolation_level = None  # transactions begin only as the "begin" event says
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA synchronous=NORMAL")  # as db/engine.py's connections (WAL is the file's mode)
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-    cursor.close()
-
-
-def _begin_immediate(connection: Any) -> None:
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-
-def sqlite_bulk_writer(db: Database) -> SqliteBulkWriter | None:
-    """The process's one-hop writer for ``db`` when it is a SQLite file, else None."""
-    if not db.is_sqlite:
-        return None
-    writer: SqliteBulkWriter | None = db.__dict__.get(_WRITER_ATTRIBUTE)
-    if writer is None:
-        path = make_url(db.url).database
-        if not path or path == ":memory:" or path.startswith("file:"):
-            return None
-        writer = db.__dict__[_WRITER_ATTRIBUTE] = SqliteBulkWriter(path)
-    return writer
-
-
 def dispose_point_reads(db: Database) -> None:
     reader: _SqliteReader | None = db.__dict__.pop(_ENGINE_ATTRIBUTE, None)
     if reader is not None:
         reader.close()
-    writer: SqliteBulkWriter | None = db.__dict__.pop(_WRITER_ATTRIBUTE, None)
-    if writer is not None:
-        writer.close()

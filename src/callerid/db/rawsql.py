@@ -21,12 +21,13 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 
 _REQUIRED = object()
+CONVERTED_ROWS_KEPT = 4096  # per statement
 
 
 class RawStatement:
     """One statement compiled for one dialect: its SQL text, parameter order and value conversions."""
 
-    __slots__ = ("_binds", "_result", "row_type", "sql")
+    __slots__ = ("_binds", "_converted", "_result", "row_type", "sql")
 
     def __init__(
         self,
@@ -39,6 +40,9 @@ class RawStatement:
         self._binds = binds
         self._result = result
         self.row_type = row_type
+        # Converted single rows by their raw values: a hot point read returns the same few rows over and over
+        # (a token's, a label's), and converting them (JSON, UUIDs, datetimes) cost more than the query.
+        self._converted: dict[tuple[Any, ...], Any] = {}
 
     @classmethod
     def compile(
@@ -58,7 +62,7 @@ class RawStatement:
         result = None
         row_type = None
         selected = getattr(statement, "selected_columns", None)
-        if selected is not None and getattr(compiled, "isselect", False):
+        if selected is not None and getattr(statement, "is_select", False):
             columns = list(selected)
             result = [column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns]
             row_type = namedtuple("Row", list(selected.keys()), rename=True)  # type: ignore[misc]
@@ -77,15 +81,27 @@ class RawStatement:
             out.append(processor(value) if processor is not None and value is not None else value)
         return tuple(out)
 
-    def rows(self, raw_rows: list[Sequence[Any]]) -> list[Any]:
-        """DBAPI rows -> named rows with SQLAlchemy's result conversions applied."""
+    def rows(self, raw_rows: list[tuple[Any, ...]]) -> list[Any]:
+        """DBAPI rows -> named rows with SQLAlchemy's result conversions applied.
+
+        Rows may be shared between calls (see ``_converted``): never mutate a value taken from one.
+        """
+        if len(raw_rows) == 1:
+            raw = raw_rows[0]
+            row = self._converted.get(raw)
+            if row is None:
+                if len(self._converted) >= CONVERTED_ROWS_KEPT:
+                    self._converted.clear()
+                row = self._converted[raw] = self._convert(raw)
+            return [row]
+        return [self._convert(raw) for raw in raw_rows]
+
+    def _convert(self, raw: Sequence[Any]) -> Any:
         processors = self._result
         assert processors is not None and self.row_type is not None
-        make = self.row_type._make
-        return [
-            make([v if proc is None or v is None else proc(v) for proc, v in zip(processors, raw, strict=True)])
-            for raw in raw_rows
-        ]
+        return self.row_type._make(
+            [v if proc is None or v is None else proc(v) for proc, v in zip(processors, raw, strict=True)]
+        )
 
 
 class RawStatementCache:

@@ -25,13 +25,16 @@ device_bearer = HTTPBearer(
 )
 
 
-def device_token_of(connection: HTTPConnection) -> str | None:
+def device_token(authorization: str | None, query_token: str | None) -> str | None:
     """The token from ``Authorization: Bearer`` or, for browsers' WebSockets, ``?token=``."""
-    header = connection.headers.get("authorization")
-    if header is not None:
-        match = _BEARER.match(header.strip())
+    if authorization is not None:
+        match = _BEARER.match(authorization.strip())
         return match.group(1) if match else ""
-    return connection.query_params.get("token")
+    return query_token
+
+
+def device_token_of(connection: HTTPConnection) -> str | None:
+    return device_token(connection.headers.get("authorization"), connection.query_params.get("token"))
 
 
 class DeviceAuthCache:
@@ -79,10 +82,13 @@ def device_auth_cache(runtime: Runtime) -> DeviceAuthCache:
 
 async def resolve_device(connection: HTTPConnection, *, cached: bool = False) -> DeviceInfo:
     """The calling device, or ApiError 401 authorization-error. ``cached`` allows a recent answer."""
-    token = device_token_of(connection)
+    return await authenticate(runtime_of(connection), device_token_of(connection), cached=cached)
+
+
+async def authenticate(runtime: Runtime, token: str | None, *, cached: bool = False) -> DeviceInfo:
+    """The device of ``token``, or ApiError 401 authorization-error. ``cached`` allows a recent answer."""
     if token is None:
         raise authorization_error(MISSING)
-    runtime = runtime_of(connection)
     cache = device_auth_cache(runtime) if cached else None
     device = cache.get(token) if cache is not None else None
     if device is None:
@@ -100,10 +106,3 @@ async def require_device(
 ) -> DeviceInfo:
     """FastAPI dependency for the app's HTTP endpoints (always checked against the database)."""
     return await resolve_device(request)
-
-
-async def require_device_cached(
-    request: Request, _scheme: HTTPAuthorizationCredentials | None = Depends(device_bearer)
-) -> DeviceInfo:
-    """Like ``require_device`` but may use an answer up to ``device_auth_cache_seconds`` old (read-only hot paths)."""
-    return await resolve_device(request, cached=True)

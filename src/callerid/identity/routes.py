@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 
 from callerid import clock
 from callerid.db.pointread import point_session
-from callerid.delivery.auth import require_device_cached
-from callerid.delivery.service import DeviceInfo
-from callerid.errors import invalid_input
+from callerid.delivery.auth import INVALID, authenticate, device_token
+from callerid.errors import authorization_error, invalid_input
+from callerid.fastlane import FastRequest, FastResponse, FastRoute, component_schemas, documented, operation
 from callerid.identity import service
 from callerid.identity.schemas import Jwks, UnverifiedCaller, VerifiedCaller
 from callerid.identity.signer import SIGNER, Signer, ensure_active_key, jwks
@@ -22,31 +22,55 @@ router = APIRouter(tags=["App: caller ID"])
 JWKS_CACHE_CONTROL = "public, max-age=10"
 
 
-@router.get(
-    "/app/v1/caller-id",
-    summary="Who is calling this phone",
-    description=(
-        "For an incoming call from `caller` to this phone's own number: the verified identity of the latest "
-        "record whose window holds now, with a signed PASSporT `assertion`; outside every window exactly "
-        '`{"verified": false}`. Authenticate with `Authorization: Bearer <device_token>`.'
-    ),
-    response_model=VerifiedCaller | UnverifiedCaller,
-    responses={400: {"description": "invalid-input (caller)"}, 401: {"description": "authorization-error"}},
-)
-async def caller_id(request: Request, device: DeviceInfo = Depends(require_device_cached)) -> JsonResponse:
-    raw = request.query_params.get("caller")
+async def caller_id(request: FastRequest) -> FastResponse:
+    runtime = request.runtime
+    device = await authenticate(
+        runtime, device_token(request.header(b"authorization"), request.query("token")), cached=True
+    )
+    raw = request.query("caller")
     if raw is None or raw.strip() == "":
         raise invalid_input("caller is required")
     caller = normalise_phone(raw.strip())
     if caller is None:
         raise invalid_input("caller is invalid")
-    runtime = runtime_of(request)
     signer: Signer = runtime.services[SIGNER]
     # Warm the key before taking a pooled connection (a cold start reads the key with its own connection).
     await signer.active_key()
     async with point_session(runtime.db) as session:
         found = await service.lookup(session, runtime.settings, signer, caller, device.phone_number, clock.now())
-    return JsonResponse(found.to_json() if found is not None else service.NOT_VERIFIED)
+    return FastResponse(found.to_json() if found is not None else service.NOT_VERIFIED)
+
+
+_CALLER_SCHEMAS = {
+    "anyOf": [{"$ref": "#/components/schemas/VerifiedCaller"}, {"$ref": "#/components/schemas/UnverifiedCaller"}]
+}
+
+fast_routes = [
+    FastRoute(
+        ("GET",),
+        "/app/v1/caller-id",
+        caller_id,
+        operation(
+            "caller_id",
+            summary="Who is calling this phone",
+            description=(
+                "For an incoming call from `caller` to this phone's own number: the verified identity of the latest "
+                "record whose window holds now, with a signed PASSporT `assertion`; outside every window exactly "
+                '`{"verified": false}`. Authenticate with `Authorization: Bearer <device_token>`.'
+            ),
+            tags=["App: caller ID"],
+            query=[("caller", True, "the calling number (10-15 digits, an optional leading +)")],
+            security=[{"DeviceToken": []}],
+            responses={
+                200: documented('verified identity, or `{"verified": false}`', schema=_CALLER_SCHEMAS),
+                400: documented("invalid-input (caller)", invalid_input("caller is invalid").body()),
+                401: documented("authorization-error", authorization_error(INVALID).body()),
+            },
+        ),
+    )
+]
+# Component schemas the fast routes refer to (added to the OpenAPI document with them).
+openapi_schemas = component_schemas(VerifiedCaller, UnverifiedCaller)
 
 
 @router.get(

@@ -14,12 +14,14 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any
 
-import jwt
+import orjson
 import structlog
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from jwt.algorithms import ECAlgorithm
 from sqlalchemy import or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -46,6 +48,12 @@ _KEY_LOCK_ID = 0x63616C6C
 class ActiveKey:
     kid: str
     private_key: ec.EllipticCurvePrivateKey
+
+    @cached_property
+    def header_segment(self) -> bytes:
+        """The JWS protected header of every assertion this key signs, base64url-encoded once."""
+        header = {"alg": ALGORITHM, "kid": self.kid, "ppt": "rcd", "typ": "passport"}
+        return _b64url(orjson.dumps(header, option=orjson.OPT_SORT_KEYS)).encode()
 
 
 @dataclass(frozen=True)
@@ -219,9 +227,24 @@ class Signer:
         return ActiveKey(kid=str(row.kid), private_key=_load_private(row.private_key_pem))
 
     async def sign(self, claims: dict[str, Any]) -> str:
-        key = await self.active_key()
-        headers = {"alg": ALGORITHM, "typ": "passport", "ppt": "rcd", "kid": key.kid}
-        return jwt.encode(claims, key.private_key, algorithm=ALGORITHM, headers=headers)
+        return compact_jws(await self.active_key(), claims)
+
+
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+
+
+def compact_jws(key: ActiveKey, claims: dict[str, Any]) -> str:
+    """A JWS compact serialization (RFC 7515) of ``claims`` signed with ES256.
+
+    Written out rather than with ``jwt.encode``: on the caller-ID hot path PyJWT's generic header handling
+    and DER-to-raw conversion cost about as much again as the signature itself. Header and claims are
+    serialised in the canonical form RFC 8225 §9 asks of PASSporTs (keys sorted, no whitespace).
+    """
+    payload = _b64url(orjson.dumps(claims, option=orjson.OPT_SORT_KEYS)).encode()
+    signing_input = key.header_segment + b"." + payload
+    r, s = decode_dss_signature(key.private_key.sign(signing_input, _ECDSA_SHA256))
+    signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")  # JWS ES256: R || S, 32 bytes each (RFC 7518)
+    return f"{signing_input.decode()}.{_b64url(signature)}"
 
 
 def passport_claims(

@@ -32,18 +32,28 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from callerid import clock
 from callerid.config import Settings
 from callerid.db import Database
+from callerid.db.pointread import point_session
 from callerid.jobs.models import DEAD, QUEUED, RUNNING, Job
 from callerid.jobs.registry import JobContext, Registry, RetryLater
 from callerid.jobs.registry import registry as default_registry
 from callerid.jobs.service import NOTIFY_CHANNEL, add_local_waker, enqueue_unique, periodic_key, remove_local_waker
 
 log = structlog.get_logger("callerid.jobs")
+
+_NOW = bindparam("now", type_=Job.due_at.type)
+# Due work of any kind: queued and due, or running with a lapsed lease (two index walks, each stops at a row).
+_ANY_DUE = select(
+    or_(
+        exists().where(Job.status == QUEUED, Job.due_at <= _NOW),
+        exists().where(Job.status == RUNNING, Job.lease_expires_at <= _NOW),
+    ).label("due")
+)
 
 MAX_ERROR_CHARS = 2000
 # Outcomes written in one transaction at most (bounded statement size; SQLite allows 32766 parameters).
@@ -301,6 +311,8 @@ class JobRunner:
         if limit <= 0 or not kinds:
             return []
         now = clock.now()
+        if self.db.is_sqlite and not await self._anything_due(now):
+            return []
         lease = {
             "status": RUNNING,
             "lease_owner": self.owner,
@@ -366,6 +378,12 @@ class JobRunner:
         for job in runnable:
             self._held[job.id] = job
         return runnable
+
+    async def _anything_due(self, now: datetime) -> bool:
+        """SQLite: whether a claim could find work, asked without the write lock. An idle runner polls several
+        times a second, and each claim is a write transaction that would make the real-time writers wait."""
+        async with point_session(self.db) as session:
+            return bool((await session.execute(_ANY_DUE, {"now": now})).scalar())
 
     async def claim_and_dispatch(self) -> int:
         jobs = await self.claim(self._free_slots())

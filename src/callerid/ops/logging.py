@@ -118,7 +118,7 @@ def log_access(fields: dict[str, Any]) -> None:
 
 
 def configure_logging(level: str = "INFO", json_output: bool = True) -> None:
-    """Route structlog and the standard library (uvicorn, alembic) through one JSON renderer."""
+    """Route structlog and the standard library (Granian, alembic) through one JSON renderer."""
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -143,12 +143,13 @@ def configure_logging(level: str = "INFO", json_output: bool = True) -> None:
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level.upper())
-    # uvicorn's own access log would print raw query strings (tokens in ?token=...); ours replaces it.
-    for name in ("uvicorn", "uvicorn.error"):
-        logging.getLogger(name).handlers = []
-        logging.getLogger(name).propagate = True
-    logging.getLogger("uvicorn.access").handlers = []
-    logging.getLogger("uvicorn.access").propagate = False
+    # The server's own messages go through our renderer; its access log would print raw query strings (tokens
+    # in ?token=...), and ours replaces it.
+    granian = logging.getLogger("_granian")
+    granian.handlers = []
+    granian.propagate = True
+    logging.getLogger("granian.access").handlers = []
+    logging.getLogger("granian.access").propagate = False
     # httpx logs every outbound request's full URL at INFO (webhook URLs may carry credentials or tokens).
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

@@ -8,6 +8,7 @@ import structlog
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from callerid.fastlane import FastRequest, FastResponse, FastRoute, documented, operation
 from callerid.ops.metrics import render_metrics
 from callerid.responses import JsonResponse
 from callerid.runtime import runtime_of
@@ -16,10 +17,26 @@ router = APIRouter(tags=["Operations"])
 log = structlog.get_logger("callerid.ops")
 
 
-# HEAD too: some load balancers probe with it.
-@router.api_route("/healthz", methods=["GET", "HEAD"], summary="The process is up")
-async def healthz() -> JsonResponse:
-    return JsonResponse({"status": "ok"})
+async def healthz(_: FastRequest) -> FastResponse:
+    return FastResponse({"status": "ok"})
+
+
+# A fast route: probes come often, and the benchmarks use it as the server's ceiling for a trivial request.
+# HEAD too (FastLane answers it for every GET route): some load balancers probe with it.
+fast_routes = [
+    FastRoute(
+        ("GET",),
+        "/healthz",
+        healthz,
+        operation(
+            "healthz",
+            summary="The process is up",
+            description="Liveness: answers as long as the process serves requests (no database access).",
+            tags=["Operations"],
+            responses={200: documented("up", {"status": "ok"})},
+        ),
+    )
+]
 
 
 # A probe must answer quickly even when the database hangs rather than refuses. Module-level so tests can

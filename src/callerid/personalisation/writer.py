@@ -1,9 +1,9 @@
 """Group commit for the real-time endpoints' single-row INSERTs.
 
-SQLite has one writer: one transaction per R2 request serialises the requests on the write lock, and each
-transaction holds it across several event-loop turns (BEGIN, INSERT, COMMIT each hop to the driver's thread).
-Rows that arrive while a transaction is running wait and go together into the next one (one executemany
-INSERT, one COMMIT), so the lock is taken once per group instead of once per request. Every caller is
+SQLite has one writer: one transaction per R2 request would serialise the requests on the write lock, with one
+COMMIT each. Rows that arrive while a transaction is running (or in the same event-loop turn) go together into
+the next one (one executemany INSERT, one COMMIT), so the lock is taken once per group instead of once per
+request. Every caller is
 answered only after the transaction holding its row has committed, exactly as with its own transaction.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Table, insert
 
 from callerid.db import Database
-from callerid.db.pointread import sqlite_bulk_writer
+from callerid.db.sqlitewriter import sqlite_writer
 
 MAX_GROUP = 500  # rows per transaction; the rest wait for the next one
 
@@ -23,7 +23,7 @@ MAX_GROUP = 500  # rows per transaction; the rest wait for the next one
 class GroupInserter:
     def __init__(self, db: Database, table: Table):
         self._db = db
-        self._table = table
+        self._insert = insert(table)
         self._waiting: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
         self._drainer: asyncio.Task[None] | None = None
 
@@ -57,12 +57,12 @@ class GroupInserter:
                 self._settle(group, None)
 
     async def _write(self, rows: list[dict[str, Any]]) -> None:
-        writer = sqlite_bulk_writer(self._db)
+        writer = sqlite_writer(self._db)
         if writer is not None:
-            await writer.execute(insert(self._table), rows)
+            await writer.transaction(lambda tx: tx.executemany(self._insert, rows))
             return
         async with self._db.transaction() as session:
-            await session.execute(insert(self._table), rows)
+            await session.execute(self._insert, rows)
 
     @staticmethod
     def _settle(group: list[tuple[dict[str, Any], asyncio.Future[None]]], error: BaseException | None) -> None:

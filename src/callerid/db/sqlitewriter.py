@@ -1,0 +1,185 @@
+"""Write transactions for the hot paths on SQLite (R1/R2 group commits, batch storage and outcomes).
+
+A transaction runs on the event-loop thread whenever SQLite's write lock is free, which under our own load is
+nearly always: a few hundred microseconds of C work, no thread hand-off. Why not a worker thread (aiosqlite,
+or one thread of our own): every SQLite call releases the GIL, and getting it back while the loop thread is
+busy waits up to the interpreter's switch interval (5 ms). A 30-row group commit made ~30 such waits, so
+under load R2 answers took 100-200 ms, almost all of it waiting for the GIL.
+
+When another connection holds the write lock (the job runner's aiosqlite connection, a CLI command, another
+process), ``BEGIN IMMEDIATE`` fails at once (busy timeout 0 on this connection) and the same transaction runs
+on a worker thread instead, whose connection waits for the lock (30 s busy timeout): the loop never blocks
+on somebody else's lock.
+
+Statements are SQLAlchemy statements compiled once (``db.rawsql``), so SQL text and column types are the
+same as everywhere else. The loop connection never checkpoints the WAL itself (a checkpoint writes and syncs
+the database file); ``checkpoint()`` does it on the worker thread, called periodically by the owner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+from weakref import WeakKeyDictionary
+
+from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
+from sqlalchemy.engine import Dialect, make_url
+
+from callerid.db.engine import SQLITE_BUSY_TIMEOUT_MS, Database
+from callerid.db.rawsql import RawStatement
+
+T = TypeVar("T")
+# The loop connection's commits between two checkpoints (WAL pages are ~4 KiB; a group commit adds a few).
+CHECKPOINT_EVERY_COMMITS = 200
+_ATTRIBUTE = "_sqlite_writer"
+
+
+class WriteTransaction:
+    """The statements of one write transaction (runs on whichever thread holds the connection)."""
+
+    def __init__(self, connection: sqlite3.Connection, compiled: _CompiledStatements):
+        self._connection = connection
+        self._compiled = compiled
+
+    def execute(self, statement: Any, values: Mapping[str, Any] | None = None) -> int:
+        """One statement (bind values by name); the number of rows it changed."""
+        raw = self._compiled.get(statement, None)
+        cursor = self._connection.execute(raw.sql, raw.parameters(values))
+        try:
+            return cursor.rowcount
+        finally:
+            cursor.close()
+
+    def executemany(self, statement: Any, rows: Sequence[Mapping[str, Any]]) -> None:
+        """An INSERT (or UPDATE) once per row; every row has the same keys."""
+        if not rows:
+            return
+        raw = self._compiled.get(statement, tuple(rows[0]))
+        self._connection.executemany(raw.sql, [raw.parameters(row) for row in rows])
+
+    def query(self, statement: Any, values: Mapping[str, Any] | None = None) -> list[Any]:
+        """A SELECT inside the transaction (named rows, SQLAlchemy's conversions)."""
+        raw = self._compiled.get(statement, None)
+        cursor = self._connection.execute(raw.sql, raw.parameters(values))
+        try:
+            return raw.rows(cursor.fetchall())
+        finally:
+            cursor.close()
+
+
+class _CompiledStatements:
+    """Statements compiled for the SQLite dialect: once per statement object (and row shape for executemany)."""
+
+    def __init__(self, dialect: Dialect):
+        self._dialect = dialect
+        self._cache: WeakKeyDictionary[Any, dict[tuple[str, ...] | None, RawStatement]] = WeakKeyDictionary()
+
+    def get(self, statement: Any, column_keys: tuple[str, ...] | None) -> RawStatement:
+        shapes = self._cache.setdefault(statement, {})
+        raw = shapes.get(column_keys)
+        if raw is None:
+            compiled = RawStatement.compile(statement, self._dialect, column_keys)
+            if compiled is None:
+                raise ValueError(f"not a plain statement (expanding or escaped parameters): {statement}")
+            raw = shapes[column_keys] = compiled
+        return raw
+
+
+def _connect(path: str, busy_timeout_ms: int, *, autocheckpoint: bool) -> sqlite3.Connection:
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000)
+    # As db/engine.py's connections (WAL is the database's mode, set by the first connection that opened it).
+    connection.execute("PRAGMA synchronous=NORMAL")
+    connection.execute("PRAGMA foreign_keys=ON")
+    connection.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+    if not autocheckpoint:
+        connection.execute("PRAGMA wal_autocheckpoint=0")
+    return connection
+
+
+def _is_busy(error: sqlite3.OperationalError) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "locked" in str(error) or "busy" in str(error)
+
+
+class SqliteWriter:
+    def __init__(self, path: str, busy_timeout_ms: int):
+        self._compiled = _CompiledStatements(SQLiteDialect_pysqlite())
+        self._loop_connection = _connect(path, 0, autocheckpoint=False)
+        self._thread_connection = _connect(path, busy_timeout_ms, autocheckpoint=True)
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="callerid-sqlite-writer")
+        self._loop_busy = False  # a transaction is open on the loop connection (never across an await)
+        self._commits = 0
+        self._checkpointing: asyncio.Future[None] | None = None
+
+    async def transaction(self, work: Callable[[WriteTransaction], T]) -> T:
+        """Run ``work`` in one committed transaction (rolled back if it raises) and return its result."""
+        if not self._loop_busy:
+            try:
+                self._loop_connection.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as error:
+                if not _is_busy(error):
+                    raise
+            else:
+                self._loop_busy = True
+                try:
+                    result = self._finish(self._loop_connection, work)
+                finally:
+                    self._loop_busy = False
+                self._commits += 1
+                if self._commits >= CHECKPOINT_EVERY_COMMITS and (
+                    self._checkpointing is None or self._checkpointing.done()
+                ):
+                    self._commits = 0
+                    self._checkpointing = self.checkpoint()
+                return result
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._on_thread, work)
+
+    def _on_thread(self, work: Callable[[WriteTransaction], T]) -> T:
+        self._thread_connection.execute("BEGIN IMMEDIATE")
+        return self._finish(self._thread_connection, work)
+
+    def _finish(self, connection: sqlite3.Connection, work: Callable[[WriteTransaction], T]) -> T:
+        try:
+            result = work(WriteTransaction(connection, self._compiled))
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+        return result
+
+    def checkpoint(self) -> asyncio.Future[None]:
+        """Copy the WAL into the database file without waiting for readers (PASSIVE), off the loop."""
+        return asyncio.get_running_loop().run_in_executor(self._thread, self._checkpoint)
+
+    def _checkpoint(self) -> None:
+        self._thread_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").close()
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=True)
+        self._loop_connection.close()
+        self._thread_connection.close()
+
+
+def sqlite_writer(db: Database) -> SqliteWriter | None:
+    """The process's writer for ``db`` when it is a SQLite file, else None (PostgreSQL, in-memory SQLite)."""
+    if not db.is_sqlite:
+        return None
+    writer: SqliteWriter | None = db.__dict__.get(_ATTRIBUTE)
+    if writer is None:
+        path = make_url(db.url).database
+        if not path or path == ":memory:" or path.startswith("file:"):
+            return None
+        writer = db.__dict__[_ATTRIBUTE] = SqliteWriter(path, SQLITE_BUSY_TIMEOUT_MS)
+    return writer
+
+
+def close_sqlite_writer(db: Database) -> None:
+    writer: SqliteWriter | None = db.__dict__.pop(_ATTRIBUTE, None)
+    if writer is not None:
+        writer.close()

@@ -1,0 +1,255 @@
+"""The hot endpoints as plain ASGI handlers, answered before FastAPI's router (and documented in its OpenAPI).
+
+Why not ordinary FastAPI routes: on a 2-core machine FastAPI's routing over ~60 routes, its dependency
+resolution and Starlette's Request/Response objects cost ~150 µs of CPU per request, several times what the
+real-time record, the caller-ID lookup or the health probe need for their own work (measured with
+``bench/personalisation.py``). Those few endpoints are matched here by path first; a request on any other
+path goes on to FastAPI untouched. Handlers keep the layering of the rest of the app: parse, call the
+service, render; errors are the same ``ApiProblem`` exceptions, rendered in the same shapes.
+
+``ObservabilityMiddleware`` sits outside this layer, so request ids, access lines and metrics (labelled by
+the route template, which this layer puts in ``scope["route"]``) are the same as for any other route.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from callerid.errors import ApiProblem, method_not_allowed
+from callerid.responses import JsonResponse
+from callerid.runtime import Runtime
+
+_JSON_CONTENT_TYPE = (b"content-type", JsonResponse.media_type.encode())
+
+
+class FastRequest:
+    """What a fast handler may read of a request: path parameters, headers, query and body."""
+
+    __slots__ = ("_query", "_receive", "path_params", "runtime", "scope")
+
+    def __init__(self, scope: Scope, receive: Receive, path_params: dict[str, str], runtime: Runtime):
+        self.scope = scope
+        self._receive = receive
+        self.path_params = path_params
+        self.runtime = runtime
+        self._query: dict[str, str] | None = None
+
+    def header(self, name: bytes) -> str | None:
+        """The first value of header ``name`` (lower-case bytes), as latin-1 text like Starlette's."""
+        for key, value in self.scope["headers"]:
+            if key == name:
+                return str(value.decode("latin-1"))
+        return None
+
+    def query(self, name: str) -> str | None:
+        """The first value of query parameter ``name``, percent-decoded."""
+        if self._query is None:
+            pairs = parse_qsl(self.scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+            self._query = {}
+            for key, value in pairs:
+                self._query.setdefault(key, value)
+        return self._query.get(name)
+
+    async def body(self) -> bytes:
+        chunks = []
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+
+@dataclass(frozen=True)
+class FastResponse:
+    content: Any
+    status: int = 200
+    headers: dict[str, str] | None = None
+
+
+Handler = Callable[[FastRequest], Awaitable[FastResponse]]
+
+
+@dataclass(frozen=True)
+class FastRoute:
+    """One endpoint: method(s), path template (``{name}`` = one path segment), handler, OpenAPI operation.
+
+    ``access`` is the (feature, level) a business endpoint's token needs, for tests sweeping every guarded
+    endpoint; ``operation`` is the OpenAPI operation object (see ``operation()``).
+    """
+
+    methods: tuple[str, ...]
+    path: str
+    handler: Handler
+    operation: dict[str, Any]
+    access: tuple[str, str] | None = None
+    pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
+    allowed: tuple[str, ...] = field(init=False, repr=False, compare=False)  # methods incl. HEAD for GET
+
+    def __post_init__(self) -> None:
+        regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(self.path))
+        object.__setattr__(self, "pattern", re.compile(f"^{regex}$"))
+        head = ("HEAD",) if "GET" in self.methods and "HEAD" not in self.methods else ()
+        object.__setattr__(self, "allowed", self.methods + head)
+
+
+async def send_json(send: Send, status: int, content: Any, headers: dict[str, str] | None = None) -> None:
+    body = orjson.dumps(content)
+    raw_headers = [_JSON_CONTENT_TYPE, (b"content-length", str(len(body)).encode())]
+    if headers:
+        raw_headers.extend((key.lower().encode("latin-1"), value.encode("latin-1")) for key, value in headers.items())
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class FastLane:
+    """ASGI middleware: requests on a fast route's path are answered here, the rest go on to ``app``."""
+
+    def __init__(self, app: ASGIApp, routes: Sequence[FastRoute]):
+        self.app = app
+        self.routes = list(routes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            for route in self.routes:
+                match = route.pattern.match(path)
+                if match is not None:
+                    scope["route"] = route
+                    await self._answer(route, match.groupdict(), scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+    async def _answer(
+        self, route: FastRoute, path_params: dict[str, str], scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        method = scope["method"]
+        if method not in route.allowed:
+            del scope["route"]
+            await self._other_method(route, scope, receive, send)
+            return
+        try:
+            request = FastRequest(scope, receive, path_params, scope["app"].state.runtime)
+            response = await route.handler(request)
+        except ApiProblem as problem:
+            await send_json(send, problem.status_code, problem.body(), problem.headers)
+            return
+        if method == "HEAD":  # same status and headers as GET, no body (RFC 9110 §9.3.2)
+            body = orjson.dumps(response.content)
+            headers = [_JSON_CONTENT_TYPE, (b"content-length", str(len(body)).encode())]
+            await send({"type": "http.response.start", "status": response.status, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await send_json(send, response.status, response.content, response.headers)
+
+    async def _other_method(self, route: FastRoute, scope: Scope, receive: Receive, send: Send) -> None:
+        """A method the fast route does not serve: FastAPI may serve it on the same path (S2 shares B2's path).
+        If FastAPI does not know the path at all (404), the answer is 405 with the fast route's methods; if it
+        answers 405 itself, the fast route's methods are added to its ``Allow``."""
+        replaced = False
+
+        async def send_or_replace(message: Message) -> None:
+            nonlocal replaced
+            if replaced:
+                return  # the rest of the 404 we replaced
+            if message["type"] == "http.response.start" and message["status"] == 404:
+                replaced = True
+                problem = method_not_allowed(route.allowed)
+                await send_json(send, problem.status_code, problem.body(), problem.headers)
+                return
+            if message["type"] == "http.response.start" and message["status"] == 405:
+                headers = []
+                for key, value in message.get("headers", []):
+                    if key.lower() == b"allow":
+                        methods = [m.strip() for m in value.decode("latin-1").split(",") if m.strip()]
+                        value = ", ".join(dict.fromkeys([*methods, *route.allowed])).encode("latin-1")
+                    headers.append((key, value))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_or_replace)
+
+
+# --- OpenAPI -------------------------------------------------------------------------------------------------
+
+
+def documented(description: str, example: Any = None, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An OpenAPI response object with a JSON body in our response media type."""
+    entry: dict[str, Any] = {}
+    if schema is not None:
+        entry["schema"] = schema
+    if example is not None:
+        entry["example"] = example
+    return {"description": description, "content": {JsonResponse.media_type: entry}}
+
+
+def operation(
+    operation_id: str,
+    *,
+    summary: str,
+    description: str,
+    tags: list[str],
+    responses: dict[int, dict[str, Any]],
+    query: Sequence[tuple[str, bool, str]] = (),
+    request_example: Any = None,
+    security: list[dict[str, list[str]]] | None = None,
+    deprecated: bool = False,
+) -> dict[str, Any]:
+    """An OpenAPI operation object. ``query`` = (name, required, description); path parameters come from the
+    route's template when the document is built."""
+    op: dict[str, Any] = {
+        "tags": tags,
+        "summary": summary,
+        "description": description,
+        "operationId": operation_id,
+        "parameters": [
+            {"name": name, "in": "query", "required": required, "description": text, "schema": {"type": "string"}}
+            for name, required, text in query
+        ],
+        "responses": {str(status): response for status, response in responses.items()},
+    }
+    if request_example is not None:
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": {"type": "object"}, "example": request_example}},
+        }
+    if security is not None:
+        op["security"] = security
+    if deprecated:
+        op["deprecated"] = True
+    return op
+
+
+def component_schemas(*models: type[BaseModel]) -> dict[str, Any]:
+    """JSON schemas of pydantic models, named for ``#/components/schemas/<Model>`` references."""
+    _, document = models_json_schema(
+        [(model, "serialization") for model in models], ref_template="#/components/schemas/{model}"
+    )
+    return dict(document.get("$defs", {}))
+
+
+def add_to_openapi(document: dict[str, Any], routes: Sequence[FastRoute], schemas: dict[str, Any]) -> None:
+    """Add the fast routes' operations (and the component schemas they refer to) to an OpenAPI document."""
+    paths = document.setdefault("paths", {})
+    for route in routes:
+        path_parameters = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in re.findall(r"\{(\w+)\}", route.path)
+        ]
+        for method in route.methods:
+            op = dict(route.operation)
+            op["parameters"] = path_parameters + list(op.get("parameters", []))
+            paths.setdefault(route.path, {})[method.lower()] = op
+    if schemas:
+        document.setdefault("components", {}).setdefault("schemas", {}).update(schemas)
