@@ -361,12 +361,13 @@ def run_backend(backend: str, args: argparse.Namespace) -> None:
             f"wrk -t{args.threads} -c{args.connections} -d{args.seconds}s"
         )
         profiler = None
-        if args.profile:  # samples the wrk phases (one process: with --workers the first worker's parent)
+        if args.profile:  # samples the wrk phases in the worker process(es), only while they hold the GIL
             spy = Path(sys.executable).parent / "py-spy"
             phases = 1 + len(args.only & {"r2", "lookup"})
             profiler = subprocess.Popen(
-                [str(spy), "record", "--gil", "--subprocesses", "--format", "raw", "-r", "200", "-o", args.profile, "--pid", str(server.pid),
-                 "--duration", str(phases * (args.seconds + 1))], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                [str(spy), "record", "--gil", "--subprocesses", "--format", "raw", "-r", "200", "-o", args.profile,
+                 "--pid", str(server.pid), "--duration", str(phases * (args.seconds + 1))],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
         ceiling = run_wrk(base, wrk_script_plain("/healthz"), args, folder, "healthz")
         print(
