@@ -9,14 +9,11 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
-import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from callerid.responses import JsonResponse
-
-log = structlog.get_logger("callerid.errors")
 
 FORBIDDEN_MESSAGE = "not authorized. please contact your admin."
 INTERNAL_ERROR_BODY = {"slug": "internal-server-error", "message": "internal server error"}
@@ -133,12 +130,6 @@ def _http_error_body(exc: StarletteHTTPException) -> dict[str, str]:
     return {"slug": phrase.replace(" ", "-"), "message": phrase}
 
 
-def _route_of(request: Request) -> str:
-    """The route template (``/clients/{clientAccountId}/token``), never the raw path, which may hold a token."""
-    route = request.scope.get("route")
-    return str(getattr(route, "path", None) or "<unmatched>")
-
-
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiProblem)
     async def _api_problem(_: Request, exc: ApiProblem) -> JsonResponse:
@@ -151,10 +142,3 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JsonResponse:
         return JsonResponse({"slug": "invalid-input", "message": _validation_message(exc)}, status_code=400)
-
-    # Last resort for failures outside ObservabilityMiddleware (which answers unexpected errors itself,
-    # with the request id): the same body, never the exception's text.
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JsonResponse:
-        log.error("unhandled_error", route=_route_of(request), exc_info=exc)
-        return JsonResponse(INTERNAL_ERROR_BODY, status_code=500)

@@ -237,7 +237,7 @@ def business_routes(app: FastAPI) -> list[tuple[str, str, tuple[str, str]]]:
                 for method in sorted(route.methods or []):
                     found.append((method, route.path, access))
     # The hot endpoints answered before FastAPI's router (callerid.fastlane) run the same check.
-    for fast in app.state.fast_routes:
+    for fast in app.fast_routes:
         if fast.access is not None:
             found.extend((method, fast.path, fast.access) for method in fast.methods)
     return found

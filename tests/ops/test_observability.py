@@ -18,7 +18,7 @@ import structlog
 from callerid.accounts import service as accounts
 from callerid.config import Settings
 from callerid.db import Database
-from callerid.ops.logging import configure_logging, scrub_secrets
+from callerid.ops.logging import configure_logging, flush_access_log, scrub_secrets
 from tests.conftest import mint
 from tests.ops.probes import CRASH_PATH, SECURE_PATH, add_probe_routes
 
@@ -116,7 +116,12 @@ def captured_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], list
     monkeypatch.setattr(sys, "stderr", buffer)
     configure_logging("INFO", json_output=True)
     monkeypatch.setattr(sys, "stderr", sys.__stderr__)
-    yield lambda: buffer.getvalue().splitlines()
+
+    def lines() -> list[str]:
+        flush_access_log()  # access lines are written in batches
+        return buffer.getvalue().splitlines()
+
+    yield lines
     root.handlers, level = saved
     root.setLevel(level)
     structlog.reset_defaults()

@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import shutil
 import signal
+import sys
 import tempfile
 
 import typer
@@ -108,7 +109,7 @@ def serve(
         as_json,
         title="callerid is starting",
     )
-    from granian.constants import Interfaces
+    from granian.constants import Interfaces, Loops
     from granian.server import Server
 
     # Granian: the HTTP/WebSocket protocol work (parsing, socket reads and writes) runs in Rust threads outside
@@ -119,6 +120,8 @@ def serve(
         address=settings.host,
         port=settings.port,
         interface=Interfaces.ASGI,
+        # uvloop, pinned: Granian's "auto" would pick rloop when it happens to be installed (not production-ready).
+        loop=Loops.uvloop if sys.platform != "win32" else Loops.asyncio,
         workers=settings.workers,
         factory=True,
         websockets=True,

@@ -275,5 +275,10 @@ async def deliver_many(
         key = item.reason or "success"
         counts[key] = counts.get(key, 0) + 1
     for key, count in counts.items():
-        PUSH_OUTCOMES.labels(outcome=key).inc(count)
+        _push_outcomes(key).inc(count)
     return final
+
+
+@lru_cache(maxsize=16)
+def _push_outcomes(outcome: str) -> Any:
+    return PUSH_OUTCOMES.labels(outcome=outcome)

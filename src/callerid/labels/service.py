@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callerid import clock
 from callerid.accounts import service as accounts
 from callerid.config import Settings
+from callerid.db import Database
+from callerid.db.pointread import point_session
 from callerid.http import Page
 from callerid.labels.models import DYNAMIC, STATIC, Label
 from callerid.timefmt import iso_z
@@ -204,6 +206,70 @@ class DynamicLabel:
     id: uuid.UUID
     name: str
     logo_key: str
+
+
+class DynamicLabelCache:
+    """Dynamic labels recently found, by (account, label id), for the record paths (R1/R2 look one up per request).
+
+    Sound because a label never changes once created (``create_label`` is the only write; labels used by records
+    are never deleted, SPEC §10.2). Only found labels are kept (a missing one may be created the next moment),
+    for ``ttl_seconds``, so that an operator's direct database edit is still seen within that time.
+    """
+
+    def __init__(self, ttl_seconds: float = 30.0, max_entries: int = 10_000):
+        self._ttl = ttl_seconds
+        self._max = max_entries
+        self._entries: dict[tuple[uuid.UUID, uuid.UUID], tuple[DynamicLabel, float]] = {}
+
+    def get(self, account_id: uuid.UUID, label_id: uuid.UUID, now: float) -> DynamicLabel | None:
+        entry = self._entries.get((account_id, label_id))
+        if entry is None or now - entry[1] >= self._ttl:
+            return None
+        return entry[0]
+
+    def put(self, account_id: uuid.UUID, label: DynamicLabel, now: float) -> None:
+        if len(self._entries) >= self._max:
+            self._entries.clear()
+        self._entries[(account_id, label.id)] = (label, now)
+
+
+_CACHE_ATTRIBUTE = "_dynamic_label_cache"
+_LABELS = Label.__table__
+# The one-label query of the real-time paths, built once (statement construction cost more than the query).
+_DYNAMIC_LABEL = select(_LABELS.c.id, _LABELS.c.name, _LABELS.c.logo_key).where(
+    _LABELS.c.account_id == bindparam("account_id"),
+    _LABELS.c.label_type == DYNAMIC,
+    _LABELS.c.id == bindparam("label_id"),
+)
+
+
+async def find_dynamic_labels(
+    db: Database, account_id: uuid.UUID, label_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, DynamicLabel]:
+    """The account's dynamic labels among ``label_ids`` (cached, see ``DynamicLabelCache``)."""
+    cache: DynamicLabelCache = db.__dict__.setdefault(_CACHE_ATTRIBUTE, DynamicLabelCache())
+    now = clock.now().timestamp()
+    found: dict[uuid.UUID, DynamicLabel] = {}
+    missing = []
+    for label_id in label_ids:
+        label = cache.get(account_id, label_id, now)
+        if label is None:
+            missing.append(label_id)
+        else:
+            found[label_id] = label
+    if len(missing) == 1:
+        async with point_session(db) as session:
+            rows = await session.execute(_DYNAMIC_LABEL, {"account_id": account_id, "label_id": missing[0]})
+            fetched = {row.id: DynamicLabel(row.id, row.name, row.logo_key) for row in rows}
+    elif missing:
+        async with db.session() as session:
+            fetched = await dynamic_labels(session, account_id, missing)
+    else:
+        fetched = {}
+    for label in fetched.values():
+        cache.put(account_id, label, now)
+    found.update(fetched)
+    return found
 
 
 async def dynamic_labels(

@@ -1,12 +1,12 @@
-"""A pure ASGI middleware (cheaper than BaseHTTPMiddleware on the hot paths): request id, access log
-line, metrics. It logs the route template, never the raw query string or headers."""
+"""A pure ASGI middleware, the outermost layer of the app: request id, access log line, metrics, and the 500
+answer for anything unexpected. It logs the route template, never the raw query string or headers."""
 
 from __future__ import annotations
 
 import functools
+import os
 import re
 import time
-import uuid
 from typing import Any
 
 import orjson
@@ -20,6 +20,11 @@ from callerid.responses import JsonResponse
 
 log = structlog.get_logger("callerid.access")
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_INTERNAL_ERROR = orjson.dumps(INTERNAL_ERROR_BODY)
+_INTERNAL_ERROR_HEADERS = [
+    (b"content-type", JsonResponse.media_type.encode()),
+    (b"content-length", str(len(_INTERNAL_ERROR)).encode()),
+]
 
 
 # ``labels()`` locks and validates on every call; the children for a given label set never change.
@@ -39,51 +44,62 @@ def _route_template(scope: Scope) -> str:
     return str(path) if path else "<unmatched>"
 
 
+def _request_id(scope: Scope) -> str:
+    """The caller's ``X-Request-ID`` when it is safe to log and echo, else a new random one."""
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            incoming = value.decode("latin-1")
+            if _SAFE_REQUEST_ID.match(incoming):
+                return incoming
+            break
+    return os.urandom(16).hex()
+
+
 class ObservabilityMiddleware:
     def __init__(self, app: ASGIApp):
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
-        incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request_id = _request_id(scope)
         scope.setdefault("state", {})["request_id"] = request_id
         context_tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
+        request_id_header = (b"x-request-id", request_id.encode())
         started = time.perf_counter()
-        state: dict[str, Any] = {"status": 500, "started": False}
+        status = 500
+        responded = False
 
-        async def send_wrapper(message: Message) -> None:
+        async def send_with_request_id(message: Message) -> None:
+            nonlocal status, responded
             if message["type"] == "http.response.start":
-                state["status"] = message["status"]
-                state["started"] = True
-                headers = list(message.get("headers") or [])
-                headers.append((b"x-request-id", request_id.encode()))
-                message = {**message, "headers": headers}
+                status = message["status"]
+                responded = True
+                message["headers"] = [*message.get("headers", ()), request_id_header]
             await send(message)
 
         try:
-            await self.app(scope, receive, send_wrapper)
+            await self.app(scope, receive, send_with_request_id)
         except Exception as exc:
-            # Answered here rather than by Starlette's ServerErrorMiddleware so that the log line keeps the
-            # request id and the response carries X-Request-ID. The body never holds the exception's text.
+            # The request id stays on the log line and the response; the body never holds the exception's text.
             log.error("unhandled_error", route=_route_template(scope), exc_info=exc)
-            if scope["type"] != "http" or state["started"]:
+            if kind != "http" or responded:
                 raise
-            body = orjson.dumps(INTERNAL_ERROR_BODY)
-            headers = [
-                (b"content-type", JsonResponse.media_type.encode()),
-                (b"content-length", str(len(body)).encode()),
-            ]
-            await send_wrapper({"type": "http.response.start", "status": 500, "headers": headers})
-            await send_wrapper({"type": "http.response.body", "body": body})
+            await send_with_request_id(
+                {"type": "http.response.start", "status": 500, "headers": _INTERNAL_ERROR_HEADERS}
+            )
+            await send_with_request_id({"type": "http.response.body", "body": _INTERNAL_ERROR})
         finally:
             elapsed = time.perf_counter() - started
             route = _route_template(scope)
             method = scope.get("method", "WS")
-            status = str(state["status"]) if scope["type"] == "http" else "ws"
-            _request_counter(method, route, status).inc()
+            outcome = str(status) if kind == "http" else "ws"
+            _request_counter(method, route, outcome).inc()
             _latency_histogram(method, route).observe(elapsed)
-            log_access({"method": method, "route": route, "status": status, "duration_ms": round(elapsed * 1000, 2)})
+            log_access(
+                request_id,
+                {"method": method, "route": route, "status": outcome, "duration_ms": round(elapsed * 1000, 2)},
+            )
             structlog.contextvars.reset_contextvars(**context_tokens)

@@ -25,14 +25,13 @@ from callerid import clock
 from callerid.call_reason import call_reason_problem
 from callerid.config import Settings
 from callerid.db import Database
-from callerid.db.pointread import point_session
 from callerid.delivery.service import DeliveryOutcome, PushMessage, deliver_many
 from callerid.delivery.service import outcome as delivery_outcome
 from callerid.http import parse_uuid
 from callerid.jobs import enqueue
 from callerid.jobs.service import wake_local_runners
-from callerid.labels.models import DYNAMIC, Label
-from callerid.labels.service import DynamicLabel, dynamic_labels, logo_url
+from callerid.labels.models import Label
+from callerid.labels.service import DynamicLabel, find_dynamic_labels, logo_url
 from callerid.personalisation.models import ERROR, INVALID_INPUT, PENDING, SUCCESS, CallBatch, CallRecord
 from callerid.personalisation.schemas import FIELDS, V1, V2, StoredRecord, wire_name
 from callerid.personalisation.writer import GroupInserter
@@ -253,23 +252,7 @@ def _sent_values(record: dict[str, Any], version: str, labels: dict[uuid.UUID, D
 async def _labels_for(
     db: Database, account_id: uuid.UUID, records: Sequence[dict[str, Any]]
 ) -> dict[uuid.UUID, DynamicLabel]:
-    ids = label_ids_of(records)
-    if not ids:
-        return {}
-    if len(ids) > 1:
-        async with db.session() as session:
-            return await dynamic_labels(session, account_id, ids)
-    # R1/R2 (one label): labels.service.dynamic_labels' query as a statement built once (the hot path).
-    async with point_session(db) as session:
-        rows = await session.execute(_DYNAMIC_LABEL, {"account_id": account_id, "label_id": next(iter(ids))})
-        return {row.id: DynamicLabel(row.id, row.name, row.logo_key) for row in rows}
-
-
-_DYNAMIC_LABEL = select(LABELS.c.id, LABELS.c.name, LABELS.c.logo_key).where(
-    LABELS.c.account_id == bindparam("account_id"),
-    LABELS.c.label_type == DYNAMIC,
-    LABELS.c.id == bindparam("label_id"),
-)
+    return await find_dynamic_labels(db, account_id, label_ids_of(records))
 
 
 # --- storing -----------------------------------------------------------------------------------------
