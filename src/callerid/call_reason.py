@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 UNSUPPORTED_CHARACTERS = frozenset("!@#$%^&*()_+/")
 EDGE_CHARACTERS = ".,-"
+_UNSUPPORTED = re.compile("[" + re.escape("".join(sorted(UNSUPPORTED_CHARACTERS))) + "]")
 
 
 def call_reason_problem(value: str, field: str) -> str | None:
@@ -13,7 +16,7 @@ def call_reason_problem(value: str, field: str) -> str | None:
     """
     if not 10 <= len(value) <= 100:
         return f"{field} must be between 10 and 100 characters"
-    if any(char in UNSUPPORTED_CHARACTERS for char in value):
+    if _UNSUPPORTED.search(value):
         return f"{field} contains unsupported special characters"
     for edge in (value[0], value[-1]):
         if edge in EDGE_CHARACTERS or edge.isspace():

@@ -81,6 +81,35 @@ class RawStatement:
             out.append(processor(value) if processor is not None and value is not None else value)
         return tuple(out)
 
+    def parameters_many(
+        self, rows: Sequence[Mapping[str, Any]], shared: Mapping[str, Any] | None = None
+    ) -> list[tuple[Any, ...]]:
+        """Parameter tuples for many rows; values in ``shared`` (the same for every row, e.g. a batch id) are
+        converted once instead of once per row."""
+        shared = shared or {}
+        converted = {
+            name: processor(shared[name]) if processor is not None and shared[name] is not None else shared[name]
+            for name, processor, _ in self._binds
+            if name in shared
+        }
+        per_row = [(name, processor) for name, processor, _ in self._binds if name not in shared]
+        order = [name for name, _, _ in self._binds]
+        out = []
+        for row in rows:
+            values = dict(converted)
+            for name, processor in per_row:
+                value = row[name]
+                values[name] = processor(value) if processor is not None and value is not None else value
+            out.append(tuple(values[name] for name in order))
+        return out
+
+    def multi_row(self, count: int) -> str:
+        """This single-row ``INSERT ... VALUES (?, ...)`` as one statement inserting ``count`` rows."""
+        head, _, values = self.sql.rpartition(" VALUES ")
+        if not head or not values.startswith("(") or not values.rstrip().endswith(")"):
+            raise ValueError("not a single-row INSERT ... VALUES statement")
+        return f"{head} VALUES {', '.join([values.strip()] * count)}"
+
     def rows(self, raw_rows: list[tuple[Any, ...]]) -> list[Any]:
         """DBAPI rows -> named rows with SQLAlchemy's result conversions applied.
 

@@ -35,6 +35,8 @@ T = TypeVar("T")
 # The loop connection's commits between two checkpoints (WAL pages are ~4 KiB; a group commit adds a few).
 CHECKPOINT_EVERY_COMMITS = 200
 _ATTRIBUTE = "_sqlite_writer"
+# Bound parameters per statement: SQLITE_MAX_VARIABLE_NUMBER is 32766 since SQLite 3.32, 999 before.
+MAX_VARIABLES = 32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
 
 
 class WriteTransaction:
@@ -45,8 +47,10 @@ class WriteTransaction:
         self._compiled = compiled
 
     def execute(self, statement: Any, values: Mapping[str, Any] | None = None) -> int:
-        """One statement (bind values by name); the number of rows it changed."""
-        raw = self._compiled.get(statement, None)
+        """One statement (bind values by name; an INSERT's columns are the keys of ``values``); the number of
+        rows it changed."""
+        keys = tuple(values) if values is not None and getattr(statement, "is_insert", False) else None
+        raw = self._compiled.get(statement, keys)
         cursor = self._connection.execute(raw.sql, raw.parameters(values))
         try:
             return cursor.rowcount
@@ -59,6 +63,25 @@ class WriteTransaction:
             return
         raw = self._compiled.get(statement, tuple(rows[0]))
         self._connection.executemany(raw.sql, [raw.parameters(row) for row in rows])
+
+    def insert_many(
+        self, statement: Any, rows: Sequence[Mapping[str, Any]], shared: Mapping[str, Any] | None = None
+    ) -> None:
+        """An INSERT of many rows as few multi-row statements (``shared`` values are the same in every row).
+
+        On the writer thread this matters: each statement is one GIL release and re-acquisition, where
+        ``executemany`` releases and re-takes the GIL for every row (and each re-take can wait for the loop).
+        """
+        if not rows:
+            return
+        keys = tuple(rows[0]) + tuple(key for key in (shared or {}) if key not in rows[0])
+        raw = self._compiled.get(statement, keys)
+        parameters = raw.parameters_many(rows, shared)
+        per_statement = max(1, MAX_VARIABLES // len(parameters[0]))
+        for start in range(0, len(parameters), per_statement):
+            chunk = parameters[start : start + per_statement]
+            flat = [value for row in chunk for value in row]
+            self._connection.execute(raw.multi_row(len(chunk)), flat).close()
 
     def query(self, statement: Any, values: Mapping[str, Any] | None = None) -> list[Any]:
         """A SELECT inside the transaction (named rows, SQLAlchemy's conversions)."""
@@ -137,6 +160,12 @@ class SqliteWriter:
                     self._commits = 0
                     self._checkpointing = self.checkpoint()
                 return result
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._on_thread, work)
+
+    async def bulk_transaction(self, work: Callable[[WriteTransaction], T]) -> T:
+        """Like ``transaction`` but always on the writer thread: for large writes (a batch of records), whose C work
+        then runs on another core while the loop goes on (use ``insert_many`` and set-based statements, which
+        hand the GIL back and forth a few times per transaction rather than per row)."""
         return await asyncio.get_running_loop().run_in_executor(self._thread, self._on_thread, work)
 
     def _on_thread(self, work: Callable[[WriteTransaction], T]) -> T:

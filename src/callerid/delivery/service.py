@@ -12,7 +12,7 @@ import orjson
 import structlog
 from packaging.version import InvalidVersion, Version
 from prometheus_client import Counter, Gauge
-from sqlalchemy import bindparam, delete, select, text
+from sqlalchemy import bindparam, delete, func, literal_column, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callerid import clock
@@ -202,6 +202,9 @@ _DEVICES = Device.__table__.c
 _DEVICE_BY_NUMBER = select(_DEVICES.phone_number, _DEVICES.id, _DEVICES.platform, _DEVICES.app_version).where(
     _DEVICES.phone_number == bindparam("number")
 )
+_DEVICES_BY_NUMBERS_SQLITE = select(_DEVICES.phone_number, _DEVICES.id, _DEVICES.platform, _DEVICES.app_version).where(
+    _DEVICES.phone_number.in_(select(literal_column("value")).select_from(func.json_each(bindparam("numbers"))))
+)
 _DEVICE_BY_TOKEN = select(_DEVICES.id, _DEVICES.phone_number, _DEVICES.platform, _DEVICES.app_version).where(
     _DEVICES.token_hash == bindparam("token_hash")
 )
@@ -215,6 +218,13 @@ async def devices_for(db: Database, numbers: list[str]) -> dict[str, tuple[str, 
     if len(numbers) == 1:  # R2: a point read with a statement built once
         async with point_session(db) as session:
             for row in (await session.execute(_DEVICE_BY_NUMBER, {"number": numbers[0]})).all():
+                found[row.phone_number] = (str(row.id), row.platform, row.app_version)
+        return found
+    if db.is_sqlite:
+        # All numbers as one JSON array parameter: one statement built once, on the point reader.
+        async with point_session(db) as session:
+            result = await session.execute(_DEVICES_BY_NUMBERS_SQLITE, {"numbers": orjson.dumps(numbers).decode()})
+            for row in result.all():
                 found[row.phone_number] = (str(row.id), row.platform, row.app_version)
         return found
     async with db.session() as session:

@@ -51,17 +51,29 @@ async def enqueue(session: AsyncSession, kind: str, payload: dict[str, Any], *, 
     await enqueue_many(session, kind, [payload], due_at=due_at)
 
 
+def job_row(kind: str, payload: dict[str, Any], *, due_at: datetime | None = None) -> dict[str, Any]:
+    """The ``jobs`` row of a new job, for writers that insert it themselves (``INSERT_JOB``) in their own
+    transaction; they call ``wake_local_runners()`` after committing."""
+    now = clock.now()
+    return {
+        "kind": kind,
+        "payload": payload,
+        "status": QUEUED,
+        "due_at": due_at or now,
+        "attempts": 0,
+        "created_at": now,
+    }
+
+
+INSERT_JOB = insert(Job.__table__)
+
+
 async def enqueue_many(
     session: AsyncSession, kind: str, payloads: list[dict[str, Any]], *, due_at: datetime | None = None
 ) -> None:
     if not payloads:
         return
-    now = clock.now()
-    rows = [
-        {"kind": kind, "payload": p, "status": QUEUED, "due_at": due_at or now, "attempts": 0, "created_at": now}
-        for p in payloads
-    ]
-    await session.execute(insert(Job), rows)
+    await session.execute(insert(Job), [job_row(kind, payload, due_at=due_at) for payload in payloads])
     await _notify(session)
 
 

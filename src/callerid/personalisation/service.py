@@ -9,6 +9,7 @@ one UPDATE per distinct outcome.
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from collections import defaultdict
@@ -17,19 +18,22 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import structlog
-from sqlalchemy import Uuid, bindparam, insert, select, type_coerce, update
+from sqlalchemy import Uuid, bindparam, func, insert, literal_column, select, type_coerce, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callerid import clock
 from callerid.call_reason import call_reason_problem
 from callerid.config import Settings
 from callerid.db import Database
+from callerid.db.pointread import point_session
+from callerid.db.sqlitewriter import WriteTransaction, sqlite_writer
 from callerid.delivery.service import DeliveryOutcome, PushMessage, deliver_many
 from callerid.delivery.service import outcome as delivery_outcome
 from callerid.http import parse_uuid
 from callerid.jobs import enqueue
-from callerid.jobs.service import wake_local_runners
+from callerid.jobs.service import INSERT_JOB, job_row, wake_local_runners
 from callerid.labels.models import Label
 from callerid.labels.service import DynamicLabel, find_dynamic_labels, logo_url
 from callerid.personalisation.models import ERROR, INVALID_INPUT, PENDING, SUCCESS, CallBatch, CallRecord
@@ -99,7 +103,7 @@ def batch_records_of(body: dict[str, Any] | None, max_records: int) -> list[dict
 # --- validation ------------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class CheckedRecord:
     """One record after the rules: normalised values when valid, else the first failing rule."""
 
@@ -131,15 +135,24 @@ class _Invalid(Exception):
         self.message = message
 
 
+# (name in the request, fallback name when absent) per internal field name and version.
+_NAMES = {
+    V1: {field: (field, None) for field in FIELDS},
+    V2: {field: (wire_name(field, V2), _V2_ALIASES.get(wire_name(field, V2))) for field in FIELDS},
+}
+
+
 def _raw(record: dict[str, Any], field: str, version: str) -> Any:
     """The value sent for ``field`` (internal name); on v2 the v1 name stands in when the v2 one is absent."""
-    if version == V1:
-        return record.get(field)
-    name = wire_name(field, V2)
+    name, alias = _NAMES[version][field]
     value = record.get(name)
-    if value is None and name in _V2_ALIASES:
-        value = record.get(_V2_ALIASES[name])
+    if value is None and alias is not None:
+        value = record.get(alias)
     return value
+
+
+# A batch repeats the same label id hundreds of times: parse each distinct text once.
+_label_uuid = functools.lru_cache(maxsize=4096)(parse_uuid)
 
 
 def _is_int64(value: Any) -> bool:
@@ -153,7 +166,7 @@ def label_ids_of(records: Sequence[dict[str, Any]]) -> set[uuid.UUID]:
     for record in records:
         value = record.get("label_id")
         if isinstance(value, str):
-            parsed = parse_uuid(value)
+            parsed = _label_uuid(value)
             if parsed is not None:
                 ids.add(parsed)
     return ids
@@ -189,7 +202,7 @@ def _apply_rules(
     value = record.get("label_id")  # rule 3
     if value is None or value == "":
         raise _Invalid("label_id", "label_id is required")
-    label_id = parse_uuid(value) if isinstance(value, str) else None
+    label_id = _label_uuid(value) if isinstance(value, str) else None
     if label_id is None:
         raise _Invalid("label_id", "label_id is invalid")
     label = labels.get(label_id)
@@ -320,6 +333,10 @@ def _valid_values(checked: CheckedRecord) -> dict[str, Any]:
     }
 
 
+_INSERT_BATCH = insert(CallBatch.__table__)
+_INSERT_RECORDS = insert(CallRecord.__table__)
+
+
 async def _store_batch(
     db: Database,
     *,
@@ -332,15 +349,27 @@ async def _store_batch(
 ) -> None:
     """Batch, records and (when some are valid) the delivery job, in one transaction: once this returns
     the batch cannot be lost, and its processing is already queued."""
-    async with db.transaction() as session:
-        await session.execute(
-            insert(CallBatch.__table__).values(
-                id=batch_id, account_id=account_id, version=version, record_count=len(rows), created_at=created_at
-            )
-        )
-        await session.execute(insert(CallRecord.__table__), rows)
-        if deliver:
-            await enqueue(session, DELIVER_BATCH_JOB, {"batch_id": str(batch_id)})
+    batch = {"id": batch_id, "account_id": account_id, "version": version, "record_count": len(rows)}
+    batch["created_at"] = created_at
+    job = job_row(DELIVER_BATCH_JOB, {"batch_id": str(batch_id)}) if deliver else None
+    writer = sqlite_writer(db)
+    if writer is not None:
+        # Values every record shares are converted once; the rows go in as a few multi-row INSERTs.
+        shared = {"account_id": account_id, "batch_id": batch_id, "version": version, "created_at": created_at}
+
+        def write(tx: WriteTransaction) -> None:
+            tx.execute(_INSERT_BATCH, batch)
+            tx.insert_many(_INSERT_RECORDS, rows, shared)
+            if job is not None:
+                tx.execute(INSERT_JOB, job)
+
+        await writer.bulk_transaction(write)
+    else:
+        async with db.transaction() as session:
+            await session.execute(_INSERT_BATCH, batch)
+            await session.execute(_INSERT_RECORDS, rows)
+            if job is not None:
+                await enqueue(session, DELIVER_BATCH_JOB, job["payload"])
     if deliver:
         wake_local_runners()
 
@@ -459,31 +488,43 @@ def _realtime_inserter(services: dict[str, Any], db: Database) -> GroupInserter:
 # --- processing ----------------------------------------------------------------------------------------
 
 
+_RECORDS = CallRecord.__table__.c
+# A batch's records still to deliver, in submission order (ids as text: they only go into push messages).
+_PENDING_OF_BATCH = (
+    select(
+        type_coerce(_RECORDS.id, AS_TEXT).label("id"),
+        _RECORDS.position,
+        _RECORDS.caller,
+        _RECORDS.receiver,
+        type_coerce(_RECORDS.label_id, AS_TEXT).label("label_id"),
+        _RECORDS.label_name,
+        _RECORDS.call_reason,
+        _RECORDS.starts_at,
+        _RECORDS.ends_at,
+        LABELS.c.logo_key,
+    )
+    .select_from(RECORDS_WITH_LABELS)
+    .where(_RECORDS.batch_id == bindparam("batch_id"), _RECORDS.status == PENDING)
+    .order_by(_RECORDS.position)
+)
+# SQLite: one outcome for the still-pending records of a batch at the positions in a JSON array (one statement,
+# whatever the number of positions, so it can be built once; PostgreSQL uses an IN list below).
+_SET_OUTCOME_SQLITE = (
+    update(CallRecord.__table__)
+    .where(
+        _RECORDS.batch_id == bindparam("batch_id"),
+        _RECORDS.status == PENDING,
+        _RECORDS.position.in_(select(literal_column("value")).select_from(func.json_each(bindparam("positions")))),
+    )
+    .values(status=bindparam("new_status"), reason=bindparam("new_reason"), message=bindparam("new_message"))
+)
+
+
 async def deliver_batch(services: dict[str, Any], db: Database, settings: Settings, batch_id: uuid.UUID) -> int:
     """Deliver a batch's pending records and store each outcome. Idempotent: only pending records are
     taken and only pending records are updated, so a job run again after a crash finishes the rest."""
-    records = CallRecord.__table__.c
-    async with db.session() as session:
-        rows = (
-            await session.execute(
-                select(
-                    # ids as text: they only go into the push message, so skip building UUID objects
-                    type_coerce(records.id, AS_TEXT).label("id"),
-                    records.position,
-                    records.caller,
-                    records.receiver,
-                    type_coerce(records.label_id, AS_TEXT).label("label_id"),
-                    records.label_name,
-                    records.call_reason,
-                    records.starts_at,
-                    records.ends_at,
-                    LABELS.c.logo_key,
-                )
-                .select_from(RECORDS_WITH_LABELS)
-                .where(records.batch_id == batch_id, records.status == PENDING)
-                .order_by(records.position)
-            )
-        ).all()
+    async with point_session(db) as session:
+        rows = (await session.execute(_PENDING_OF_BATCH, {"batch_id": batch_id})).all()
     if not rows:
         return 0
     logo_urls: dict[str, str] = {}  # a batch mostly uses one or a few labels
@@ -510,6 +551,25 @@ async def deliver_batch(services: dict[str, Any], db: Database, settings: Settin
     by_outcome: dict[tuple[str | None, str | None], list[int]] = defaultdict(list)
     for row, outcome in zip(rows, outcomes, strict=True):
         by_outcome[(outcome.reason, outcome.message)].append(row.position)
+    updates = [
+        {
+            "batch_id": batch_id,
+            "positions": orjson.dumps(positions).decode(),
+            "new_status": SUCCESS if reason is None else ERROR,
+            "new_reason": reason,
+            "new_message": message,
+        }
+        for (reason, message), positions in by_outcome.items()
+    ]
+    writer = sqlite_writer(db)
+    if writer is not None:
+
+        def write(tx: WriteTransaction) -> None:
+            for values in updates:
+                tx.execute(_SET_OUTCOME_SQLITE, values)
+
+        await writer.bulk_transaction(write)
+        return len(rows)
     async with db.transaction() as session:
         for (reason, message), positions in by_outcome.items():
             values: dict[str, Any] = (
@@ -517,7 +577,7 @@ async def deliver_batch(services: dict[str, Any], db: Database, settings: Settin
             )
             await session.execute(
                 update(CallRecord.__table__)
-                .where(records.batch_id == batch_id, records.position.in_(positions), records.status == PENDING)
+                .where(_RECORDS.batch_id == batch_id, _RECORDS.position.in_(positions), _RECORDS.status == PENDING)
                 .values(**values)
             )
     return len(rows)
