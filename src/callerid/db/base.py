@@ -41,6 +41,24 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+class UuidText(TypeDecorator[str]):
+    """A UUID column read as its canonical text (``8-4-4-4-12``) without building a ``uuid.UUID``: for ids that
+    only go out again as text, in bulk reads (a batch's records). Use with ``type_coerce(column, UuidText())``."""
+
+    impl = Uuid(as_uuid=False)
+    cache_ok = True
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Any:
+        def process(value: Any) -> str | None:
+            if value is None:
+                return None
+            if isinstance(value, str) and len(value) == 32:  # SQLite stores the 32 hex digits
+                return f"{value[:8]}-{value[8:12]}-{value[12:16]}-{value[16:20]}-{value[20:]}"
+            return str(value)  # PostgreSQL's driver hands back a UUID (or its text)
+
+        return process
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -242,30 +243,42 @@ async def devices_for(db: Database, numbers: list[str]) -> dict[str, tuple[str, 
 
 
 async def deliver_many(
-    services: dict[str, Any], db: Database, settings: Settings, messages: list[PushMessage]
+    services: dict[str, Any],
+    db: Database,
+    settings: Settings,
+    receivers: Sequence[str],
+    message_for: Callable[[int], PushMessage],
 ) -> list[DeliveryOutcome]:
-    """Push each message to its receiver's device; one outcome per message, in order (SPEC §8 order)."""
-    if not messages:
+    """Push a message to each receiver's device; one outcome per receiver, in order (SPEC §8 order).
+
+    ``message_for(i)`` builds the message of ``receivers[i]``; it is called only for receivers that get a push (in a
+    batch, most receivers are usually not app users, and building their messages would be wasted work).
+    """
+    if not receivers:
         return []
-    devices = await devices_for(db, list({message.receiver for message in messages}))
+    devices = await devices_for(db, list(set(receivers)))
     minimum = parse_version(settings.min_app_version)
-    outcomes: list[DeliveryOutcome | None] = [None] * len(messages)
+    not_app_user = outcome(settings, "not_app_user")
+    os_not_supported = outcome(settings, "os_not_supported")
+    version_not_supported = outcome(settings, "app_version_not_supported")
+    failed_to_push = outcome(settings, "failed_to_push")
+    outcomes: list[DeliveryOutcome] = [failed_to_push] * len(receivers)
     to_push: list[tuple[str, str]] = []
     push_index: list[int] = []
-    for index, message in enumerate(messages):
-        device = devices.get(message.receiver)
+    for index, receiver in enumerate(receivers):
+        device = devices.get(receiver)
         if device is None:
-            outcomes[index] = outcome(settings, "not_app_user")
+            outcomes[index] = not_app_user
             continue
         device_id, platform, app_version = device
         if platform != "android":
-            outcomes[index] = outcome(settings, "os_not_supported")
+            outcomes[index] = os_not_supported
             continue
         version = parse_version(app_version)
         if version is None or (minimum is not None and version < minimum):
-            outcomes[index] = outcome(settings, "app_version_not_supported")
+            outcomes[index] = version_not_supported
             continue
-        to_push.append((device_id, message.to_json()))
+        to_push.append((device_id, message_for(index).to_json()))
         push_index.append(index)
     hub = hub_of(services)
     if to_push:
@@ -278,15 +291,14 @@ async def deliver_many(
                 log.warning("push_publish_failed", messages=len(to_push), exc_info=True)
                 pushed = [False] * len(to_push)
         for index, ok in zip(push_index, pushed, strict=True):
-            outcomes[index] = DELIVERED if ok else outcome(settings, "failed_to_push")
-    final = [item if item is not None else outcome(settings, "failed_to_push") for item in outcomes]
+            outcomes[index] = DELIVERED if ok else failed_to_push
     counts: dict[str, int] = {}
-    for item in final:
+    for item in outcomes:
         key = item.reason or "success"
         counts[key] = counts.get(key, 0) + 1
     for key, count in counts.items():
         _push_outcomes(key).inc(count)
-    return final
+    return outcomes
 
 
 @lru_cache(maxsize=16)

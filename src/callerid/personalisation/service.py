@@ -20,13 +20,14 @@ from typing import Any
 
 import orjson
 import structlog
-from sqlalchemy import Uuid, bindparam, func, insert, literal_column, select, type_coerce, update
+from sqlalchemy import bindparam, func, insert, literal_column, select, type_coerce, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callerid import clock
 from callerid.call_reason import call_reason_problem
 from callerid.config import Settings
 from callerid.db import Database
+from callerid.db.base import UuidText
 from callerid.db.pointread import point_session
 from callerid.db.sqlitewriter import WriteTransaction, sqlite_writer
 from callerid.delivery.service import DeliveryOutcome, PushMessage, deliver_many
@@ -55,7 +56,6 @@ _ONE_MS = timedelta(milliseconds=1)
 # Core tables, not ORM entities, in the hot queries: rows come back without the ORM's loading overhead.
 LABELS = Label.__table__
 RECORDS_WITH_LABELS = CallRecord.__table__.join(LABELS, LABELS.c.id == CallRecord.__table__.c.label_id)
-AS_TEXT = Uuid(as_uuid=False)  # read a UUID column as its text form
 
 # v2 requests may use the v1 name of a field that is absent (SPEC §12 #8).
 _V2_ALIASES = {
@@ -157,7 +157,7 @@ _label_uuid = functools.lru_cache(maxsize=4096)(parse_uuid)
 
 def _is_int64(value: Any) -> bool:
     # bool is an int in Python but not a JSON integer.
-    return isinstance(value, int) and not isinstance(value, bool) and -INT64_MAX - 1 <= value <= INT64_MAX
+    return type(value) is int and -INT64_MAX - 1 <= value <= INT64_MAX
 
 
 def label_ids_of(records: Sequence[dict[str, Any]]) -> set[uuid.UUID]:
@@ -189,15 +189,21 @@ def check_record(
 def _apply_rules(
     checked: CheckedRecord, record: dict[str, Any], version: str, labels: dict[uuid.UUID, DynamicLabel], now_ms: int
 ) -> None:
-    for field in ("caller", "receiver"):  # rules 1, 2
-        value = _raw(record, field, version)
-        name = wire_name(field, version)
-        if value is None or value == "":
-            raise _Invalid(field, f"{name} is required")
-        number = normalise_phone(value)
-        if number is None:
-            raise _Invalid(field, f"{name} is invalid")
-        setattr(checked, field, number)
+    # Written out field by field: a batch runs this for every record, so no loops, lookups or messages that the
+    # valid path does not need (the names a message quotes are looked up only on failure).
+    names = _NAMES[version]
+    caller = _raw(record, "caller", version)  # rules 1, 2
+    if caller is None or caller == "":
+        raise _Invalid("caller", f"{names['caller'][0]} is required")
+    checked.caller = normalise_phone(caller)
+    if checked.caller is None:
+        raise _Invalid("caller", f"{names['caller'][0]} is invalid")
+    receiver = _raw(record, "receiver", version)
+    if receiver is None or receiver == "":
+        raise _Invalid("receiver", f"{names['receiver'][0]} is required")
+    checked.receiver = normalise_phone(receiver)
+    if checked.receiver is None:
+        raise _Invalid("receiver", f"{names['receiver'][0]} is invalid")
 
     value = record.get("label_id")  # rule 3
     if value is None or value == "":
@@ -211,34 +217,36 @@ def _apply_rules(
     checked.label = label
 
     value = _raw(record, "label_name", version)  # rule 4; absent or empty -> the label's name
-    name = wire_name("label_name", version)
     if value is None or value == "":
         checked.label_name = label.name
     elif not isinstance(value, str):
-        raise _Invalid("label_name", f"{name} is invalid")
+        raise _Invalid("label_name", f"{names['label_name'][0]} is invalid")
     elif not LABEL_NAME_MIN <= len(value) <= LABEL_NAME_MAX:
-        raise _Invalid("label_name", f"{name} must be between {LABEL_NAME_MIN} and {LABEL_NAME_MAX} characters")
+        raise _Invalid(
+            "label_name", f"{names['label_name'][0]} must be between {LABEL_NAME_MIN} and {LABEL_NAME_MAX} characters"
+        )
     else:
         checked.label_name = value
 
     value = _raw(record, "call_reason", version)  # rules 5-8
     if value is not None:
-        name = wire_name("call_reason", version)
         if not isinstance(value, str):
-            raise _Invalid("call_reason", f"{name} is invalid")
-        problem = call_reason_problem(value, name)
+            raise _Invalid("call_reason", f"{names['call_reason'][0]} is invalid")
+        problem = call_reason_problem(value, names["call_reason"][0])
         if problem is not None:
             raise _Invalid("call_reason", problem)
         checked.call_reason = value
 
-    for field, minimum in (("starts_at", 0), ("ends_at", None)):  # rules 9, 10
-        value = record.get(field)
-        if value is None:
-            raise _Invalid(field, f"{field} is required")
-        if not _is_int64(value) or (minimum is not None and value < minimum):
-            raise _Invalid(field, f"{field} is invalid")
-    starts_at: int = record["starts_at"]
-    ends_at: int = record["ends_at"]
+    starts_at = record.get("starts_at")  # rules 9, 10
+    if starts_at is None:
+        raise _Invalid("starts_at", "starts_at is required")
+    if not _is_int64(starts_at) or starts_at < 0:
+        raise _Invalid("starts_at", "starts_at is invalid")
+    ends_at = record.get("ends_at")
+    if ends_at is None:
+        raise _Invalid("ends_at", "ends_at is required")
+    if not _is_int64(ends_at):
+        raise _Invalid("ends_at", "ends_at is invalid")
     if ends_at < now_ms:  # rule 11
         raise _Invalid("ends_at", "ends_at cannot be older than current time")
     if ends_at <= starts_at:  # rule 12
@@ -463,7 +471,11 @@ async def submit_realtime_v2(
     outcome: DeliveryOutcome | None = None
     if checked.valid:
         try:
-            outcome = (await deliver_many(services, db, settings, [push_message(settings, checked)]))[0]
+            outcome = (
+                await deliver_many(
+                    services, db, settings, [checked.receiver], lambda _: push_message(settings, checked)
+                )
+            )[0]
         except Exception:
             # The push could not be attempted: that is the record's outcome (SPEC §8 #4), not a 500 for a valid record.
             log.exception("realtime_push_failed", record_id=str(checked.id))
@@ -492,11 +504,11 @@ _RECORDS = CallRecord.__table__.c
 # A batch's records still to deliver, in submission order (ids as text: they only go into push messages).
 _PENDING_OF_BATCH = (
     select(
-        type_coerce(_RECORDS.id, AS_TEXT).label("id"),
+        type_coerce(_RECORDS.id, UuidText()).label("id"),
         _RECORDS.position,
         _RECORDS.caller,
         _RECORDS.receiver,
-        type_coerce(_RECORDS.label_id, AS_TEXT).label("label_id"),
+        type_coerce(_RECORDS.label_id, UuidText()).label("label_id"),
         _RECORDS.label_name,
         _RECORDS.call_reason,
         _RECORDS.starts_at,
@@ -528,25 +540,25 @@ async def deliver_batch(services: dict[str, Any], db: Database, settings: Settin
     if not rows:
         return 0
     logo_urls: dict[str, str] = {}  # a batch mostly uses one or a few labels
-    messages = []
-    for row in rows:
+
+    def message_for(index: int) -> PushMessage:
+        row = rows[index]
         url = logo_urls.get(row.logo_key)
         if url is None:
             url = logo_urls[row.logo_key] = logo_url(settings, row.logo_key)
-        messages.append(
-            PushMessage(
-                record_id=row.id,
-                caller=row.caller,
-                receiver=row.receiver,
-                label_id=row.label_id,
-                label_name=row.label_name,
-                logo_url=url,
-                call_reason=row.call_reason,
-                starts_at=row.starts_at,
-                ends_at=row.ends_at,
-            )
+        return PushMessage(
+            record_id=row.id,
+            caller=row.caller,
+            receiver=row.receiver,
+            label_id=row.label_id,
+            label_name=row.label_name,
+            logo_url=url,
+            call_reason=row.call_reason,
+            starts_at=row.starts_at,
+            ends_at=row.ends_at,
         )
-    outcomes = await deliver_many(services, db, settings, messages)
+
+    outcomes = await deliver_many(services, db, settings, [row.receiver for row in rows], message_for)
     # Outcomes are few (delivered, or one of four reasons): one UPDATE each, by position within the batch.
     by_outcome: dict[tuple[str | None, str | None], list[int]] = defaultdict(list)
     for row, outcome in zip(rows, outcomes, strict=True):
