@@ -40,12 +40,7 @@ def message(receiver: str = RECEIVER, *, call_reason: str | None = "Flower Deliv
 def deliver(client: TestClient, messages: list[PushMessage]) -> list[DeliveryOutcome]:
     runtime = client.app.state.runtime  # type: ignore[attr-defined]
     outcomes: list[DeliveryOutcome] = client.portal.call(  # type: ignore[union-attr]
-        deliver_many,
-        runtime.services,
-        runtime.db,
-        runtime.settings,
-        [message.receiver for message in messages],
-        lambda index: messages[index],
+        deliver_many, runtime.services, runtime.db, runtime.settings, messages
     )
     return outcomes
 

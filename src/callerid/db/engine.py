@@ -9,6 +9,7 @@ one engine.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -71,6 +72,9 @@ class Database:
                 kwargs.update(pool_size=pool_size, max_overflow=pool_size)
             self.engine = create_async_engine(url, **kwargs)
             self.write_engine = self.engine
+        # SQLite: this process's write transactions, of every path (sessions here, db.sqlitewriter), take turns
+        # here rather than in SQLite's busy handler, which sleeps in steps of milliseconds while the lock is held.
+        self.write_lock = asyncio.Lock()
         self._read = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
         self._write = async_sessionmaker(self.write_engine, expire_on_commit=False, autoflush=False)
 
@@ -83,6 +87,10 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A write transaction: committed when the block ends, rolled back if it raises."""
+        if self.is_sqlite:
+            async with self.write_lock, self._write() as session, session.begin():
+                yield session
+            return
         async with self._write() as session, session.begin():
             yield session
 

@@ -130,43 +130,43 @@ def _is_busy(error: sqlite3.OperationalError) -> bool:
 
 
 class SqliteWriter:
-    def __init__(self, path: str, busy_timeout_ms: int):
+    def __init__(self, path: str, busy_timeout_ms: int, lock: asyncio.Lock):
+        self._lock = lock  # Database.write_lock: one write transaction of this process at a time
         self._compiled = _CompiledStatements(SQLiteDialect_pysqlite())
         self._loop_connection = _connect(path, 0, autocheckpoint=False)
         self._thread_connection = _connect(path, busy_timeout_ms, autocheckpoint=True)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="callerid-sqlite-writer")
-        self._loop_busy = False  # a transaction is open on the loop connection (never across an await)
         self._commits = 0
         self._checkpointing: asyncio.Future[None] | None = None
 
     async def transaction(self, work: Callable[[WriteTransaction], T]) -> T:
         """Run ``work`` in one committed transaction (rolled back if it raises) and return its result."""
-        if not self._loop_busy:
-            try:
-                self._loop_connection.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as error:
-                if not _is_busy(error):
-                    raise
-            else:
-                self._loop_busy = True
-                try:
-                    result = self._finish(self._loop_connection, work)
-                finally:
-                    self._loop_busy = False
-                self._commits += 1
-                if self._commits >= CHECKPOINT_EVERY_COMMITS and (
-                    self._checkpointing is None or self._checkpointing.done()
-                ):
-                    self._commits = 0
-                    self._checkpointing = self.checkpoint()
-                return result
+        async with self._lock:
+            return await self._transaction(work)
+
+    async def _transaction(self, work: Callable[[WriteTransaction], T]) -> T:
+        try:
+            self._loop_connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as error:
+            if not _is_busy(error):
+                raise
+        else:
+            result = self._finish(self._loop_connection, work)
+            self._commits += 1
+            if self._commits >= CHECKPOINT_EVERY_COMMITS and (
+                self._checkpointing is None or self._checkpointing.done()
+            ):
+                self._commits = 0
+                self._checkpointing = self.checkpoint()
+            return result
         return await asyncio.get_running_loop().run_in_executor(self._thread, self._on_thread, work)
 
     async def bulk_transaction(self, work: Callable[[WriteTransaction], T]) -> T:
         """Like ``transaction`` but always on the writer thread: for large writes (a batch of records), whose C work
         then runs on another core while the loop goes on (use ``insert_many`` and set-based statements, which
         hand the GIL back and forth a few times per transaction rather than per row)."""
-        return await asyncio.get_running_loop().run_in_executor(self._thread, self._on_thread, work)
+        async with self._lock:
+            return await asyncio.get_running_loop().run_in_executor(self._thread, self._on_thread, work)
 
     def _on_thread(self, work: Callable[[WriteTransaction], T]) -> T:
         self._thread_connection.execute("BEGIN IMMEDIATE")
@@ -204,7 +204,7 @@ def sqlite_writer(db: Database) -> SqliteWriter | None:
         path = make_url(db.url).database
         if not path or path == ":memory:" or path.startswith("file:"):
             return None
-        writer = db.__dict__[_ATTRIBUTE] = SqliteWriter(path, SQLITE_BUSY_TIMEOUT_MS)
+        writer = db.__dict__[_ATTRIBUTE] = SqliteWriter(path, SQLITE_BUSY_TIMEOUT_MS, db.write_lock)
     return writer
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -242,29 +242,28 @@ async def devices_for(db: Database, numbers: list[str]) -> dict[str, tuple[str, 
     return found
 
 
-async def deliver_many(
-    services: dict[str, Any],
-    db: Database,
-    settings: Settings,
-    receivers: Sequence[str],
-    message_for: Callable[[int], PushMessage],
-) -> list[DeliveryOutcome]:
-    """Push a message to each receiver's device; one outcome per receiver, in order (SPEC §8 order).
+@dataclass(frozen=True)
+class DeliveryPlan:
+    """What delivering to each receiver will take (SPEC §8 order): a final outcome already, or a push to a device.
 
-    ``message_for(i)`` builds the message of ``receivers[i]``; it is called only for receivers that get a push (in a
-    batch, most receivers are usually not app users, and building their messages would be wasted work).
+    ``outcomes[i]`` is the outcome of receiver ``i`` when no push is needed (else None); ``pushes`` lists
+    ``(i, device_id)`` for the receivers that get one.
     """
-    if not receivers:
-        return []
-    devices = await devices_for(db, list(set(receivers)))
+
+    outcomes: list[DeliveryOutcome | None]
+    pushes: list[tuple[int, str]]
+    failed_to_push: DeliveryOutcome
+
+
+async def plan_delivery(db: Database, settings: Settings, receivers: Sequence[str]) -> DeliveryPlan:
+    """Look up the receivers' devices and decide, per receiver, between a final outcome and a push."""
+    devices = await devices_for(db, list(set(receivers))) if receivers else {}
     minimum = parse_version(settings.min_app_version)
     not_app_user = outcome(settings, "not_app_user")
     os_not_supported = outcome(settings, "os_not_supported")
     version_not_supported = outcome(settings, "app_version_not_supported")
-    failed_to_push = outcome(settings, "failed_to_push")
-    outcomes: list[DeliveryOutcome] = [failed_to_push] * len(receivers)
-    to_push: list[tuple[str, str]] = []
-    push_index: list[int] = []
+    outcomes: list[DeliveryOutcome | None] = [None] * len(receivers)
+    pushes: list[tuple[int, str]] = []
     for index, receiver in enumerate(receivers):
         device = devices.get(receiver)
         if device is None:
@@ -278,10 +277,20 @@ async def deliver_many(
         if version is None or (minimum is not None and version < minimum):
             outcomes[index] = version_not_supported
             continue
-        to_push.append((device_id, message_for(index).to_json()))
-        push_index.append(index)
-    hub = hub_of(services)
-    if to_push:
+        pushes.append((index, device_id))
+    return DeliveryPlan(outcomes, pushes, outcome(settings, "failed_to_push"))
+
+
+async def push_planned(
+    services: dict[str, Any], plan: DeliveryPlan, messages: Sequence[PushMessage]
+) -> list[DeliveryOutcome]:
+    """Carry out a plan: ``messages[k]`` is pushed for ``plan.pushes[k]``. One outcome per receiver, in order."""
+    outcomes = list(plan.outcomes)
+    if plan.pushes:
+        to_push = [
+            (device_id, message.to_json()) for (_, device_id), message in zip(plan.pushes, messages, strict=True)
+        ]
+        hub = hub_of(services)
         if hub is None:
             pushed = [False] * len(to_push)
         else:
@@ -290,15 +299,24 @@ async def deliver_many(
             except Exception:  # Redis down: the push failed; the record's outcome says so (SPEC §8 #4)
                 log.warning("push_publish_failed", messages=len(to_push), exc_info=True)
                 pushed = [False] * len(to_push)
-        for index, ok in zip(push_index, pushed, strict=True):
-            outcomes[index] = DELIVERED if ok else failed_to_push
+        for (index, _), ok in zip(plan.pushes, pushed, strict=True):
+            outcomes[index] = DELIVERED if ok else plan.failed_to_push
+    final = [item if item is not None else plan.failed_to_push for item in outcomes]
     counts: dict[str, int] = {}
-    for item in outcomes:
+    for item in final:
         key = item.reason or "success"
         counts[key] = counts.get(key, 0) + 1
     for key, count in counts.items():
         _push_outcomes(key).inc(count)
-    return outcomes
+    return final
+
+
+async def deliver_many(
+    services: dict[str, Any], db: Database, settings: Settings, messages: Sequence[PushMessage]
+) -> list[DeliveryOutcome]:
+    """Push each message to its receiver's device; one outcome per message, in order (SPEC §8 order)."""
+    plan = await plan_delivery(db, settings, [message.receiver for message in messages])
+    return await push_planned(services, plan, [messages[index] for index, _ in plan.pushes])
 
 
 @lru_cache(maxsize=16)

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 import structlog
-from sqlalchemy import bindparam, func, insert, literal_column, select, type_coerce, update
+from sqlalchemy import Integer, String, bindparam, func, insert, literal_column, select, type_coerce, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callerid import clock
@@ -30,7 +30,7 @@ from callerid.db import Database
 from callerid.db.base import UuidText
 from callerid.db.pointread import point_session
 from callerid.db.sqlitewriter import WriteTransaction, sqlite_writer
-from callerid.delivery.service import DeliveryOutcome, PushMessage, deliver_many
+from callerid.delivery.service import DeliveryOutcome, PushMessage, deliver_many, plan_delivery, push_planned
 from callerid.delivery.service import outcome as delivery_outcome
 from callerid.http import parse_uuid
 from callerid.jobs import enqueue
@@ -471,11 +471,7 @@ async def submit_realtime_v2(
     outcome: DeliveryOutcome | None = None
     if checked.valid:
         try:
-            outcome = (
-                await deliver_many(
-                    services, db, settings, [checked.receiver], lambda _: push_message(settings, checked)
-                )
-            )[0]
+            outcome = (await deliver_many(services, db, settings, [push_message(settings, checked)]))[0]
         except Exception:
             # The push could not be attempted: that is the record's outcome (SPEC §8 #4), not a 500 for a valid record.
             log.exception("realtime_push_failed", record_id=str(checked.id))
@@ -501,8 +497,16 @@ def _realtime_inserter(services: dict[str, Any], db: Database) -> GroupInserter:
 
 
 _RECORDS = CallRecord.__table__.c
-# A batch's records still to deliver, in submission order (ids as text: they only go into push messages).
-_PENDING_OF_BATCH = (
+# A batch's records still to deliver, in submission order: first only who receives them (most receivers of a batch
+# are usually not app users, and their records need nothing more), ...
+_PENDING_RECEIVERS = (
+    select(_RECORDS.position, _RECORDS.receiver)
+    .where(_RECORDS.batch_id == bindparam("batch_id"), _RECORDS.status == PENDING)
+    .order_by(_RECORDS.position)
+)
+# ... then everything a push message needs, for the records that get pushed (ids as text: they only go into the
+# messages). On SQLite the positions are one JSON array, so that one statement built once serves any number of them.
+_TO_PUSH = (
     select(
         type_coerce(_RECORDS.id, UuidText()).label("id"),
         _RECORDS.position,
@@ -516,8 +520,18 @@ _PENDING_OF_BATCH = (
         LABELS.c.logo_key,
     )
     .select_from(RECORDS_WITH_LABELS)
-    .where(_RECORDS.batch_id == bindparam("batch_id"), _RECORDS.status == PENDING)
     .order_by(_RECORDS.position)
+)
+_TO_PUSH_SQLITE = _TO_PUSH.where(
+    _RECORDS.batch_id == bindparam("batch_id"),
+    _RECORDS.position.in_(
+        select(type_coerce(literal_column("value"), Integer)).select_from(
+            func.json_each(bindparam("positions", type_=String))
+        )
+    ),
+)
+_TO_PUSH_LIST = _TO_PUSH.where(
+    _RECORDS.batch_id == bindparam("batch_id"), _RECORDS.position.in_(bindparam("positions", expanding=True))
 )
 # SQLite: one outcome for the still-pending records of a batch at the positions in a JSON array (one statement,
 # whatever the number of positions, so it can be built once; PostgreSQL uses an IN list below).
@@ -536,29 +550,37 @@ async def deliver_batch(services: dict[str, Any], db: Database, settings: Settin
     """Deliver a batch's pending records and store each outcome. Idempotent: only pending records are
     taken and only pending records are updated, so a job run again after a crash finishes the rest."""
     async with point_session(db) as session:
-        rows = (await session.execute(_PENDING_OF_BATCH, {"batch_id": batch_id})).all()
+        rows = (await session.execute(_PENDING_RECEIVERS, {"batch_id": batch_id})).all()
     if not rows:
         return 0
-    logo_urls: dict[str, str] = {}  # a batch mostly uses one or a few labels
-
-    def message_for(index: int) -> PushMessage:
-        row = rows[index]
-        url = logo_urls.get(row.logo_key)
-        if url is None:
-            url = logo_urls[row.logo_key] = logo_url(settings, row.logo_key)
-        return PushMessage(
-            record_id=row.id,
-            caller=row.caller,
-            receiver=row.receiver,
-            label_id=row.label_id,
-            label_name=row.label_name,
-            logo_url=url,
-            call_reason=row.call_reason,
-            starts_at=row.starts_at,
-            ends_at=row.ends_at,
-        )
-
-    outcomes = await deliver_many(services, db, settings, [row.receiver for row in rows], message_for)
+    plan = await plan_delivery(db, settings, [row.receiver for row in rows])
+    messages: list[PushMessage] = []
+    if plan.pushes:
+        positions: Any = [rows[index].position for index, _ in plan.pushes]
+        statement = _TO_PUSH_LIST
+        if db.is_sqlite:
+            statement, positions = _TO_PUSH_SQLITE, orjson.dumps(positions).decode()
+        async with point_session(db) as session:
+            details = (await session.execute(statement, {"batch_id": batch_id, "positions": positions})).all()
+        logo_urls: dict[str, str] = {}  # a batch mostly uses one or a few labels
+        for row in details:
+            url = logo_urls.get(row.logo_key)
+            if url is None:
+                url = logo_urls[row.logo_key] = logo_url(settings, row.logo_key)
+            messages.append(
+                PushMessage(
+                    record_id=row.id,
+                    caller=row.caller,
+                    receiver=row.receiver,
+                    label_id=row.label_id,
+                    label_name=row.label_name,
+                    logo_url=url,
+                    call_reason=row.call_reason,
+                    starts_at=row.starts_at,
+                    ends_at=row.ends_at,
+                )
+            )
+    outcomes = await push_planned(services, plan, messages)
     # Outcomes are few (delivered, or one of four reasons): one UPDATE each, by position within the batch.
     by_outcome: dict[tuple[str | None, str | None], list[int]] = defaultdict(list)
     for row, outcome in zip(rows, outcomes, strict=True):
