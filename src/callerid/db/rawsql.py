@@ -61,8 +61,14 @@ class RawStatement:
             binds.append((name, processor, default))
         result = None
         row_type = None
-        selected = getattr(statement, "selected_columns", None)
-        if selected is not None and getattr(statement, "is_select", False):
+        # What comes back: a SELECT's columns, or a DML statement's RETURNING columns.
+        if getattr(statement, "is_select", False):
+            selected = statement.selected_columns
+        elif getattr(statement, "is_dml", False) and len(statement.exported_columns):
+            selected = statement.exported_columns
+        else:
+            selected = None
+        if selected is not None:
             columns = list(selected)
             result = [column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns]
             row_type = namedtuple("Row", list(selected.keys()), rename=True)  # type: ignore[misc]

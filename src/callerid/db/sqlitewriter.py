@@ -22,6 +22,7 @@ import asyncio
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from weakref import WeakKeyDictionary
 
@@ -64,33 +65,26 @@ class WriteTransaction:
         raw = self._compiled.get(statement, tuple(rows[0]))
         self._connection.executemany(raw.sql, [raw.parameters(row) for row in rows])
 
-    def insert_many(
-        self, statement: Any, rows: Sequence[Mapping[str, Any]], shared: Mapping[str, Any] | None = None
-    ) -> None:
-        """An INSERT of many rows as few multi-row statements (``shared`` values are the same in every row).
-
-        On the writer thread this matters: each statement is one GIL release and re-acquisition, where
-        ``executemany`` releases and re-takes the GIL for every row (and each re-take can wait for the loop).
-        """
-        if not rows:
-            return
-        keys = tuple(rows[0]) + tuple(key for key in (shared or {}) if key not in rows[0])
-        raw = self._compiled.get(statement, keys)
-        parameters = raw.parameters_many(rows, shared)
-        per_statement = max(1, MAX_VARIABLES // len(parameters[0]))
-        for start in range(0, len(parameters), per_statement):
-            chunk = parameters[start : start + per_statement]
-            flat = [value for row in chunk for value in row]
-            self._connection.execute(raw.multi_row(len(chunk)), flat).close()
+    def run(self, prepared: PreparedInsert) -> None:
+        """Statements prepared beforehand (``SqliteWriter.prepare_insert``)."""
+        for sql, parameters in prepared.statements:
+            self._connection.execute(sql, parameters).close()
 
     def query(self, statement: Any, values: Mapping[str, Any] | None = None) -> list[Any]:
-        """A SELECT inside the transaction (named rows, SQLAlchemy's conversions)."""
+        """A SELECT, or a statement with RETURNING, inside the transaction (named rows, SQLAlchemy's conversions)."""
         raw = self._compiled.get(statement, None)
         cursor = self._connection.execute(raw.sql, raw.parameters(values))
         try:
             return raw.rows(cursor.fetchall())
         finally:
             cursor.close()
+
+
+@dataclass(frozen=True)
+class PreparedInsert:
+    """A many-row INSERT as ready-to-run multi-row statements and their flat parameter lists."""
+
+    statements: list[tuple[str, list[Any]]]
 
 
 class _CompiledStatements:
@@ -161,9 +155,27 @@ class SqliteWriter:
             return result
         return await asyncio.get_running_loop().run_in_executor(self._thread, self._on_thread, work)
 
+    def prepare_insert(
+        self, statement: Any, rows: Sequence[Mapping[str, Any]], shared: Mapping[str, Any] | None = None
+    ) -> PreparedInsert:
+        """An INSERT of many rows as few multi-row statements (``shared`` values, the same in every row, are
+        converted once). Prepared on the loop, run with ``WriteTransaction.run`` inside ``bulk_transaction``: the
+        writer thread then only does SQLite's work, one GIL hand-over per statement rather than per row."""
+        if not rows:
+            return PreparedInsert([])
+        keys = tuple(rows[0]) + tuple(key for key in (shared or {}) if key not in rows[0])
+        raw = self._compiled.get(statement, keys)
+        parameters = raw.parameters_many(rows, shared)
+        per_statement = max(1, MAX_VARIABLES // len(parameters[0]))
+        statements = []
+        for start in range(0, len(parameters), per_statement):
+            chunk = parameters[start : start + per_statement]
+            statements.append((raw.multi_row(len(chunk)), [value for row in chunk for value in row]))
+        return PreparedInsert(statements)
+
     async def bulk_transaction(self, work: Callable[[WriteTransaction], T]) -> T:
         """Like ``transaction`` but always on the writer thread: for large writes (a batch of records), whose C work
-        then runs on another core while the loop goes on (use ``insert_many`` and set-based statements, which
+        then runs on another core while the loop goes on (use ``prepare_insert`` and set-based statements, which
         hand the GIL back and forth a few times per transaction rather than per row)."""
         async with self._lock:
             return await asyncio.get_running_loop().run_in_executor(self._thread, self._on_thread, work)

@@ -31,14 +31,28 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 import structlog
-from sqlalchemy import bindparam, delete, exists, or_, select, update
+from sqlalchemy import (
+    Integer,
+    String,
+    bindparam,
+    delete,
+    exists,
+    func,
+    literal_column,
+    or_,
+    select,
+    type_coerce,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from callerid import clock
 from callerid.config import Settings
 from callerid.db import Database
 from callerid.db.pointread import point_session
+from callerid.db.sqlitewriter import WriteTransaction, sqlite_writer
 from callerid.jobs.models import DEAD, QUEUED, RUNNING, Job
 from callerid.jobs.registry import JobContext, Registry, RetryLater
 from callerid.jobs.registry import registry as default_registry
@@ -83,6 +97,79 @@ _RESCHEDULE_LATER = (
         lease_expires_at=None,
         attempts=_TABLE.c.attempts - 1,  # not a failure
     )
+)
+
+
+# SQLite: the runner's frequent writes as statements built once, run by db.sqlitewriter on the loop thread (an
+# aiosqlite transaction takes several event-loop turns, holding SQLite's write lock all along). Lists of ids or
+# kinds go in as one JSON array each.
+def _json_list(name: str, item_type: Any) -> Any:
+    return select(type_coerce(literal_column("value"), item_type)).select_from(
+        func.json_each(bindparam(name, type_=String))
+    )
+
+
+_RETURNING = (_TABLE.c.id, _TABLE.c.kind, _TABLE.c.payload, _TABLE.c.attempts)
+_LEASE_VALUES = {
+    "status": RUNNING,
+    "lease_owner": bindparam("owner", type_=_TABLE.c.lease_owner.type),
+    "lease_expires_at": bindparam("lease_until", type_=_TABLE.c.lease_expires_at.type),
+    "attempts": _TABLE.c.attempts + 1,
+}
+_NOW_AT = bindparam("now", type_=_TABLE.c.due_at.type)
+_CLAIM_EXPIRED_SQLITE = (
+    update(_TABLE)
+    .where(
+        _TABLE.c.id.in_(
+            select(_TABLE.c.id)
+            .where(
+                _TABLE.c.kind.in_(_json_list("kinds", String)),
+                _TABLE.c.status == RUNNING,
+                _TABLE.c.lease_expires_at <= _NOW_AT,
+                _TABLE.c.id.not_in(_json_list("held", Integer)),
+            )
+            .order_by(_TABLE.c.lease_expires_at)
+            .limit(bindparam("limit", type_=Integer))
+            .scalar_subquery()
+        )
+    )
+    .values(**_LEASE_VALUES)
+    .returning(*_RETURNING)
+)
+_CLAIM_QUEUED_SQLITE = (
+    update(_TABLE)
+    .where(
+        _TABLE.c.id.in_(
+            select(_TABLE.c.id)
+            .where(
+                _TABLE.c.kind.in_(_json_list("kinds", String)), _TABLE.c.status == QUEUED, _TABLE.c.due_at <= _NOW_AT
+            )
+            .order_by(_TABLE.c.due_at, _TABLE.c.id)
+            .limit(bindparam("limit", type_=Integer))
+            .scalar_subquery()
+        )
+    )
+    .values(**_LEASE_VALUES)
+    .returning(*_RETURNING)
+)
+_COMPLETE_SQLITE = (
+    delete(_TABLE)
+    .where(
+        _TABLE.c.id.in_(_json_list("ids", Integer)),
+        _TABLE.c.lease_owner == bindparam("owner", type_=_TABLE.c.lease_owner.type),
+        _TABLE.c.status == RUNNING,
+    )
+    .returning(_TABLE.c.id)
+)
+_EXTEND_SQLITE = (
+    update(_TABLE)
+    .where(
+        _TABLE.c.id.in_(_json_list("ids", Integer)),
+        _TABLE.c.lease_owner == bindparam("owner", type_=_TABLE.c.lease_owner.type),
+        _TABLE.c.status == RUNNING,
+    )
+    .values(lease_expires_at=bindparam("lease_until", type_=_TABLE.c.lease_expires_at.type))
+    .returning(_TABLE.c.id)
 )
 
 
@@ -313,6 +400,43 @@ class JobRunner:
         now = clock.now()
         if self.db.is_sqlite and not await self._anything_due(now):
             return []
+        writer = sqlite_writer(self.db)
+        if writer is not None:
+            values = {
+                "kinds": orjson.dumps(kinds).decode(),
+                "held": orjson.dumps(list(self._held)).decode(),
+                "now": now,
+                "owner": self.owner,
+                "lease_until": now + timedelta(seconds=self.settings.job_lease_seconds),
+                "limit": limit,
+            }
+
+            def lease_due(tx: WriteTransaction) -> list[Any]:
+                # Two statements rather than one with OR: see the note in _claim_with_session.
+                found = tx.query(_CLAIM_EXPIRED_SQLITE, values)
+                if len(found) < limit:
+                    found += tx.query(_CLAIM_QUEUED_SQLITE, {**values, "limit": limit - len(found)})
+                return found
+
+            rows = await writer.transaction(lease_due)
+        else:
+            rows = await self._claim_with_session(kinds, limit, now)
+        jobs = [ClaimedJob(r.id, r.kind, r.payload, r.attempts) for r in rows]
+        # attempts only exceeds the maximum when earlier runs were lost with their runner (crash, kill):
+        # a job that keeps killing its runner must not be retried for ever.
+        lost = [job for job in jobs if job.attempts > self.settings.job_max_attempts]
+        for job in lost:
+            await self._fail(
+                job,
+                f"attempt {job.attempts} exceeds job_max_attempts={self.settings.job_max_attempts}: "
+                "earlier runs ended without an outcome (runner crashed or was killed)",
+            )
+        runnable = [job for job in jobs if job.attempts <= self.settings.job_max_attempts]
+        for job in runnable:
+            self._held[job.id] = job
+        return runnable
+
+    async def _claim_with_session(self, kinds: list[str], limit: int, now: datetime) -> list[Any]:
         lease = {
             "status": RUNNING,
             "lease_owner": self.owner,
@@ -364,20 +488,7 @@ class JobRunner:
                         .execution_options(synchronize_session=False)
                     )
                 ).all()
-        jobs = [ClaimedJob(r.id, r.kind, r.payload, r.attempts) for r in rows]
-        # attempts only exceeds the maximum when earlier runs were lost with their runner (crash, kill):
-        # a job that keeps killing its runner must not be retried for ever.
-        lost = [job for job in jobs if job.attempts > self.settings.job_max_attempts]
-        for job in lost:
-            await self._fail(
-                job,
-                f"attempt {job.attempts} exceeds job_max_attempts={self.settings.job_max_attempts}: "
-                "earlier runs ended without an outcome (runner crashed or was killed)",
-            )
-        runnable = [job for job in jobs if job.attempts <= self.settings.job_max_attempts]
-        for job in runnable:
-            self._held[job.id] = job
-        return runnable
+        return rows
 
     async def _anything_due(self, now: datetime) -> bool:
         """SQLite: whether a claim could find work, asked without the write lock. An idle runner polls several
@@ -478,15 +589,20 @@ class JobRunner:
         ids = [job_id for job_id in self._held if job_id not in self._lease_lost]
         if not ids:
             return
-        async with self.db.transaction() as session:
-            result = await session.execute(
-                update(Job)
-                .where(Job.id.in_(ids), Job.lease_owner == self.owner, Job.status == RUNNING)
-                .values(lease_expires_at=self._lease_until())
-                .returning(Job.id)
-                .execution_options(synchronize_session=False)
-            )
-            extended = set(result.scalars().all())
+        writer = sqlite_writer(self.db)
+        if writer is not None:
+            values = {"ids": orjson.dumps(ids).decode(), "owner": self.owner, "lease_until": self._lease_until()}
+            extended = {row.id for row in await writer.transaction(lambda tx: tx.query(_EXTEND_SQLITE, values))}
+        else:
+            async with self.db.transaction() as session:
+                result = await session.execute(
+                    update(Job)
+                    .where(Job.id.in_(ids), Job.lease_owner == self.owner, Job.status == RUNNING)
+                    .values(lease_expires_at=self._lease_until())
+                    .returning(Job.id)
+                    .execution_options(synchronize_session=False)
+                )
+                extended = set(result.scalars().all())
         for job_id in ids:
             # Still held: not one whose outcome was committed while this update waited for the write lock.
             if job_id not in extended and job_id in self._held:
@@ -521,8 +637,26 @@ class JobRunner:
 
         Returns, per outcome, whether it was written (for reschedules: True, not checked per row).
         """
+        writer = sqlite_writer(self.db)
+        periodic_done = any(outcome.done and outcome.job.kind in self.registry.periodic for outcome in outcomes)
+        if writer is not None and not periodic_done:
+            return await writer.transaction(lambda tx: self._write_outcomes_sqlite(tx, outcomes))
         async with self.db.transaction() as session:
             return await self._write_outcomes_in(session, outcomes)
+
+    def _write_outcomes_sqlite(self, tx: WriteTransaction, outcomes: list[_Outcome]) -> list[bool]:
+        """``_write_outcomes_in`` on db.sqlitewriter (no periodic job among the finished ones: re-enqueueing
+        those stays on the session path)."""
+        done_ids = [outcome.job.id for outcome in outcomes if outcome.done]
+        deleted: set[int] = set()
+        if done_ids:
+            values = {"ids": orjson.dumps(done_ids).decode(), "owner": self.owner}
+            deleted = {row.id for row in tx.query(_COMPLETE_SQLITE, values)}
+        for statement, retry_later in ((_RESCHEDULE_LATER, True), (_RESCHEDULE_FAILED, False)):
+            for outcome in outcomes:
+                if not outcome.done and outcome.retry_later == retry_later:
+                    tx.execute(statement, {"b_id": outcome.job.id, "b_owner": self.owner, **(outcome.reschedule or {})})
+        return [outcome.job.id in deleted if outcome.done else True for outcome in outcomes]
 
     async def _write_outcomes_in(self, session: AsyncSession, outcomes: list[_Outcome]) -> list[bool]:
         done_ids = [outcome.job.id for outcome in outcomes if outcome.done]

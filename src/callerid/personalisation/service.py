@@ -364,10 +364,11 @@ async def _store_batch(
     if writer is not None:
         # Values every record shares are converted once; the rows go in as a few multi-row INSERTs.
         shared = {"account_id": account_id, "batch_id": batch_id, "version": version, "created_at": created_at}
+        records = writer.prepare_insert(_INSERT_RECORDS, rows, shared)
 
         def write(tx: WriteTransaction) -> None:
             tx.execute(_INSERT_BATCH, batch)
-            tx.insert_many(_INSERT_RECORDS, rows, shared)
+            tx.run(records)
             if job is not None:
                 tx.execute(INSERT_JOB, job)
 
