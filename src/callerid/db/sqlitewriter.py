@@ -1,19 +1,23 @@
-"""Write transactions for the hot paths on SQLite (R1/R2 group commits, batch storage and outcomes).
+"""Write transactions for the hot paths on SQLite: R1/R2 group commits, storing batches and their outcomes, the job
+runner's claims and outcomes.
 
 A transaction runs on the event-loop thread whenever SQLite's write lock is free, which under our own load is
-nearly always: a few hundred microseconds of C work, no thread hand-off. Why not a worker thread (aiosqlite,
-or one thread of our own): every SQLite call releases the GIL, and getting it back while the loop thread is
-busy waits up to the interpreter's switch interval (5 ms). A 30-row group commit made ~30 such waits, so
-under load R2 answers took 100-200 ms, almost all of it waiting for the GIL.
+nearly always: from a few hundred microseconds (an R2 group) to ~10 ms (a 500-record batch) of C work, with no
+thread hand-off. Why not a worker thread (aiosqlite, or one thread of our own): every SQLite call releases the
+GIL, and getting it back while the loop thread is busy waits up to the interpreter's switch interval (5 ms).
+A 30-row group commit made ~30 such waits (R2 answers took 100-200 ms under load), and with batches on a
+writer thread the write lock was held ~3x longer than the work in it (B2 accepted 1.0M records/min on a
+thread, 1.7-1.9M/min on the loop; bench/personalisation.py).
 
-When another connection holds the write lock (the job runner's aiosqlite connection, a CLI command, another
-process), ``BEGIN IMMEDIATE`` fails at once (busy timeout 0 on this connection) and the same transaction runs
-on a worker thread instead, whose connection waits for the lock (30 s busy timeout): the loop never blocks
-on somebody else's lock.
+Within the process, writers take turns on ``Database.write_lock`` (an asyncio lock) instead of meeting in
+SQLite's busy handler. When another process holds SQLite's lock (a CLI command, a ``callerid worker``),
+``BEGIN IMMEDIATE`` fails at once (busy timeout 0 on the loop connection) and the same transaction runs on a
+worker thread instead, whose connection waits for the lock (30 s busy timeout): the loop never blocks on
+somebody else's lock.
 
 Statements are SQLAlchemy statements compiled once (``db.rawsql``), so SQL text and column types are the
 same as everywhere else. The loop connection never checkpoints the WAL itself (a checkpoint writes and syncs
-the database file); ``checkpoint()`` does it on the worker thread, called periodically by the owner.
+the database file); ``checkpoint()`` does it on the worker thread, every ``CHECKPOINT_EVERY_COMMITS``.
 """
 
 from __future__ import annotations
@@ -159,8 +163,8 @@ class SqliteWriter:
         self, statement: Any, rows: Sequence[Mapping[str, Any]], shared: Mapping[str, Any] | None = None
     ) -> PreparedInsert:
         """An INSERT of many rows as few multi-row statements (``shared`` values, the same in every row, are
-        converted once). Prepared on the loop, run with ``WriteTransaction.run`` inside ``bulk_transaction``: the
-        writer thread then only does SQLite's work, one GIL hand-over per statement rather than per row."""
+        converted once); run it with ``WriteTransaction.run``. Prepared outside the transaction, so that the write
+        lock is held only for SQLite's own work."""
         if not rows:
             return PreparedInsert([])
         keys = tuple(rows[0]) + tuple(key for key in (shared or {}) if key not in rows[0])
@@ -172,13 +176,6 @@ class SqliteWriter:
             chunk = parameters[start : start + per_statement]
             statements.append((raw.multi_row(len(chunk)), [value for row in chunk for value in row]))
         return PreparedInsert(statements)
-
-    async def bulk_transaction(self, work: Callable[[WriteTransaction], T]) -> T:
-        """Like ``transaction`` but always on the writer thread: for large writes (a batch of records), whose C work
-        then runs on another core while the loop goes on (use ``prepare_insert`` and set-based statements, which
-        hand the GIL back and forth a few times per transaction rather than per row)."""
-        async with self._lock:
-            return await asyncio.get_running_loop().run_in_executor(self._thread, self._on_thread, work)
 
     def _on_thread(self, work: Callable[[WriteTransaction], T]) -> T:
         self._thread_connection.execute("BEGIN IMMEDIATE")

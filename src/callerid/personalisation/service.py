@@ -372,7 +372,7 @@ async def _store_batch(
             if job is not None:
                 tx.execute(INSERT_JOB, job)
 
-        await writer.bulk_transaction(write)
+        await writer.transaction(write)
     else:
         async with db.transaction() as session:
             await session.execute(_INSERT_BATCH, batch)
@@ -603,7 +603,7 @@ async def deliver_batch(services: dict[str, Any], db: Database, settings: Settin
             for values in updates:
                 tx.execute(_SET_OUTCOME_SQLITE, values)
 
-        await writer.bulk_transaction(write)
+        await writer.transaction(write)
         return len(rows)
     async with db.transaction() as session:
         for (reason, message), positions in by_outcome.items():
