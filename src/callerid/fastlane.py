@@ -51,10 +51,14 @@ class FastRequest:
         return None
 
     def query(self, name: str) -> str | None:
-        """The first value of query parameter ``name``, percent-decoded."""
+        """The first value of query parameter ``name``, percent-decoded (as ``urllib.parse.parse_qsl`` would)."""
         if self._query is None:
-            pairs = parse_qsl(self.scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
             self._query = {}
+            raw = self.scope.get("query_string", b"").decode("latin-1")
+            if "%" in raw or "+" in raw:
+                pairs = parse_qsl(raw, keep_blank_values=True)
+            else:  # the usual case, without parse_qsl's generic (and, per request, costly) work
+                pairs = [(part.partition("=")[0], part.partition("=")[2]) for part in raw.split("&") if part]
             for key, value in pairs:
                 self._query.setdefault(key, value)
         return self._query.get(name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -50,11 +51,11 @@ class DeviceAuthCache:
         self._max = max_entries
         self._entries: dict[str, tuple[DeviceInfo, float]] = {}
 
-    def get(self, token: str) -> DeviceInfo | None:
+    def get(self, token: str, now: datetime | None = None) -> DeviceInfo | None:
         entry = self._entries.get(token)
         if entry is None:
             return None
-        if clock.now().timestamp() - entry[1] >= self._ttl:
+        if (now or clock.now()).timestamp() - entry[1] >= self._ttl:
             self._entries.pop(token, None)
             return None
         return entry[0]
@@ -85,12 +86,14 @@ async def resolve_device(connection: HTTPConnection, *, cached: bool = False) ->
     return await authenticate(runtime_of(connection), device_token_of(connection), cached=cached)
 
 
-async def authenticate(runtime: Runtime, token: str | None, *, cached: bool = False) -> DeviceInfo:
+async def authenticate(
+    runtime: Runtime, token: str | None, *, cached: bool = False, now: datetime | None = None
+) -> DeviceInfo:
     """The device of ``token``, or ApiError 401 authorization-error. ``cached`` allows a recent answer."""
     if token is None:
         raise authorization_error(MISSING)
     cache = device_auth_cache(runtime) if cached else None
-    device = cache.get(token) if cache is not None else None
+    device = cache.get(token, now) if cache is not None else None
     if device is None:
         async with point_session(runtime.db) as session:
             device = await authenticate_device(session, token)

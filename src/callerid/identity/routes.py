@@ -24,9 +24,10 @@ JWKS_CACHE_CONTROL = "public, max-age=10"
 
 async def caller_id(request: FastRequest) -> FastResponse:
     runtime = request.runtime
-    device = await authenticate(
-        runtime, device_token(request.header(b"authorization"), request.query("token")), cached=True
-    )
+    now = clock.now()
+    authorization = request.header(b"authorization")
+    token = device_token(authorization, request.query("token") if authorization is None else None)
+    device = await authenticate(runtime, token, cached=True, now=now)
     raw = request.query("caller")
     if raw is None or raw.strip() == "":
         raise invalid_input("caller is required")
@@ -35,9 +36,9 @@ async def caller_id(request: FastRequest) -> FastResponse:
         raise invalid_input("caller is invalid")
     signer: Signer = runtime.services[SIGNER]
     # Warm the key before taking a pooled connection (a cold start reads the key with its own connection).
-    await signer.active_key()
+    await signer.active_key(now)
     async with point_session(runtime.db) as session:
-        found = await service.lookup(session, runtime.settings, signer, caller, device.phone_number, clock.now())
+        found = await service.lookup(session, runtime.settings, signer, caller, device.phone_number, now)
     return FastResponse(found.to_json() if found is not None else service.NOT_VERIFIED)
 
 

@@ -79,5 +79,5 @@ async def lookup(
         label_id=str(found.label_id),
         starts_at=starts_at,
         ends_at=ends_at,
-        assertion=await signer.sign(claims),
+        assertion=await signer.sign(claims, at),
     )

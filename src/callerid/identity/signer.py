@@ -39,6 +39,7 @@ ALGORITHM = "ES256"
 KEY_REFRESH_SECONDS = 10.0
 # How long after retirement a process may still sign with a retired key: its cache age plus a generous bound
 # on the re-read itself. Retired keys stay published for this plus the assertion lifetime.
+_KEY_REFRESH = timedelta(seconds=KEY_REFRESH_SECONDS)
 RETIRED_SIGNING_GRACE_SECONDS = KEY_REFRESH_SECONDS + 60.0
 # Any constant: serialises first-key creation between processes on PostgreSQL.
 _KEY_LOCK_ID = 0x63616C6C
@@ -185,15 +186,15 @@ class Signer:
     def invalidate(self) -> None:
         self._key = None
 
-    def _fresh(self) -> bool:
+    def _fresh(self, now: datetime) -> bool:
         if self._loaded_at is None:
             return False
-        return 0 <= (clock.now() - self._loaded_at).total_seconds() < KEY_REFRESH_SECONDS
+        return self._loaded_at <= now < self._loaded_at + _KEY_REFRESH
 
-    async def active_key(self) -> ActiveKey:
+    async def active_key(self, now: datetime | None = None) -> ActiveKey:
         key = self._key
         if key is not None:
-            if not self._fresh() and (self._refreshing is None or self._refreshing.done()):
+            if not self._fresh(now or clock.now()) and (self._refreshing is None or self._refreshing.done()):
                 self._refreshing = asyncio.create_task(self._refresh(), name="signer-refresh")
             return key
         async with self._lock:  # cold start: one loader, everyone else waits for it
@@ -226,8 +227,8 @@ class Signer:
                 row = (await session.execute(_active_query())).one()
         return ActiveKey(kid=str(row.kid), private_key=_load_private(row.private_key_pem))
 
-    async def sign(self, claims: dict[str, Any]) -> str:
-        return compact_jws(await self.active_key(), claims)
+    async def sign(self, claims: dict[str, Any], now: datetime | None = None) -> str:
+        return compact_jws(await self.active_key(now), claims)
 
 
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())

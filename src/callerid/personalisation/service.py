@@ -690,8 +690,8 @@ def _active_identity_query() -> Any:
     at_ms = bindparam("at_ms", type_=records.starts_at.type)
     return (
         select(
-            records.id,
-            records.label_id,
+            type_coerce(records.id, UuidText()).label("id"),  # text: they only go out again as text
+            type_coerce(records.label_id, UuidText()).label("label_id"),
             records.label_name,
             LABELS.c.logo_key,
             records.call_reason,
@@ -730,8 +730,8 @@ async def active_identity(session: AsyncSession, caller: str, receiver: str, at:
     if row is None:
         return None
     return ActiveIdentity(
-        record_id=str(row.id),
-        label_id=str(row.label_id),
+        record_id=row.id,
+        label_id=row.label_id,
         name=row.label_name,
         logo_key=row.logo_key,
         call_reason=row.call_reason,
