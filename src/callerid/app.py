@@ -51,9 +51,9 @@ class CallerIdApp(FastAPI):
 
     FastAPI's own stack puts ServerErrorMiddleware, an exception-telemetry layer and a body-limit layer (both
     idle here: telemetry is off and no body limit is set) before any user middleware; each costs a call and
-    some a send wrapper on every request. Ours is: ObservabilityMiddleware (which also answers unexpected
-    errors with the spec's 500 body, as ServerErrorMiddleware would with our handler) -> FastLane (the hot
-    endpoints) -> the exception handlers -> the router, as FastAPI builds it.
+    some a send wrapper on every request. Ours is: FastLane (the hot endpoints, which observe their requests
+    themselves) -> ObservabilityMiddleware (which also answers unexpected errors with the spec's 500 body, as
+    ServerErrorMiddleware would with our handler) -> the exception handlers -> the router, as FastAPI builds it.
     """
 
     fast_routes: list[FastRoute]
@@ -62,7 +62,7 @@ class CallerIdApp(FastAPI):
         handlers = {key: value for key, value in self.exception_handlers.items() if key not in (500, Exception)}
         inner: ASGIApp = AsyncExitStackMiddleware(self.router)
         inner = ExceptionMiddleware(inner, handlers=handlers, debug=self.debug)
-        return ObservabilityMiddleware(FastLane(inner, self.fast_routes))
+        return FastLane(ObservabilityMiddleware(inner), self.fast_routes)
 
 
 def load_job_handlers() -> None:

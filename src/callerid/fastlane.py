@@ -7,8 +7,9 @@ real-time record, the caller-ID lookup or the health probe need for their own wo
 path goes on to FastAPI untouched. Handlers keep the layering of the rest of the app: parse, call the
 service, render; errors are the same ``ApiProblem`` exceptions, rendered in the same shapes.
 
-``ObservabilityMiddleware`` sits outside this layer, so request ids, access lines and metrics (labelled by
-the route template, which this layer puts in ``scope["route"]``) are the same as for any other route.
+This is the outermost layer: a fast route's request gets its request id, access line and metrics (labelled by
+the route template, which this layer puts in ``scope["route"]``) from ``RequestObservation`` here, exactly as
+``ObservabilityMiddleware`` gives them to every other request, without a middleware's send wrapper in between.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from urllib.parse import parse_qsl
 import orjson
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.routing import Match
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from callerid.errors import ApiProblem, method_not_allowed
+from callerid.ops.middleware import INTERNAL_ERROR, INTERNAL_ERROR_START, RequestObservation
 from callerid.responses import JsonResponse
 from callerid.runtime import Runtime
 
@@ -108,13 +111,24 @@ class FastRoute:
         object.__setattr__(self, "allowed", self.methods + head)
 
 
-async def send_json(send: Send, status: int, content: Any, headers: dict[str, str] | None = None) -> None:
+async def send_json(
+    send: Send,
+    status: int,
+    content: Any,
+    headers: dict[str, str] | None = None,
+    extra_header: tuple[bytes, bytes] | None = None,
+    *,
+    head: bool = False,
+) -> None:
+    """A JSON response; ``head``: the same status and headers with no body (RFC 9110 §9.3.2)."""
     body = orjson.dumps(content)
     raw_headers = [_JSON_CONTENT_TYPE, (b"content-length", str(len(body)).encode())]
     if headers:
         raw_headers.extend((key.lower().encode("latin-1"), value.encode("latin-1")) for key, value in headers.items())
+    if extra_header is not None:
+        raw_headers.append(extra_header)
     await send({"type": "http.response.start", "status": status, "headers": raw_headers})
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.body", "body": b"" if head else body})
 
 
 class FastLane:
@@ -123,6 +137,7 @@ class FastLane:
     def __init__(self, app: ASGIApp, routes: Sequence[FastRoute]):
         self.app = app
         self.routes = list(routes)
+        self._allowed: dict[str, tuple[str, ...]] = {}  # per fast route: its methods and the app's on its path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -130,6 +145,9 @@ class FastLane:
             for route in self.routes:
                 match = route.pattern.match(path)
                 if match is not None:
+                    if scope["method"] not in route.allowed:
+                        await self._other_method(route, scope, receive, send)
+                        return
                     scope["route"] = route
                     await self._answer(route, match.groupdict(), scope, receive, send)
                     return
@@ -138,51 +156,54 @@ class FastLane:
     async def _answer(
         self, route: FastRoute, path_params: dict[str, str], scope: Scope, receive: Receive, send: Send
     ) -> None:
-        method = scope["method"]
-        if method not in route.allowed:
-            del scope["route"]
-            await self._other_method(route, scope, receive, send)
-            return
+        observation = RequestObservation(scope)
+        status = 500
         try:
-            request = FastRequest(scope, receive, path_params, scope["app"].state.runtime)
-            response = await route.handler(request)
-        except ApiProblem as problem:
-            await send_json(send, problem.status_code, problem.body(), problem.headers)
-            return
-        if method == "HEAD":  # same status and headers as GET, no body (RFC 9110 §9.3.2)
-            body = orjson.dumps(response.content)
-            headers = [_JSON_CONTENT_TYPE, (b"content-length", str(len(body)).encode())]
-            await send({"type": "http.response.start", "status": response.status, "headers": headers})
-            await send({"type": "http.response.body", "body": b""})
-            return
-        await send_json(send, response.status, response.content, response.headers)
+            try:
+                response = await route.handler(FastRequest(scope, receive, path_params, scope["app"].state.runtime))
+            except ApiProblem as problem:
+                status = problem.status_code
+                await send_json(send, status, problem.body(), problem.headers, observation.header)
+                return
+            status = response.status
+            await send_json(
+                send, status, response.content, response.headers, observation.header, head=scope["method"] == "HEAD"
+            )
+        except Exception as exc:
+            observation.failed(scope, exc)
+            status = 500
+            start = dict(INTERNAL_ERROR_START)
+            start["headers"] = [*start["headers"], observation.header]
+            await send(start)
+            await send({"type": "http.response.body", "body": INTERNAL_ERROR})
+        finally:
+            observation.finish(scope, str(status))
 
     async def _other_method(self, route: FastRoute, scope: Scope, receive: Receive, send: Send) -> None:
-        """A method the fast route does not serve: FastAPI may serve it on the same path (S2 shares B2's path).
-        If FastAPI does not know the path at all (404), the answer is 405 with the fast route's methods; if it
-        answers 405 itself, the fast route's methods are added to its ``Allow``."""
-        replaced = False
+        """A method the fast route does not serve. FastAPI may serve it on the same path (S2 shares B2's path):
+        then FastAPI answers. Otherwise the answer is 405, whose ``Allow`` lists the methods of both."""
+        router = scope["app"].router
+        if any(candidate.matches(scope)[0] is Match.FULL for candidate in router.routes):
+            await self.app(scope, receive, send)
+            return
+        allowed = self._allowed.get(route.path)
+        if allowed is None:
+            # Asked once per route, of the same router matching that answers the requests themselves.
+            others = [
+                method
+                for method in _METHODS
+                if method not in route.allowed
+                and any(c.matches({**scope, "method": method})[0] is Match.FULL for c in router.routes)
+            ]
+            allowed = self._allowed[route.path] = (*route.allowed, *others)
+        scope["route"] = route
+        observation = RequestObservation(scope)
+        problem = method_not_allowed(allowed)
+        await send_json(send, problem.status_code, problem.body(), problem.headers, observation.header)
+        observation.finish(scope, str(problem.status_code))
 
-        async def send_or_replace(message: Message) -> None:
-            nonlocal replaced
-            if replaced:
-                return  # the rest of the 404 we replaced
-            if message["type"] == "http.response.start" and message["status"] == 404:
-                replaced = True
-                problem = method_not_allowed(route.allowed)
-                await send_json(send, problem.status_code, problem.body(), problem.headers)
-                return
-            if message["type"] == "http.response.start" and message["status"] == 405:
-                headers = []
-                for key, value in message.get("headers", []):
-                    if key.lower() == b"allow":
-                        methods = [m.strip() for m in value.decode("latin-1").split(",") if m.strip()]
-                        value = ", ".join(dict.fromkeys([*methods, *route.allowed])).encode("latin-1")
-                    headers.append((key, value))
-                message = {**message, "headers": headers}
-            await send(message)
 
-        await self.app(scope, receive, send_or_replace)
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 # --- OpenAPI -------------------------------------------------------------------------------------------------

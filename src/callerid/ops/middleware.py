@@ -1,5 +1,6 @@
-"""A pure ASGI middleware, the outermost layer of the app: request id, access log line, metrics, and the 500
-answer for anything unexpected. It logs the route template, never the raw query string or headers."""
+"""Request observability: request id, access log line, metrics, and the 500 answer for anything unexpected, as a
+pure ASGI middleware (every route but the fast ones, which use ``RequestObservation`` themselves). It logs the
+route template, never the raw query string or headers."""
 
 from __future__ import annotations
 
@@ -20,10 +21,10 @@ from callerid.responses import JsonResponse
 
 log = structlog.get_logger("callerid.access")
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-_INTERNAL_ERROR = orjson.dumps(INTERNAL_ERROR_BODY)
+INTERNAL_ERROR = orjson.dumps(INTERNAL_ERROR_BODY)
 _INTERNAL_ERROR_HEADERS = [
     (b"content-type", JsonResponse.media_type.encode()),
-    (b"content-length", str(len(_INTERNAL_ERROR)).encode()),
+    (b"content-length", str(len(INTERNAL_ERROR)).encode()),
 ]
 
 
@@ -55,6 +56,38 @@ def _request_id(scope: Scope) -> str:
     return os.urandom(16).hex()
 
 
+class RequestObservation:
+    """One request's observability: its id (echoed as ``X-Request-ID``, bound to every log line of the request)
+    and its timing; ``finish`` counts it in the metrics and writes its access line. Used by the middleware below
+    and, for the hot endpoints, by ``callerid.fastlane`` directly (one layer less on every request)."""
+
+    __slots__ = ("_context", "header", "request_id", "started")
+
+    def __init__(self, scope: Scope):
+        self.request_id = _request_id(scope)
+        scope.setdefault("state", {})["request_id"] = self.request_id
+        self._context = structlog.contextvars.bind_contextvars(request_id=self.request_id)
+        self.header = (b"x-request-id", self.request_id.encode())
+        self.started = time.perf_counter()
+
+    def failed(self, scope: Scope, exc: BaseException) -> None:
+        # The request id stays on the log line; the response body never holds the exception's text.
+        log.error("unhandled_error", route=_route_template(scope), exc_info=exc)
+
+    def finish(self, scope: Scope, status: str) -> None:
+        elapsed = time.perf_counter() - self.started
+        route = _route_template(scope)
+        method = scope.get("method", "WS")
+        _request_counter(method, route, status).inc()
+        _latency_histogram(method, route).observe(elapsed)
+        duration_ms = round(elapsed * 1000, 2)
+        log_access(self.request_id, {"method": method, "route": route, "status": status, "duration_ms": duration_ms})
+        structlog.contextvars.reset_contextvars(**self._context)
+
+
+INTERNAL_ERROR_START = {"type": "http.response.start", "status": 500, "headers": _INTERNAL_ERROR_HEADERS}
+
+
 class ObservabilityMiddleware:
     def __init__(self, app: ASGIApp):
         self.app = app
@@ -64,11 +97,7 @@ class ObservabilityMiddleware:
         if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
-        request_id = _request_id(scope)
-        scope.setdefault("state", {})["request_id"] = request_id
-        context_tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
-        request_id_header = (b"x-request-id", request_id.encode())
-        started = time.perf_counter()
+        observation = RequestObservation(scope)
         status = 500
         responded = False
 
@@ -77,29 +106,16 @@ class ObservabilityMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 responded = True
-                message["headers"] = [*message.get("headers", ()), request_id_header]
+                message["headers"] = [*message.get("headers", ()), observation.header]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_request_id)
         except Exception as exc:
-            # The request id stays on the log line and the response; the body never holds the exception's text.
-            log.error("unhandled_error", route=_route_template(scope), exc_info=exc)
+            observation.failed(scope, exc)
             if kind != "http" or responded:
                 raise
-            await send_with_request_id(
-                {"type": "http.response.start", "status": 500, "headers": _INTERNAL_ERROR_HEADERS}
-            )
-            await send_with_request_id({"type": "http.response.body", "body": _INTERNAL_ERROR})
+            await send_with_request_id(dict(INTERNAL_ERROR_START))
+            await send_with_request_id({"type": "http.response.body", "body": INTERNAL_ERROR})
         finally:
-            elapsed = time.perf_counter() - started
-            route = _route_template(scope)
-            method = scope.get("method", "WS")
-            outcome = str(status) if kind == "http" else "ws"
-            _request_counter(method, route, outcome).inc()
-            _latency_histogram(method, route).observe(elapsed)
-            log_access(
-                request_id,
-                {"method": method, "route": route, "status": outcome, "duration_ms": round(elapsed * 1000, 2)},
-            )
-            structlog.contextvars.reset_contextvars(**context_tokens)
+            observation.finish(scope, str(status) if kind == "http" else "ws")
