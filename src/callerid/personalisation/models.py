@@ -35,8 +35,9 @@ class CallBatch(Base):
 class CallRecord(Base):
     __tablename__ = "call_records"
     __table_args__ = (
-        # The caller-ID lookup: newest usable record of a pair (invalid records have NULL caller).
-        Index("ix_call_records_pair_created", "caller", "receiver", "created_at"),
+        # The caller-ID lookup: newest usable record of a pair (invalid records have NULL caller), ordered by the
+        # index alone (created_at, then position within a batch).
+        Index("ix_call_records_pair_newest", "caller", "receiver", "created_at", "position"),
         # Batch status and batch processing read a batch's records in submission order.
         Index("ix_call_records_batch_position", "batch_id", "position"),
     )
