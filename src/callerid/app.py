@@ -98,6 +98,7 @@ def create_app(settings: Settings | None = None) -> CallerIdApp:
             if runner is not None:
                 await runner.stop()
             await push_hub.stop()
+            await signer.stop()
             await close_deliverer(runtime.services)
             await db.dispose()
             flush_access_log()

@@ -6,6 +6,7 @@ tests can shrink it.
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
 
@@ -71,6 +72,10 @@ class Settings(BaseSettings):
 
     # --- caller-ID lookup assertions (PASSporT, RFC 8225 / RFC 9795) ------------------------------------------
     assertion_ttl_seconds: int = Field(default=300, description="lifetime (exp - iat) of a signed call assertion")
+    signing_process: bool = Field(
+        default_factory=lambda: (os.cpu_count() or 1) > 1,
+        description="sign call assertions in a helper process (another core); default: when there are 2+ CPUs",
+    )
 
     # --- durable job runner ---------------------------------------------------------------------------
     job_lease_seconds: float = 30.0

@@ -19,9 +19,8 @@ from typing import Any
 
 import orjson
 import structlog
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from jwt.algorithms import ECAlgorithm
 from sqlalchemy import or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,6 +29,7 @@ from callerid import clock
 from callerid.config import Settings
 from callerid.db import Database
 from callerid.identity.models import SigningKey
+from callerid.identity.signing_worker import SigningWorker, raw_signature
 from callerid.timefmt import iso_z
 
 log = structlog.get_logger("callerid.identity.signer")
@@ -49,6 +49,7 @@ _KEY_LOCK_ID = 0x63616C6C
 class ActiveKey:
     kid: str
     private_key: ec.EllipticCurvePrivateKey
+    private_key_pem: str  # for the signing helper process (identity.signing_worker)
 
     @cached_property
     def header_segment(self) -> bytes:
@@ -173,6 +174,7 @@ class Signer:
     def __init__(self, db: Database, settings: Settings):
         self._db = db
         self._settings = settings
+        self._worker = SigningWorker() if settings.signing_process else None
         self._key: ActiveKey | None = None
         self._loaded_at: datetime | None = None
         self._lock = asyncio.Lock()
@@ -225,27 +227,32 @@ class Signer:
                 await ensure_active_key(session)
             async with self._db.session() as session:
                 row = (await session.execute(_active_query())).one()
-        return ActiveKey(kid=str(row.kid), private_key=_load_private(row.private_key_pem))
+        return ActiveKey(
+            kid=str(row.kid), private_key=_load_private(row.private_key_pem), private_key_pem=row.private_key_pem
+        )
 
     async def sign(self, claims: dict[str, Any], now: datetime | None = None) -> str:
-        return compact_jws(await self.active_key(now), claims)
+        """A PASSporT of ``claims`` with the active key (the signature made in the helper process when enabled)."""
+        key = await self.active_key(now)
+        data = signing_input(key, claims)
+        signature = (
+            await self._worker.sign(key, data) if self._worker is not None else raw_signature(key.private_key, data)
+        )
+        return f"{data.decode()}.{_b64url(signature)}"
+
+    async def stop(self) -> None:
+        if self._worker is not None:
+            await self._worker.stop()
 
 
-_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+def signing_input(key: ActiveKey, claims: dict[str, Any]) -> bytes:
+    """The JWS signing input (RFC 7515 §5.1) of a PASSporT: header and claims, base64url, in the canonical form
+    RFC 8225 §9 asks of PASSporTs (keys sorted, no whitespace).
 
-
-def compact_jws(key: ActiveKey, claims: dict[str, Any]) -> str:
-    """A JWS compact serialization (RFC 7515) of ``claims`` signed with ES256.
-
-    Written out rather than with ``jwt.encode``: on the caller-ID hot path PyJWT's generic header handling
-    and DER-to-raw conversion cost about as much again as the signature itself. Header and claims are
-    serialised in the canonical form RFC 8225 §9 asks of PASSporTs (keys sorted, no whitespace).
+    Written out rather than with ``jwt.encode``: on the caller-ID hot path PyJWT's generic header handling and
+    DER-to-raw conversion cost about as much again as the signature itself.
     """
-    payload = _b64url(orjson.dumps(claims, option=orjson.OPT_SORT_KEYS)).encode()
-    signing_input = key.header_segment + b"." + payload
-    r, s = decode_dss_signature(key.private_key.sign(signing_input, _ECDSA_SHA256))
-    signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")  # JWS ES256: R || S, 32 bytes each (RFC 7518)
-    return f"{signing_input.decode()}.{_b64url(signature)}"
+    return key.header_segment + b"." + _b64url(orjson.dumps(claims, option=orjson.OPT_SORT_KEYS)).encode()
 
 
 def passport_claims(
