@@ -76,7 +76,7 @@ def create_app(settings: Settings | None = None) -> CallerIdApp:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = Database(settings.database_url)
+        db = Database(settings.database_url, pool_size=settings.database_pool_size)
         runtime = Runtime(settings=settings, db=db, limiter=RateLimiter(settings))
         app.state.runtime = runtime
         # Before the job runner: batch jobs push through the hub.

@@ -32,6 +32,13 @@ class Settings(BaseSettings):
         default=None, description="absolute base URL used in links we hand out (logo_url, downloads)"
     )
 
+    database_pool_size: int = Field(
+        default=32,
+        ge=1,
+        description="PostgreSQL connections each process keeps open (as many again may be opened under bursts); "
+        "under the pool size, concurrent requests open and close extra connections all the time",
+    )
+
     # --- serving ---------------------------------------------------------------------------------------
     host: str = "127.0.0.1"
     port: int = 8000

@@ -156,7 +156,7 @@ def worker(as_json: bool = JSON_OPTION) -> None:
         from callerid.identity.signer import SIGNER, Signer
         from callerid.webhooks.delivery import close_deliverer
 
-        db = Database(settings.database_url)
+        db = Database(settings.database_url, pool_size=settings.database_pool_size)
         # Batch jobs push to phones: the worker needs the hub (Redis fans pushes out to the serving processes).
         services: dict[str, object] = {SIGNER: Signer(db, settings)}
         push_hub = await start_push_hub(settings, services)
