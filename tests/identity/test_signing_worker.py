@@ -64,10 +64,19 @@ def test_the_helper_answers_failed_for_a_key_it_was_never_sent() -> None:
     assert sink.getvalue()[0] == signing_worker.FAILED
 
 
+async def started(worker: SigningWorker, key: FakeKey) -> None:
+    """Until the helper runs, signatures are made in-process: wait for it."""
+    await worker.sign(key, b"start the helper")
+    assert worker._starting is not None
+    await worker._starting
+    assert worker._process is not None
+
+
 async def test_concurrent_signatures_come_back_to_their_own_requests() -> None:
     keys = [FakeKey(), FakeKey()]  # two kids in one loop turn: one frame each, both answered in order
     worker = SigningWorker()
     try:
+        await started(worker, keys[0])
         inputs = [(keys[i % 2], f"input {i}".encode()) for i in range(200)]
         signatures = await asyncio.gather(*(worker.sign(key, data) for key, data in inputs))
         assert worker.usable
@@ -81,8 +90,9 @@ async def test_a_helper_that_dies_is_replaced_by_signing_in_process() -> None:
     key = FakeKey()
     worker = SigningWorker()
     try:
-        check(key.private_key, b"warm", await worker.sign(key, b"warm"))  # the helper runs
-        assert worker._process is not None
+        await started(worker, key)
+        check(key.private_key, b"warm", await worker.sign(key, b"warm"))  # signed by the helper
+        assert worker._process is not None and worker.usable
         worker._process.kill()
         await worker._process.wait()
         # Whatever was waiting or comes later is still signed, here.
@@ -94,9 +104,12 @@ async def test_a_helper_that_dies_is_replaced_by_signing_in_process() -> None:
         await worker.stop()
 
 
-async def test_stop_ends_the_helper_process() -> None:
+async def test_the_first_signatures_do_not_wait_for_the_helper_and_stop_ends_it() -> None:
     worker = SigningWorker()
-    await worker.sign(FakeKey(), b"start it")
+    key = FakeKey()
+    check(key.private_key, b"first", await worker.sign(key, b"first"))  # made here while the helper starts
+    assert worker._starting is not None
+    await worker._starting
     process = worker._process
     assert process is not None and process.returncode is None
     await worker.stop()

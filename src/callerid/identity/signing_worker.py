@@ -7,9 +7,10 @@ A process does: signatures requested during one turn of the loop go over a pipe 
 come back on the loop like any other I/O, with no thread in between (``asyncio`` subprocess pipes). Per
 signature the loop then spends a few microseconds instead of ~40 (bench/personalisation.py, lookup phase).
 
-The helper (``python -m callerid.identity.signing_worker``) is started on the first signature, holds the
-private keys it was sent (by kid), and ends when its stdin closes, including when this process dies. If it
-fails, pending and later signatures are made in-process, exactly as without it.
+The helper (``python -m callerid.identity.signing_worker``) is started in the background on the first signature
+(signatures are made in-process until it runs), holds the private keys it was sent (by kid), and ends when its
+stdin closes, including when this process dies. If it fails, pending and later signatures are made in-process,
+exactly as without it.
 
 Frames, both ways: ``<kind: u8><length: u32 LE><payload>``. To the helper: KEY (kid, PEM) and SIGN (kid, the
 signing inputs); from it: one SIGNED frame per SIGN frame (the raw R||S signatures, 64 bytes each, in order)
@@ -130,12 +131,11 @@ class SigningWorker:
         if not self.usable:
             return raw_signature(key.private_key, data)
         if self._process is None:
+            # Started on the first signature, in the background: until it runs, signatures are made here (a
+            # request never waits for the helper's start-up).
             if self._starting is None:
-                self._starting = asyncio.create_task(self._start())
-            try:
-                await asyncio.shield(self._starting)
-            except Exception:
-                return raw_signature(key.private_key, data)
+                self._starting = asyncio.create_task(self._start(), name="signing-worker-start")
+            return raw_signature(key.private_key, data)
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._pending.setdefault(key.kid, []).append((key, data, future))
         if not self._flush_scheduled:
@@ -144,6 +144,8 @@ class SigningWorker:
         return await future
 
     async def _start(self) -> None:
+        if not self.usable:  # stopped before it started
+            return
         try:
             self._process = await asyncio.create_subprocess_exec(
                 sys.executable,
