@@ -114,22 +114,33 @@ def _reader_for(db: Database) -> _SqliteReader | None:
 
 class _AutocommitReadSession:
     """PostgreSQL: statements on a pooled connection in autocommit, so a point read is one round trip
-    (an ORM session adds BEGIN before and ROLLBACK after it)."""
+    (an ORM session adds BEGIN before and ROLLBACK after it). Plain SELECTs go to asyncpg directly with their
+    compiled form cached (``db.rawsql``): SQLAlchemy's execution path cost more CPU than the round trip; the
+    connection, its type codecs and asyncpg's prepared-statement cache are SQLAlchemy's own."""
 
-    def __init__(self, connection: AsyncConnection):
+    def __init__(self, connection: AsyncConnection, raw: RawStatementCache):
         self._connection = connection
+        self._raw = raw
+        self._driver: Any = None
 
-    async def execute(self, statement: Any, params: Any = None) -> Result[Any]:
-        result = await self._connection.execute(statement, params)
-        return result.freeze()()
+    async def execute(self, statement: Any, params: Any = None) -> Result[Any] | RawResult:
+        raw = self._raw.get(statement)
+        if raw is None or raw.row_type is None:
+            result = await self._connection.execute(statement, params)
+            return result.freeze()()
+        if self._driver is None:
+            self._driver = (await self._connection.get_raw_connection()).driver_connection
+        records = await self._driver.fetch(raw.sql, *raw.parameters(params))
+        return RawResult(raw.rows([tuple(record) for record in records]))
 
 
-def _autocommit_engine_for(db: Database) -> AsyncEngine:
-    engine: AsyncEngine | None = db.__dict__.get(_AUTOCOMMIT_ATTRIBUTE)
-    if engine is None:
+def _autocommit_engine_for(db: Database) -> tuple[AsyncEngine, RawStatementCache]:
+    found: tuple[AsyncEngine, RawStatementCache] | None = db.__dict__.get(_AUTOCOMMIT_ATTRIBUTE)
+    if found is None:
         # Same pool as db.engine; the option only changes how checked-out connections run statements.
-        engine = db.__dict__[_AUTOCOMMIT_ATTRIBUTE] = db.engine.execution_options(isolation_level="AUTOCOMMIT")
-    return engine
+        engine = db.engine.execution_options(isolation_level="AUTOCOMMIT")
+        found = db.__dict__[_AUTOCOMMIT_ATTRIBUTE] = (engine, RawStatementCache(db.engine.dialect))
+    return found
 
 
 def point_session(db: Database) -> AbstractAsyncContextManager[AsyncSession]:
@@ -143,8 +154,9 @@ def point_session(db: Database) -> AbstractAsyncContextManager[AsyncSession]:
 @asynccontextmanager
 async def _pooled_point_session(db: Database) -> AsyncIterator[AsyncSession]:
     if db.is_postgres:
-        async with _autocommit_engine_for(db).connect() as connection:
-            yield cast(AsyncSession, _AutocommitReadSession(connection))
+        engine, raw = _autocommit_engine_for(db)
+        async with engine.connect() as connection:
+            yield cast(AsyncSession, _AutocommitReadSession(connection, raw))
     else:
         async with db.session() as session:
             yield session

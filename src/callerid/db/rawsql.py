@@ -123,7 +123,10 @@ class RawStatement:
         """
         if len(raw_rows) == 1:
             raw = raw_rows[0]
-            row = self._converted.get(raw)
+            try:
+                row = self._converted.get(raw)
+            except TypeError:  # a driver that decodes JSON itself (asyncpg): not hashable, not kept
+                return [self._convert(raw)]
             if row is None:
                 if len(self._converted) >= CONVERTED_ROWS_KEPT:
                     self._converted.clear()
