@@ -17,6 +17,7 @@ from fastapi import Depends, FastAPI
 
 from callerid import clock
 from callerid.accounts.dependencies import require_access
+from callerid.accounts.ratelimit import MemoryWindows
 from callerid.accounts.service import TokenPrincipal
 from callerid.app import create_app
 from tests.conftest import REDIS_URL, Tenant, create_tenant, make_settings, mint, requires_redis
@@ -269,3 +270,33 @@ async def test_every_business_endpoint_checks_tokens(
         for headers, url, status, body in cases:
             response = await client.request(method, url, headers=headers, json={})
             assert (response.status_code, response.json()) == (status, body), (method, path, feature, level)
+
+
+# --- the in-memory moving window (no Redis) ----------------------------------------------------------------
+
+
+def test_memory_windows_are_exact_moving_windows() -> None:
+    windows = MemoryWindows()
+    # 3 per 10 s: hits at 0, 1, 2 fill it; at 9.9 the oldest is still inside, at 10.0 it has left.
+    assert [windows.hit("token", 3, 10.0, t) for t in (0.0, 1.0, 2.0)] == [None, None, None]
+    wait = windows.hit("token", 3, 10.0, 9.9)
+    assert wait is not None and abs(wait - 0.1) < 1e-9  # seconds until the hit at 0 leaves the window
+    assert windows.hit("token", 3, 10.0, 10.0) is None
+    assert windows.hit("token", 3, 10.0, 10.5) is not None  # 1, 2 and 10 inside
+    # Other identities and other limits of the same identity have windows of their own.
+    assert windows.hit("other", 3, 10.0, 10.5) is None
+    assert windows.hit("token", 60, 60.0, 10.5) is None
+
+
+def test_memory_windows_drop_idle_keys_but_keep_live_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    from callerid.accounts import ratelimit
+
+    monkeypatch.setattr(ratelimit, "SWEEP_AT_KEYS", 4)
+    windows = MemoryWindows()
+    windows._sweep_at = 4
+    windows.hit("long", 1, 60.0, 0.0)  # a 60 s window, still live at t=30
+    for name in ("a", "b", "c"):
+        windows.hit(name, 5, 1.0, 0.0)  # 1 s windows, idle by t=30
+    windows.hit("new", 5, 1.0, 30.0)  # the 5th key: sweeps the idle ones first
+    assert len(windows) == 2
+    assert windows.hit("long", 1, 60.0, 30.0) is not None  # its hit at 0 still counts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -223,3 +224,26 @@ async def test_logs_are_json_with_request_ids_and_never_hold_a_secret(
 )
 def test_scrubber(field: str, value: Any, expected: Any) -> None:
     assert scrub_secrets(None, "info", {field: value})[field] == expected
+
+
+async def test_access_lines_are_written_in_batches_within_the_flush_interval(
+    client: httpx.AsyncClient, captured_logs: Callable[[], list[str]]
+) -> None:
+    import callerid.ops.logging as ops_logging
+
+    for index in range(3):
+        await client.get("/healthz", headers={"X-Request-ID": f"batched-{index}"})
+    buffered = [json.loads(line) for line in ops_logging._pending_access]
+    assert [line["request_id"] for line in buffered] == ["batched-0", "batched-1", "batched-2"]
+    await asyncio.sleep(ops_logging.ACCESS_FLUSH_SECONDS * 3)  # the timer writes them, without a flush call
+    assert ops_logging._pending_access == []
+    written = [json.loads(line) for line in captured_logs() if "batched-" in line]
+    assert [line["request_id"] for line in written] == ["batched-0", "batched-1", "batched-2"]
+    for line in written:
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", line["timestamp"])
+        assert (line["event"], line["logger"], line["route"], line["status"]) == (
+            "request",
+            "callerid.access",
+            "/healthz",
+            "200",
+        )

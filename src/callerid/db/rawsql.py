@@ -58,6 +58,13 @@ class RawStatement:
                 return None
             processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
             default = _REQUIRED if bind.required or bind.callable is not None else bind.value
+            if column_keys is not None and name not in column_keys:
+                # A column SQLAlchemy adds to an INSERT for its Python-side default: its default, if a plain value
+                # (a callable one must be given: it is evaluated per row, which this fast path does not do).
+                column = statement.table.c.get(name)  # type: ignore[attr-defined]
+                column_default = getattr(column, "default", None)
+                scalar = column_default is not None and column_default.is_scalar
+                default = column_default.arg if scalar else _REQUIRED
             binds.append((name, processor, default))
         result = None
         row_type = None
@@ -98,13 +105,18 @@ class RawStatement:
             for name, processor, _ in self._binds
             if name in shared
         }
-        per_row = [(name, processor) for name, processor, _ in self._binds if name not in shared]
+        per_row = [(name, processor, default) for name, processor, default in self._binds if name not in shared]
         order = [name for name, _, _ in self._binds]
         out = []
         for row in rows:
             values = dict(converted)
-            for name, processor in per_row:
-                value = row[name]
+            for name, processor, default in per_row:
+                if name in row:
+                    value = row[name]
+                elif default is _REQUIRED:
+                    raise KeyError(f"missing value for bind parameter {name!r}")
+                else:
+                    value = default
                 values[name] = processor(value) if processor is not None and value is not None else value
             out.append(tuple(values[name] for name in order))
         return out
