@@ -193,6 +193,15 @@ async def test_readyz_with_an_unreachable_database_is_503(app: Any, client: http
 
 
 @SQLITE_ONLY
+async def test_readyz_answers_head_and_is_documented_once(client: httpx.AsyncClient) -> None:
+    head = await client.head("/readyz")
+    assert (head.status_code, head.content) == (200, b"")
+    document = (await client.get("/openapi.json")).json()
+    assert list(document["paths"]["/readyz"]) == ["get"]
+    assert document["paths"]["/readyz"]["get"]["operationId"] == "readyz"
+
+
+@SQLITE_ONLY
 async def test_readyz_with_a_database_that_hangs_is_503_within_the_timeout(
     app: Any, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
