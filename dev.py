@@ -34,12 +34,37 @@ def run(*args: str | Path, **kwargs: object) -> None:
     subprocess.run([str(a) for a in args], check=True, **kwargs)  # type: ignore[call-overload]
 
 
+def venv_interpreter_home() -> str | None:
+    """The folder of the interpreter .venv was made with (``home`` in its pyvenv.cfg), if there is one."""
+    config = VENV / "pyvenv.cfg"
+    if not config.exists():
+        return None
+    for line in config.read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "home":
+            return os.path.realpath(value.strip())
+    return None
+
+
+def running_interpreter_home() -> str | None:
+    """The folder of the interpreter running dev.py; None when that is a venv's own (nothing to compare)."""
+    if sys.prefix != sys.base_prefix:
+        return None
+    return os.path.realpath(os.path.dirname(sys.executable))
+
+
 def ensure_venv(extras: str) -> None:
     if sys.version_info < (3, 11):  # noqa: UP036 - dev.py runs before any install, on any Python
         sys.exit(f"callerid needs Python 3.11 or newer (this is {sys.version.split()[0]})")
+    made_by, running = venv_interpreter_home(), running_interpreter_home()
     if not PYTHON.exists():
-        say(f"creating {VENV}")
+        say(f"creating {VENV} with {sys.executable}")
         venv.EnvBuilder(with_pip=True).create(VENV)
+    elif made_by is not None and running is not None and made_by != running:
+        # .venv is made by the interpreter dev.py runs under, so that choosing another one (an optimised build,
+        # see the README) takes effect; a venv cannot change its interpreter, so it is made again.
+        say(f"re-creating {VENV} with {sys.executable} (it was made with the Python in {made_by})")
+        venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
     wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extras.encode()).hexdigest()
     if STAMP.exists() and STAMP.read_text() == wanted:
         return
