@@ -12,7 +12,6 @@ import logging
 import re
 import sys
 import time
-from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
@@ -83,18 +82,6 @@ def _scrub(value: Any) -> Any:
 
 def scrub_secrets(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     return {key: ("[redacted]" if is_sensitive_key(key) else _scrub(value)) for key, value in event_dict.items()}
-
-
-# The id of the request being answered, for every log line written while answering it. One ContextVar set and
-# reset per request instead of structlog's bind_contextvars/reset_contextvars (a dict of ContextVars per call).
-REQUEST_ID: ContextVar[str | None] = ContextVar("callerid_request_id", default=None)
-
-
-def add_request_id(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    request_id = REQUEST_ID.get()
-    if request_id is not None:
-        event_dict.setdefault("request_id", request_id)
-    return event_dict
 
 
 PRERENDERED = "callerid_prerendered"  # LogRecord attribute: the line is already final JSON
@@ -185,7 +172,6 @@ def configure_logging(level: str = "INFO", json_output: bool = True) -> None:
     """Route structlog and the standard library (Granian, alembic) through one JSON renderer."""
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
-        add_request_id,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

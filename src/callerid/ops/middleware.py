@@ -5,7 +5,7 @@ route template, never the raw query string or headers."""
 from __future__ import annotations
 
 import functools
-import random
+import os
 import re
 import time
 from typing import Any
@@ -15,7 +15,7 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from callerid.errors import INTERNAL_ERROR_BODY
-from callerid.ops.logging import REQUEST_ID, log_access
+from callerid.ops.logging import log_access
 from callerid.ops.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from callerid.responses import JsonResponse
 
@@ -53,8 +53,7 @@ def _request_id(scope: Scope) -> str:
             if _SAFE_REQUEST_ID.match(incoming):
                 return incoming
             break
-    # An identifier to correlate log lines, not a secret: the PRNG is enough (and cheaper than os.urandom's call).
-    return f"{random.getrandbits(128):032x}"
+    return os.urandom(16).hex()
 
 
 class RequestObservation:
@@ -67,7 +66,7 @@ class RequestObservation:
     def __init__(self, scope: Scope):
         self.request_id = _request_id(scope)
         scope.setdefault("state", {})["request_id"] = self.request_id
-        self._context = REQUEST_ID.set(self.request_id)
+        self._context = structlog.contextvars.bind_contextvars(request_id=self.request_id)
         self.header = (b"x-request-id", self.request_id.encode())
         self.started = time.perf_counter()
 
@@ -83,7 +82,7 @@ class RequestObservation:
         _latency_histogram(method, route).observe(elapsed)
         duration_ms = round(elapsed * 1000, 2)
         log_access(self.request_id, {"method": method, "route": route, "status": status, "duration_ms": duration_ms})
-        REQUEST_ID.reset(self._context)
+        structlog.contextvars.reset_contextvars(**self._context)
 
 
 INTERNAL_ERROR_START = {"type": "http.response.start", "status": 500, "headers": _INTERNAL_ERROR_HEADERS}
