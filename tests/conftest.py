@@ -113,11 +113,17 @@ def database_url(request: pytest.FixtureRequest) -> str:
     return str(request.getfixturevalue(f"{request.param}_url"))
 
 
+# Reference data the migrations seed (the default label catalogue): kept between tests like a real deployment
+# keeps it; tests that change it restore it.
+SEEDED_TABLES = frozenset({"label_categories", "label_sub_categories"})
+
+
 async def empty_all_tables(db: Database) -> None:
     import_all_models()
     async with db.transaction() as session:
         for table in reversed(Base.metadata.sorted_tables):
-            await session.execute(delete(table))
+            if table.name not in SEEDED_TABLES:
+                await session.execute(delete(table))
         if db.is_postgres:
             await session.execute(text("SELECT 1"))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from callerid.db import Base
@@ -28,3 +28,23 @@ class Label(Base):
     sub_category: Mapped[int | None] = mapped_column(default=None)
     created_by_email: Mapped[str] = mapped_column(String(320), default="")
     created_at: Mapped[datetime]
+
+
+class LabelCategory(Base):
+    """The operator's catalogue of label categories (SPEC §10.2): integer ids, as the wire shows them."""
+
+    __tablename__ = "label_categories"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+
+
+class LabelSubCategory(Base):
+    """A sub-category belongs to exactly one category; ids are unique across the whole catalogue."""
+
+    __tablename__ = "label_sub_categories"
+    __table_args__ = (UniqueConstraint("category_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    category_id: Mapped[int] = mapped_column(ForeignKey("label_categories.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))

@@ -42,6 +42,11 @@ class WebhookConfig(Base):
     events: Mapped[list[Any]]
     # The signing secret must be readable to sign (HMAC), so it is stored as is, unlike API-key secrets.
     secret: Mapped[str] = mapped_column(String(100))
+    # After a rotation the old secret keeps signing beside the new one until it expires (Standard Webhooks
+    # allows several signatures), so receivers can switch without losing deliveries.
+    previous_secret: Mapped[str | None] = mapped_column(String(100), default=None)
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    secret_rotated_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -84,6 +89,20 @@ class WebhookAttempt(Base):
     outcome: Mapped[str] = mapped_column(String(20))
     status_code: Mapped[int | None] = mapped_column(default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class RetryRun(Base):
+    """One "retry all failed events since ..." from the console: which events it sent again, to show progress."""
+
+    __tablename__ = "webhook_retry_runs"
+    __table_args__ = (Index("ix_webhook_retry_runs_account_created", "account_id", "created_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("client_accounts.id", ondelete="CASCADE"))
+    since: Mapped[datetime]
+    event_ids: Mapped[list[Any]]
+    created_by_email: Mapped[str] = mapped_column(String(320), default="")
+    created_at: Mapped[datetime]
 
 
 class OutboxMail(Base):
