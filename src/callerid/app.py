@@ -19,6 +19,7 @@ from starlette.types import ASGIApp
 from callerid import __version__
 from callerid.accounts.ratelimit import RateLimiter
 from callerid.config import Settings, load_settings
+from callerid.console.app import install_console
 from callerid.db import Database
 from callerid.delivery.hub import start_push_hub
 from callerid.errors import install_error_handlers
@@ -143,6 +144,7 @@ def create_app(settings: Settings | None = None) -> CallerIdApp:
     app.include_router(engagement_router)
     app.include_router(identity_router)
     app.include_router(phone_router)
+    install_console(app)  # last: it adds a catch-all for unknown /console paths
     return app
 
 

@@ -55,6 +55,31 @@ class Settings(BaseSettings):
     token_mint_limit: int = 10
     token_mint_window_seconds: int = 1800
 
+    # --- the web console (SPEC §10): sign-in, sessions, one-time links ---------------------------------------
+    console_session_idle_minutes: int = Field(default=60, ge=1, description="a console session ends after this idle")
+    console_session_max_hours: int = Field(default=12, ge=1, description="a console session ends this long after sign-in")
+    console_sign_in_failures_per_email: str = Field(
+        default="5/15 minutes", description="failed sign-ins per e-mail address before it is throttled (limits notation)"
+    )
+    console_sign_in_failures_per_address: str = Field(
+        default="20/15 minutes", description="failed sign-ins per client IP address before it is throttled"
+    )
+    console_mail_requests_per_email: str = Field(
+        default="5/hour", description="password-reset and sign-in-code e-mails per address (no mail flooding)"
+    )
+    console_code_ttl_minutes: int = Field(default=10, ge=1, description="an e-mailed sign-in code is valid this long")
+    console_code_max_tries: int = Field(default=5, ge=1, description="wrong sign-in codes before the sign-in restarts")
+    console_code_resend_seconds: int = Field(default=60, ge=0, description="wait before another code can be sent")
+    console_reset_link_minutes: int = Field(default=60, ge=1, description="a password-reset link is valid this long")
+    console_invite_days: int = Field(default=7, ge=1, description="an invitation link is valid this long")
+    console_trusted_browser_days: int = Field(
+        default=30, ge=1, description="a browser that confirmed a sign-in code is not asked again for this long"
+    )
+    console_password_min_length: int = Field(default=10, ge=8, description="shortest console password accepted")
+    console_upload_max_bytes: int = Field(
+        default=3 * 1024 * 1024, description="largest console form post (a logo is under 2 MB; the rest is fields)"
+    )
+
     # --- rate limits (SPEC §4), in the `limits` library's notation ---------------------------------------
     rate_limit_general: str = "100/second"
     rate_limit_batch_v2: str = "60/minute"
@@ -119,6 +144,12 @@ class Settings(BaseSettings):
     webhook_max_concurrency_per_webhook: int = 8
     webhook_log_retention_days: int = 30
     webhook_user_agent: str = "callerid-webhooks/1.0"
+    webhook_secret_overlap_hours: int = Field(
+        default=24, ge=0, description="after a secret rotation the old secret also signs deliveries this long"
+    )
+    webhook_retry_all_max_events: int = Field(
+        default=10_000, ge=1, description="most failed events one 'retry all failed since' sends again (newest first)"
+    )
 
     # --- engagement: Call Me Back, surveys, log exports (SPEC §5.10, §5.11, §9.3) ---------------------------
     export_link_ttl_seconds: int = Field(default=600, description="CMB/UF download links expire after this")
@@ -159,6 +190,11 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if value == "" else value
+
+    @cached_property
+    def base_url(self) -> str:
+        """The absolute base of links we hand out (logos, downloads, console links in e-mails)."""
+        return (self.public_base_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     @cached_property
     def is_sqlite(self) -> bool:

@@ -50,6 +50,15 @@ class MemoryWindows:
         hits.append(now)
         return None
 
+    def peek(self, identity: str, limit: int, window_seconds: float, now: float) -> float | None:
+        """Like ``hit`` without counting: None when a hit would be allowed, else the seconds until one is."""
+        hits = self._hits.get((identity, limit, window_seconds))
+        if not hits:
+            return None
+        cutoff = now - window_seconds
+        live = [t for t in hits if t > cutoff]
+        return None if len(live) < limit else live[0] - cutoff
+
     def _sweep(self, now: float) -> None:
         self._hits = {key: hits for key, hits in self._hits.items() if hits and hits[-1] > now - key[2]}
         self._sweep_at = max(SWEEP_AT_KEYS, 2 * len(self._hits))
@@ -83,6 +92,20 @@ class RateLimiter:
             return None if wait is None else max(1, math.ceil(wait))
         assert self._redis is not None
         if await self._redis.hit(item, identity):
+            return None
+        stats = await self._redis.get_window_stats(item, identity)
+        return max(1, math.ceil(stats.reset_time - time.time()))
+
+    async def blocked(self, item: RateLimitItem, identity: str) -> int | None:
+        """Whether ``identity`` is over ``item`` already, without counting: None, or the whole seconds to wait.
+
+        For limits that count only failures (console sign-ins): check first, ``hit`` when the attempt fails.
+        """
+        if self._memory is not None:
+            wait = self._memory.peek(identity, item.amount, item.get_expiry(), time.monotonic())
+            return None if wait is None else max(1, math.ceil(wait))
+        assert self._redis is not None
+        if await self._redis.test(item, identity):
             return None
         stats = await self._redis.get_window_stats(item, identity)
         return max(1, math.ceil(stats.reset_time - time.time()))

@@ -28,6 +28,21 @@ def new_access_token() -> str:
     return "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(TOKEN_LENGTH))
 
 
+def new_link_token() -> str:
+    """The secret part of a one-time e-mailed link (password reset, invitation): 256 random bits."""
+    return secrets.token_urlsafe(32)
+
+
+def new_session_token() -> str:
+    """A console session cookie or trusted-browser cookie value: 256 random bits."""
+    return secrets.token_urlsafe(32)
+
+
+def new_sign_in_code() -> str:
+    """Six digits for e-mailed two-factor sign-in; few enough tries (a setting) make guessing hopeless."""
+    return f"{secrets.randbelow(1_000_000):06d}"
+
+
 def new_password() -> str:
     return secrets.token_urlsafe(15)
 

@@ -24,7 +24,13 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 class AccountsError(Exception):
-    """A rule of this domain was broken; the message says which, for a person to read."""
+    """A rule of this domain was broken; the message says which, for a person to read, and ``field`` names the
+    input it is about (the console shows the message next to that field)."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
 
 
 class NotFound(AccountsError):
@@ -45,10 +51,11 @@ class CreatedAccount:
     admin_password: str
 
 
-def _check_email(email: str) -> str:
+def check_email(email: str, *, what: str = "admin email") -> str:
+    """A plausible e-mail address, lower-cased (addresses are compared case-insensitively)."""
     email = email.strip()
     if not _EMAIL.match(email) or len(email) > 320:
-        raise AccountsError(f"admin email {email!r} is not a valid e-mail address")
+        raise AccountsError(f"{what} {email!r} is not a valid e-mail address", field="email")
     return email.lower()
 
 
@@ -58,7 +65,7 @@ async def create_account(
     name = name.strip()
     if not 1 <= len(name) <= 200:
         raise AccountsError("account name must be between 1 and 200 characters")
-    email = _check_email(admin_email)
+    email = check_email(admin_email)
     now = clock.now()
     account = ClientAccount(id=uuid.uuid4(), name=name, timezone=timezone, features=list(FEATURES), created_at=now)
     password = new_password()
@@ -84,7 +91,9 @@ async def get_account(session: AsyncSession, account_id: uuid.UUID) -> ClientAcc
 
 async def admin_emails(session: AsyncSession, account_id: uuid.UUID) -> list[str]:
     rows = await session.scalars(
-        select(Member.email).where(Member.account_id == account_id, Member.role == "admin").order_by(Member.email)
+        select(Member.email)
+        .where(Member.account_id == account_id, Member.role == "admin", Member.status == "active")
+        .order_by(Member.email)
     )
     return list(rows.all())
 
@@ -104,9 +113,11 @@ def parse_access(spec: str | None) -> dict[str, str]:
         feature, sep, level = part.partition("=")
         feature, level = feature.strip(), level.strip()
         if not sep or feature not in FEATURES:
-            raise AccountsError(f"unknown feature {feature!r}; features are {', '.join(FEATURES)}")
+            raise AccountsError(f"unknown feature {feature!r}; features are {', '.join(FEATURES)}", field="access")
         if level not in ACCESS_LEVELS:
-            raise AccountsError(f"unknown access level {level!r} for {feature}; levels are none, read, write")
+            raise AccountsError(
+                f"unknown access level {level!r} for {feature}; levels are none, read, write", field=feature
+            )
         access[feature] = level
     return access
 
@@ -135,9 +146,9 @@ async def create_api_key(
     account = await get_account(session, account_id)
     name = name.strip()
     if not 1 <= len(name) <= 100:
-        raise AccountsError("API key name must be between 1 and 100 characters")
+        raise AccountsError("API key name must be between 1 and 100 characters", field="name")
     if len(description) > 500:
-        raise AccountsError("API key description must be at most 500 characters")
+        raise AccountsError("API key description must be at most 500 characters", field="description")
     # Lock the account row (PostgreSQL) so two concurrent creates cannot both pass the cap.
     await session.execute(select(ClientAccount.id).where(ClientAccount.id == account.id).with_for_update())
     count = await session.scalar(select(func.count()).select_from(ApiKey).where(ApiKey.account_id == account.id))
@@ -171,6 +182,28 @@ async def list_api_keys(session: AsyncSession, account_id: uuid.UUID) -> list[Ap
         select(ApiKey).where(ApiKey.account_id == account_id).order_by(ApiKey.created_at, ApiKey.id)
     )
     return list(rows.all())
+
+
+async def get_api_key(session: AsyncSession, account_id: uuid.UUID, entry_id: uuid.UUID) -> ApiKey:
+    """A key entry by its stable id (``ApiKey.id``, unchanged by regeneration), within the account."""
+    key = await session.get(ApiKey, entry_id)
+    if key is None or key.account_id != account_id:
+        raise NotFound("API key not found")
+    return key
+
+
+async def live_token_count(session: AsyncSession, api_key_entry_id: uuid.UUID) -> int:
+    """Tokens minted from the key that still work (what regenerating or deleting it revokes)."""
+    count = await session.scalar(
+        select(func.count())
+        .select_from(AccessToken)
+        .where(
+            AccessToken.api_key_id == api_key_entry_id,
+            AccessToken.revoked.is_(False),
+            AccessToken.expires_at > clock.now(),
+        )
+    )
+    return int(count or 0)
 
 
 async def _key_by_key_id(session: AsyncSession, account_id: uuid.UUID, key_id: uuid.UUID) -> ApiKey:
@@ -254,6 +287,7 @@ async def mint_token(
             retry_after_seconds=max(1, math.ceil((frees_at - now).total_seconds())),
         )
     token = new_access_token()
+    await session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))
     session.add(
         AccessToken(
             token_hash=sha256_hex(token),

@@ -1,0 +1,43 @@
+"""Home: the account at a glance: what to do next, recent webhook activity and its health."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from callerid import clock
+from callerid.accounts import members
+from callerid.accounts import service as accounts
+from callerid.accounts.permissions import Permission
+from callerid.console import web
+from callerid.labels.queries import LabelFilter, search_labels
+from callerid.webhooks import service as webhooks
+from callerid.webhooks.models import FAILED
+
+router = APIRouter()
+
+
+@router.get("/console")
+async def home(request: Request) -> Response:
+    page = await web.page_for(request, Permission.VIEW_HOME)
+    context: dict[str, object] = {}
+    async with page.runtime.db.session() as session:
+        _labels, context["label_count"] = await search_labels(session, page.account_id, LabelFilter(), None)
+        context["member_count"] = len(await members.list_members(session, page.actor))
+        if page.can(Permission.MANAGE_API_KEYS):
+            context["key_count"] = len(await accounts.list_api_keys(session, page.account_id))
+        if page.can(Permission.MANAGE_WEBHOOKS):
+            context["webhook_count"] = len(await webhooks.list_webhooks(session, page.account_id))
+            context["recent_events"], context["event_count"] = await webhooks.list_events(
+                session, account_id=page.account_id, limit=5
+            )
+            _failed, context["failed_today"] = await webhooks.list_events(
+                session,
+                account_id=page.account_id,
+                state=FAILED,
+                created_from=clock.now() - timedelta(days=1),
+                limit=1,
+            )
+    return web.render(request, "home.html", context, page=page)
