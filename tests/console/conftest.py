@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -72,6 +73,154 @@ async def page_csrf(http: httpx.AsyncClient, path: str = "/console") -> str:
     response = await http.get(path)
     assert response.status_code == 200, response.text
     return csrf_of(response.text)
+
+
+# --- a populated account: a tree, one member per role, and one object of each kind -------------------------
+
+
+@dataclass
+class Person:
+    member_id: uuid.UUID
+    email: str
+    password: str
+    role: str
+
+
+@dataclass
+class World:
+    """An account as the console tests need it. ``people`` by role; ``objects`` by path parameter name."""
+
+    account_id: uuid.UUID
+    people: dict[str, Person]
+    nodes: dict[str, uuid.UUID]
+    objects: dict[str, str]
+
+
+PASSWORD = "correct horse battery"
+
+
+@functools.cache
+def password_hash() -> str:
+    """Argon2 is slow on purpose: hash the shared test password once per run."""
+    from callerid.accounts.secrets import hash_password
+
+    return hash_password(PASSWORD)
+
+
+async def add_member(
+    db: Database, account_id: uuid.UUID, role: str, scope_kind: str | None = None, scope_id: uuid.UUID | None = None
+) -> Person:
+    from callerid import clock
+    from callerid.accounts.models import Member
+
+    email = f"{role.replace('_', '-')}-{uuid.uuid4().hex[:6]}@example.com"
+    member = Member(
+        id=uuid.uuid4(),
+        account_id=account_id,
+        email=email,
+        role=role,
+        scope_kind=scope_kind,
+        scope_id=scope_id,
+        password_hash=password_hash(),
+        status="active",
+        two_factor=False,
+        failure_emails=role == "admin",
+        invited_by_email="",
+        created_at=clock.now(),
+    )
+    async with db.transaction() as session:
+        session.add(member)
+    return Person(member.id, email, PASSWORD, role)
+
+
+async def build_world(db: Database, settings: Settings, name: str) -> World:
+    """Tree: Sales > Delivery (operation) > Returns (process) > Refunds (sub-process), and Support (department)."""
+    from sqlalchemy import select
+
+    from callerid import clock
+    from callerid.accounts.models import Member
+    from callerid.labels import service as labels
+    from callerid.numbers import service as numbers
+    from callerid.webhooks import service as webhooks
+    from callerid.webhooks.models import RetryRun
+    from callerid.webhooks.payloads import envelope
+    from tests.labels.images import image_bytes
+
+    console = await create_console_account(db, name)
+    async with db.transaction() as session:
+        sales = await numbers.create_department(session, account_id=console.account_id, name="Sales")
+        support = await numbers.create_department(session, account_id=console.account_id, name="Support")
+        delivery, _ = await numbers.create_operation(
+            session,
+            account_id=console.account_id,
+            department_id=sales.id,
+            name="Delivery",
+            calling_operation_name="Delivery",
+        )
+        returns = await numbers.create_process(
+            session, account_id=console.account_id, operation_id=delivery.id, name="Returns"
+        )
+        refunds = await numbers.create_process(
+            session, account_id=console.account_id, operation_id=delivery.id, name="Refunds", parent_id=returns.id
+        )
+        admin_id = await session.scalar(select(Member.id).where(Member.account_id == console.account_id))
+        key = await accounts.create_api_key(session, settings, account_id=console.account_id, name="backend")
+        label = await labels.create_label(
+            session, settings, account_id=console.account_id, name="Acme Label", logo=image_bytes()
+        )
+        hook = await webhooks.create_webhook(
+            session,
+            settings,
+            account_id=console.account_id,
+            name="Orders",
+            url="http://127.0.0.1:9/hook",
+            events="cmb,user_feedback",
+        )
+
+        def payload(event_id: str) -> dict[str, Any]:
+            return envelope(
+                event_id=event_id, account_id=console.account_id, event_type="cmb", created_at=clock.now(), body={}
+            )
+
+        event_ids = await webhooks.emit_event(
+            session, account_id=console.account_id, event_type="cmb", payload_for=payload
+        )
+        run = RetryRun(
+            id=uuid.uuid4(),
+            account_id=console.account_id,
+            since=clock.now(),
+            event_ids=[str(e) for e in event_ids],
+            created_by_email=console.email,
+            created_at=clock.now(),
+        )
+        session.add(run)
+    assert admin_id is not None
+    people = {
+        "admin": Person(admin_id, console.email, console.password, "admin"),
+        "department_owner": await add_member(db, console.account_id, "department_owner", "department", sales.id),
+        "operation_owner": await add_member(db, console.account_id, "operation_owner", "operation", delivery.id),
+        "process_owner": await add_member(db, console.account_id, "process_owner", "process", returns.id),
+    }
+    outsider = await add_member(db, console.account_id, "department_owner", "department", support.id)
+    return World(
+        account_id=console.account_id,
+        people={**people, "outsider": outsider},
+        nodes={
+            "sales": sales.id,
+            "support": support.id,
+            "delivery": delivery.id,
+            "returns": returns.id,
+            "refunds": refunds.id,
+        },
+        objects={
+            "entry": str(key.key.id),
+            "label_id": str(label.id),
+            "webhook_id": str(hook.webhook.id),
+            "event_id": str(event_ids[0]),
+            "run_id": str(run.id),
+            "member": str(people["process_owner"].member_id),
+        },
+    )
 
 
 __all__ = ["ConsoleAccount", "Settings", "browser", "csrf_of", "page_csrf", "sign_in"]

@@ -212,6 +212,8 @@ async def _resolve_role_scope(
     """Check that the actor may give ``role`` bound to ``node_id``; the node (None for admins)."""
     if role not in permissions.ROLES:
         raise AccountsError("choose a role", field="role")
+    if not permissions.allowed(actor, Permission.MANAGE_MEMBERS, Target(actor.scope, role)):
+        raise AccountsError("you can only give roles at or below your own", field="role")
     node: TreeNode | None = None
     kind = permissions.ROLE_NODE_KIND.get(role)
     if kind is not None:
@@ -221,7 +223,7 @@ async def _resolve_role_scope(
         if node is None:
             raise AccountsError(f"choose a {kind} of this account", field="scope")
     if not permissions.allowed(actor, Permission.MANAGE_MEMBERS, Target(node, role)):
-        raise AccountsError("you can only give roles at or below your own, inside your part of the account", "role")
+        raise AccountsError(f"choose a {kind} inside your part of the account", field="scope")
     return node
 
 
