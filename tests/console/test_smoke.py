@@ -26,8 +26,15 @@ async def test_pages_render(admin: httpx.AsyncClient) -> None:
     csrf = await page_csrf(admin)
     created = await admin.post(
         "/console/api-keys",
-        data={"csrf_token": csrf, "name": "backend", "description": "", "access_call_personalisation": "write",
-              "access_number_management": "read", "access_call_me_back": "none", "access_user_feedback": "none"},
+        data={
+            "csrf_token": csrf,
+            "name": "backend",
+            "description": "",
+            "access_call_personalisation": "write",
+            "access_number_management": "read",
+            "access_call_me_back": "none",
+            "access_user_feedback": "none",
+        },
     )
     assert created.status_code == 200, created.text
     assert "I have saved it" in created.text

@@ -360,9 +360,12 @@ def with_csrf_cookie(request: Request, response: Response) -> Response:
     new = request.state.__dict__.get("new_csrf")
     if new:
         response.set_cookie(
-            CSRF_COOKIE, new, path=COOKIE_PATH, httponly=True, samesite="strict", secure=secure_cookies(
-                request.app.state.runtime.settings
-            )
+            CSRF_COOKIE,
+            new,
+            path=COOKIE_PATH,
+            httponly=True,
+            samesite="strict",
+            secure=secure_cookies(request.app.state.runtime.settings),
         )
     return response
 

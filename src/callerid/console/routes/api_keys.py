@@ -128,7 +128,9 @@ async def create_key(request: Request) -> Response:
 async def confirm_regenerate(request: Request, entry: str) -> Response:
     page = await web.page_for(request, ALLOW)
     key, tokens = await _key(page, entry)
-    return web.render(request, "api_keys/confirm.html", {"key": key, "tokens": tokens, "action": "regenerate"}, page=page)
+    return web.render(
+        request, "api_keys/confirm.html", {"key": key, "tokens": tokens, "action": "regenerate"}, page=page
+    )
 
 
 @router.post("/console/api-keys/{entry}/regenerate")

@@ -152,7 +152,9 @@ async def code_resend(request: Request) -> Response:
     except AccountsError as exc:
         context = {"csrf_token": pending.csrf_token, "email": pending.member.email, "next": "/console"}
         status = 429 if isinstance(exc, signin.Throttled) else 400
-        return web.render(request, "sign_in_code.html", {**context, "errors": {"code": exc.message}}, status_code=status)
+        return web.render(
+            request, "sign_in_code.html", {**context, "errors": {"code": exc.message}}, status_code=status
+        )
     return web.redirect("/console/sign-in/code", flash=f"A new code was sent to {pending.member.email}")
 
 

@@ -91,7 +91,9 @@ async def export_labels(request: Request) -> Response:
     _, categories, subs = await _catalogue_names(page)
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["id", "name", "label_type", "category", "sub_category", "logo_url", "created_by_email", "created_at"])
+    writer.writerow(
+        ["id", "name", "label_type", "category", "sub_category", "logo_url", "created_by_email", "created_at"]
+    )
     for label in labels:
         writer.writerow(
             [
@@ -121,7 +123,10 @@ async def _form_context(page: web.Page, values: dict[str, str], errors: dict[str
         "category_options": [("", "Choose a category")] + [(str(c.id), c.name) for c in loaded.categories],
         "sub_category_options": [("", "Choose a sub-category")]
         + [(c.name, [(str(s.id), s.name) for s in c.sub_categories]) for c in loaded.categories if c.sub_categories],
-        "type_options": [(DYNAMIC, "Dynamic: used by call records (the API)"), (STATIC, "Static: used by feature sets")],
+        "type_options": [
+            (DYNAMIC, "Dynamic: used by call records (the API)"),
+            (STATIC, "Static: used by feature sets"),
+        ],
     }
 
 
@@ -132,7 +137,7 @@ async def new_label(request: Request) -> Response:
     return web.render(request, "labels/new.html", await _form_context(page, values, {}), page=page)
 
 
-def _int_or_none(value: str) -> int | None | str:
+def _int_or_none(value: str) -> int | str | None:
     value = value.strip()
     if value == "":
         return None

@@ -135,7 +135,9 @@ async def change_role(request: Request, member: str) -> Response:
             changed = await members.change_role(session, page.actor, view.member.id, role=role, node_id=_node_id(form))
     except AccountsError as exc:
         context = await _role_form(page, role)
-        context.update(view=view, manageable=True, scope=web.text(form, "scope"), errors={exc.field or "form": exc.message})
+        context.update(
+            view=view, manageable=True, scope=web.text(form, "scope"), errors={exc.field or "form": exc.message}
+        )
         return web.render(request, "members/member.html", context, page=page, status_code=400)
     return web.redirect(
         f"/console/members/{view.member.id}", flash=f"{changed.member.email} is now {changed.role_title}"

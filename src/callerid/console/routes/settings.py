@@ -41,9 +41,7 @@ async def _context(page: web.Page) -> dict[str, object]:
         "timezones": [(tz, tz) for tz in TIMEZONES],
         "values": {"name": account.name, "timezone": account.timezone},
         "chosen": {str(a.id) for a in admins if a.failure_emails},
-        "other_sessions": await signin.other_sessions(
-            page.runtime.db, page.actor.member_id, page.current.token_hash
-        ),
+        "other_sessions": await signin.other_sessions(page.runtime.db, page.actor.member_id, page.current.token_hash),
         "errors": {},
     }
 
@@ -114,8 +112,10 @@ async def two_factor(request: Request) -> Response:
     enabled = web.text(form, "two_factor") == "on"
     async with page.runtime.db.transaction() as session:
         await members.set_own_two_factor(session, page.actor, enabled=enabled)
-    message = "Two-factor sign-in is on: new browsers will ask for an e-mailed code" if enabled else (
-        "Two-factor sign-in is off"
+    message = (
+        "Two-factor sign-in is on: new browsers will ask for an e-mailed code"
+        if enabled
+        else ("Two-factor sign-in is off")
     )
     return web.redirect("/console/settings", flash=message)
 

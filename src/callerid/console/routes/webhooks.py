@@ -36,7 +36,13 @@ STATE_TITLES = {
     "failed": "Failed",
     "webhook_deleted": "Webhook deleted",
 }
-FIELD_OF_MESSAGE = (("name", "name"), ("a webhook named", "name"), ("url", "url"), ("host", "url"), ("events", "events"))
+FIELD_OF_MESSAGE = (
+    ("name", "name"),
+    ("a webhook named", "name"),
+    ("url", "url"),
+    ("host", "url"),
+    ("events", "events"),
+)
 
 
 def field_of(message: str) -> str:
@@ -164,7 +170,7 @@ async def event_log(request: Request) -> Response:
             "filters": shown,
             "errors": errors,
             "webhook_options": [("", "All webhooks")] + [(str(w.id), w.name) for w in webhooks],
-            "type_options": [("", "All types")] + list(EVENT_TYPE_TITLES.items()),
+            "type_options": [("", "All types"), *list(EVENT_TYPE_TITLES.items())],
             "state_options": [("", "All states")] + [(s, STATE_TITLES[s]) for s in EVENT_STATES],
             "type_titles": EVENT_TYPE_TITLES,
         },
@@ -491,9 +497,7 @@ async def test_webhook(request: Request, webhook_id: str) -> Response:
             error = str(exc)
     test = {"result": result, "error": error}
     if request.headers.get("hx-request") == "true":
-        return web.render_fragment(
-            "webhooks/_test_result.html", {"test": test}, timezone=page.current.account.timezone
-        )
+        return web.render_fragment("webhooks/_test_result.html", {"test": test}, timezone=page.current.account.timezone)
     context = await _webhook_context(page, webhook, test=test, test_type=event_type)
     return web.render(request, "webhooks/webhook.html", context, page=page)
 
