@@ -42,14 +42,20 @@ async def create_console_account(db: Database, name: str = "Acme Flowers") -> Co
 
 
 @pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    # Console tests test webhooks against receivers on loopback, which the operator must allow.
+    return {"webhook_allow_private": True}
+
+
+@pytest.fixture
 async def console_account(db: Database) -> ConsoleAccount:
     return await create_console_account(db)
 
 
-def browser(app: Any) -> httpx.AsyncClient:
+def browser(app: Any, base_url: str = "http://testserver") -> httpx.AsyncClient:
     """A client that keeps cookies like a browser (one per signed-in person)."""
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False, client=("203.0.113.7", 50000))
-    return httpx.AsyncClient(transport=transport, base_url="http://testserver", follow_redirects=False)
+    return httpx.AsyncClient(transport=transport, base_url=base_url, follow_redirects=False)
 
 
 async def sign_in(http: httpx.AsyncClient, email: str, password: str) -> httpx.Response:

@@ -106,11 +106,6 @@ def fill(template: str, objects: dict[str, str]) -> str:
 
 
 @pytest.fixture
-def settings_overrides() -> dict[str, Any]:
-    return {"webhook_allow_private": True}
-
-
-@pytest.fixture
 async def worlds(db: Database, settings: Settings) -> tuple[World, World]:
     return await build_world(db, settings, "Acme Flowers"), await build_world(db, settings, "Other Co")
 

@@ -245,6 +245,46 @@ async def test_other_creation_rules(
     assert await label_count(db) == 0
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"category": 99}, "category 99 is not in the catalogue"),
+        ({"category": 10, "sub_category": 101}, "sub-category 101 does not belong to category 10"),
+        ({"category": 10, "sub_category": 999}, "sub-category 999 is not in the catalogue"),
+        ({"require_category": True}, "category is required"),
+        ({"category": 10, "require_category": True}, "sub-category is required"),
+        ({"sub_category": 142, "require_category": True}, "a sub-category needs a category"),
+        ({"category": 99, "sub_category": 142, "require_category": True}, "category 99 is not in the catalogue"),
+        (
+            {"category": 10, "sub_category": 101, "require_category": True},
+            "sub-category 101 does not belong to category 10",
+        ),
+    ],
+)
+async def test_category_and_sub_category_come_from_the_catalogue(
+    db: Database, settings: Settings, tenant: Tenant, kwargs: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(service.LabelError) as raised:
+        await add_label(db, settings, tenant.account_id, "FlowerEra", **kwargs)
+    assert str(raised.value) == message
+    assert await label_count(db) == 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "stored"),
+    [
+        ({}, (None, None)),  # the API and the CLI may leave both out, as the reference does
+        ({"category": 10}, (10, None)),
+        ({"category": 10, "sub_category": 142, "require_category": True}, (10, 142)),
+    ],
+)
+async def test_labels_with_catalogue_categories_are_created(
+    db: Database, settings: Settings, tenant: Tenant, kwargs: dict[str, Any], stored: tuple[int | None, int | None]
+) -> None:
+    label = await add_label(db, settings, tenant.account_id, "FlowerEra", **kwargs)
+    assert (label.category, label.sub_category) == stored
+
+
 async def test_dynamic_labels_lookup_ignores_static_and_foreign_labels(
     db: Database, settings: Settings, tenant: Tenant
 ) -> None:

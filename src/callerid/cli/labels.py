@@ -22,8 +22,12 @@ def labels_create(
     account: str = typer.Option(..., "--account", help="client account id"),
     name: str = typer.Option(..., "--name", help="3-40 characters"),
     logo: Path = typer.Option(..., "--logo", help="PNG file, exactly 200x200 pixels, under 2 MB"),
-    category: int | None = typer.Option(None, "--category", help="category number"),
-    sub_category: int | None = typer.Option(None, "--sub-category", help="sub-category number"),
+    category: int | None = typer.Option(
+        None, "--category", help="category number from the catalogue (see `callerid catalogue list`)"
+    ),
+    sub_category: int | None = typer.Option(
+        None, "--sub-category", help="sub-category number of that category (see `callerid catalogue list`)"
+    ),
     label_type: str = typer.Option(DYNAMIC, "--type", help="dynamic (call records) or static (feature sets)"),
     created_by: str | None = typer.Option(None, "--created-by", help="creator's e-mail (default: the account admin)"),
     as_json: bool = JSON_OPTION,

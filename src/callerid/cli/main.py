@@ -14,14 +14,17 @@ import typer
 
 from callerid.accounts.service import AccountsError
 from callerid.cli.accounts import accounts_app, keys_app
+from callerid.cli.catalogue import catalogue_app
 from callerid.cli.common import JSON_OPTION, display_url, emit, fail, run_with_db, settings_and_schema
-from callerid.cli.demo import demo_summary, ensure_demo
+from callerid.cli.demo import demo_summary, demo_title, ensure_demo
 from callerid.cli.labels import labels_app
+from callerid.cli.mail import mail_app
 from callerid.cli.numbers import departments_app, feature_sets_app, operations_app, processes_app
 from callerid.cli.phones import devices_app, signing_keys_app
 from callerid.config import Settings, load_settings
 from callerid.db import Database
 from callerid.engagement.cli import cmb_configs_app, surveys_app
+from callerid.labels.service import LabelError
 from callerid.webhooks.cli import webhooks_app
 
 # Granian's own messages (worker start/stop, errors) go to the root logger, which configure_logging() set up.
@@ -46,6 +49,7 @@ app = typer.Typer(
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(keys_app, name="api-keys")
 app.add_typer(labels_app, name="labels")
+app.add_typer(catalogue_app, name="catalogue")
 app.add_typer(departments_app, name="departments")
 app.add_typer(operations_app, name="operations")
 app.add_typer(processes_app, name="processes")
@@ -53,6 +57,7 @@ app.add_typer(feature_sets_app, name="feature-sets")
 app.add_typer(devices_app, name="devices")
 app.add_typer(signing_keys_app, name="signing-keys")
 app.add_typer(webhooks_app, name="webhooks")
+app.add_typer(mail_app, name="mail")
 app.add_typer(surveys_app, name="surveys")
 app.add_typer(cmb_configs_app, name="cmb-configs")
 
@@ -66,15 +71,16 @@ def migrate(as_json: bool = JSON_OPTION) -> None:
 
 @app.command()
 def demo(as_json: bool = JSON_OPTION) -> None:
-    """Create (or reuse) a demo account with an API key and print how to use them."""
+    """Create (or reuse) a demo account with a console admin, an API key and a label; print how to use them."""
 
     async def run(settings: Settings, db: Database) -> dict[str, object]:
         try:
             return demo_summary(settings, await ensure_demo(settings, db))
-        except AccountsError as exc:
+        except (AccountsError, LabelError) as exc:
             fail(str(exc))
 
-    emit(run_with_db(run), as_json, title="Demo account ready")
+    summary = run_with_db(run)
+    emit(summary, as_json, title=demo_title(summary))
 
 
 @app.command()

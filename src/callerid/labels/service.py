@@ -134,17 +134,21 @@ async def create_label(
     category: int | None = None,
     sub_category: int | None = None,
     created_by_email: str | None = None,
+    require_category: bool = False,
 ) -> Label:
     """Check every rule, store the logo, then the label. Without ``created_by_email`` the account's
-    first admin is recorded as the creator."""
+    first admin is recorded as the creator. ``require_category`` (the console) makes choosing a category, and
+    its sub-category, compulsory; the API and the CLI leave them optional as the reference does."""
+    # Imported here: the catalogue module raises this module's LabelError.
+    from callerid.labels import catalogue
+
     check_name(name)
     if label_type not in LABEL_TYPES:
         raise LabelError(f"label type must be one of {', '.join(LABEL_TYPES)}")
     for field, value in (("category", category), ("sub-category", sub_category)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
             raise LabelError(f"{field} must be a non-negative integer")
-    if sub_category is not None and category is None:
-        raise LabelError("a sub-category needs a category")
+    await catalogue.check_category(session, category, sub_category, required=require_category)
     check_logo(logo)
     try:
         await accounts.get_account(session, account_id)
