@@ -57,9 +57,12 @@ class Settings(BaseSettings):
 
     # --- the web console (SPEC §10): sign-in, sessions, one-time links ---------------------------------------
     console_session_idle_minutes: int = Field(default=60, ge=1, description="a console session ends after this idle")
-    console_session_max_hours: int = Field(default=12, ge=1, description="a console session ends this long after sign-in")
+    console_session_max_hours: int = Field(
+        default=12, ge=1, description="a console session ends this long after sign-in"
+    )
     console_sign_in_failures_per_email: str = Field(
-        default="5/15 minutes", description="failed sign-ins per e-mail address before it is throttled (limits notation)"
+        default="5/15 minutes",
+        description="failed sign-ins per e-mail address before it is throttled (limits notation)",
     )
     console_sign_in_failures_per_address: str = Field(
         default="20/15 minutes", description="failed sign-ins per client IP address before it is throttled"

@@ -88,7 +88,7 @@ async def test_export_is_the_packaged_file_without_its_note(db: Database) -> Non
         (None, None, True, "category is required"),
         (10, None, True, "sub-category is required"),
         (None, 142, False, "a sub-category needs a category"),
-        (None, 142, True, "a sub-category needs a category"),
+        (None, 142, True, "category is required"),
         (99, None, False, "category 99 is not in the catalogue"),
         (99, 142, True, "category 99 is not in the catalogue"),
         (3_000_000_000, None, False, "category 3000000000 is not in the catalogue"),

@@ -115,11 +115,11 @@ async def check_category(
     ``required`` (the console) a category must be chosen, and a sub-category too when that category has any.
     Callers check first that the values are non-negative integers.
     """
+    if category is None and required:
+        raise LabelError("category is required")
     if sub_category is not None and category is None:
         raise LabelError("a sub-category needs a category")
     if category is None:
-        if required:
-            raise LabelError("category is required")
         return
     # Out-of-range numbers are simply absent (PostgreSQL would refuse them as 32-bit parameters).
     if not _in_range(category) or await session.get(LabelCategory, category) is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import typer
@@ -9,6 +10,8 @@ import typer
 from callerid.cli.common import JSON_OPTION, emit, fail, parse_uuid_option, run_with_db
 from callerid.config import Settings
 from callerid.db import Database
+from callerid.jobs import wake_local_runners
+from callerid.timefmt import iso_z
 from callerid.webhooks import mail, service
 from callerid.webhooks.delivery import close_deliverer
 from callerid.webhooks.schemas import (
@@ -96,6 +99,27 @@ def delete(account: str = ACCOUNT_OPTION, webhook: str = WEBHOOK_OPTION, as_json
     emit(run_with_db(run), as_json)
 
 
+@webhooks_app.command("rotate-secret")
+def rotate_secret(account: str = ACCOUNT_OPTION, webhook: str = WEBHOOK_OPTION, as_json: bool = JSON_OPTION) -> None:
+    """Give a webhook a new signing secret (shown once); the old one also signs until the overlap ends."""
+    account_id = parse_uuid_option(account, "--account")
+    webhook_id = parse_uuid_option(webhook, "--id")
+
+    async def run(settings: Settings, db: Database) -> dict[str, Any]:
+        try:
+            async with db.transaction() as session:
+                rotated = await service.rotate_secret(session, settings, account_id=account_id, webhook_id=webhook_id)
+        except service.WebhooksError as exc:
+            fail(str(exc))
+        expires = rotated.webhook.previous_secret_expires_at
+        return {
+            **webhook_json(rotated.webhook, secret=rotated.secret),
+            "previous_secret_expires_at": iso_z(expires) if expires is not None else None,
+        }
+
+    emit(run_with_db(run), as_json, title="New signing secret (not shown again); the old one signs too until expiry")
+
+
 @webhooks_app.command("list")
 def list_(account: str = ACCOUNT_OPTION, as_json: bool = JSON_OPTION) -> None:
     """List an account's webhooks (never their secrets)."""
@@ -138,9 +162,79 @@ def test(
             "status_code": sent.attempt.status_code,
             "error": sent.attempt.error,
             "duration_ms": sent.attempt.duration_ms,
+            "response_excerpt": sent.attempt.response_excerpt,
         }
 
     emit(run_with_db(run), as_json, title="Test event sent")
+
+
+@webhooks_app.command("resend")
+def resend(
+    account: str = ACCOUNT_OPTION,
+    event_id: str = typer.Option(..., "--event", help="id of a delivered or failed event"),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Send a delivered or failed event once more (one attempt, no retries, no failure e-mail)."""
+    account_id = parse_uuid_option(account, "--account")
+    parsed_event_id = parse_uuid_option(event_id, "--event")
+
+    async def run(_: Settings, db: Database) -> dict[str, Any]:
+        try:
+            async with db.transaction() as session:
+                await service.resend_event(session, account_id=account_id, event_id=parsed_event_id)
+        except service.WebhooksError as exc:
+            fail(str(exc))
+        wake_local_runners()
+        return {"event_id": str(parsed_event_id), "state": "pending", "queued": True}
+
+    emit(run_with_db(run), as_json, title="Event queued to be sent again (a worker or serve delivers it)")
+
+
+def _parse_since(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        fail(f"--since {value!r} is not an ISO 8601 time, e.g. 2026-03-01T09:00:00Z")
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+@webhooks_app.command("retry-failed")
+def retry_failed(
+    account: str = ACCOUNT_OPTION,
+    since: str = typer.Option(..., "--since", help="ISO 8601 time (UTC when no offset is given)"),
+    webhook: str | None = typer.Option(None, "--id", help="only this webhook's events"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="only count the events that would be sent again"),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Send again every failed event created since a time (not test events; newest first, up to a limit)."""
+    account_id = parse_uuid_option(account, "--account")
+    webhook_id = parse_uuid_option(webhook, "--id") if webhook is not None else None
+    since_at = _parse_since(since)
+
+    async def run(settings: Settings, db: Database) -> dict[str, Any]:
+        limit = settings.webhook_retry_all_max_events
+        try:
+            async with db.transaction() as session:
+                matching = await service.count_failed_since(
+                    session, account_id=account_id, since=since_at, webhook_id=webhook_id
+                )
+                if dry_run:
+                    return {"since": iso_z(since_at), "failed_events": matching, "would_retry": min(matching, limit)}
+                retry = await service.retry_failed_since(
+                    session, settings, account_id=account_id, since=since_at, created_by_email="", webhook_id=webhook_id
+                )
+        except service.WebhooksError as exc:
+            fail(str(exc))
+        wake_local_runners()
+        return {
+            "run_id": str(retry.id),
+            "since": iso_z(since_at),
+            "failed_events": matching,
+            "queued": len(retry.event_ids),
+            "limit": limit,
+        }
+
+    emit(run_with_db(run), as_json, title="Failed events queued to be sent again (newest first, up to the limit)")
 
 
 @webhooks_app.command("events")

@@ -7,9 +7,12 @@ kept in ``runtime.services`` under :data:`SERVICE_KEY`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 import weakref
+import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -30,6 +33,9 @@ from callerid.webhooks.safety import REFUSED, guarded_transport
 SERVICE_KEY = "webhooks.deliverer"
 # Response bodies are ignored (SPEC §9.4); read a little so keep-alive connections can be reused.
 MAX_RESPONSE_BYTES = 64 * 1024
+# Test sends show the start of the receiver's answer: this many characters, from at most this many raw bytes.
+EXCERPT_CHARS = 500
+EXCERPT_RAW_BYTES = 4 * EXCERPT_CHARS
 
 
 class WebhookBusy(Exception):
@@ -43,6 +49,8 @@ class AttemptResult:
     error: str | None
     started_at: datetime
     duration_ms: int
+    # The first EXCERPT_CHARS characters of the answer's body; only captured for test sends.
+    response_excerpt: str | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -84,15 +92,18 @@ class Deliverer:
         *,
         webhook_id: uuid.UUID,
         url: str,
-        secret: str,
+        secrets: str | Sequence[str],
         event_id: uuid.UUID,
         body: bytes,
         wait_for_slot: float | None = None,
+        excerpt: bool = False,
     ) -> AttemptResult:
         """POST ``body`` to ``url`` once; never raises for delivery problems, it classifies them.
 
-        With ``wait_for_slot``, raises :class:`WebhookBusy` when the webhook's concurrency limit stays
-        full that long, so that the caller can give its job-runner slot to other work.
+        ``secrets``: the signing secret, or the current and the previous one after a rotation (one
+        signature each). With ``wait_for_slot``, raises :class:`WebhookBusy` when the webhook's concurrency
+        limit stays full that long, so that the caller can give its job-runner slot to other work. With
+        ``excerpt`` (test sends), the result carries the start of the answer's body.
         """
         limit = self._limit(webhook_id)
         try:
@@ -103,15 +114,15 @@ class Deliverer:
         try:
             started_at = clock.now()
             began = time.perf_counter()  # a duration measurement, not business time
-            outcome, status_code, error = await self._post(url, secret, event_id, body)
+            outcome, status_code, error, answer = await self._post(url, secrets, event_id, body, excerpt=excerpt)
             duration_ms = round((time.perf_counter() - began) * 1000)
         finally:
             limit.release()
-        return AttemptResult(outcome, status_code, error, started_at, duration_ms)
+        return AttemptResult(outcome, status_code, error, started_at, duration_ms, answer)
 
     async def _post(
-        self, url: str, secret: str, event_id: uuid.UUID, body: bytes
-    ) -> tuple[str, int | None, str | None]:
+        self, url: str, secrets: str | Sequence[str], event_id: uuid.UUID, body: bytes, *, excerpt: bool = False
+    ) -> tuple[str, int | None, str | None, str | None]:
         settings = self.settings
         try:
             async with asyncio.timeout(settings.webhook_total_timeout_seconds):
@@ -122,35 +133,54 @@ class Deliverer:
                 headers = {
                     "Content-Type": "application/json",
                     "User-Agent": settings.webhook_user_agent,
-                    **signing.headers(secret, str(event_id), timestamp, body),
+                    **signing.headers(secrets, str(event_id), timestamp, body),
                 }
                 request = self.client.build_request("POST", url, content=body, headers=headers)
                 response = await self.client.send(request, stream=True)
+                kept = bytearray() if excerpt else None
                 try:
                     received = 0
                     async for chunk in response.aiter_raw():
+                        if kept is not None and len(kept) < EXCERPT_RAW_BYTES:
+                            kept += chunk[: EXCERPT_RAW_BYTES - len(kept)]
                         received += len(chunk)
                         if received > MAX_RESPONSE_BYTES:
                             break
                 finally:
                     await response.aclose()
         except httpx.ConnectTimeout:
-            return OUTCOME_TIMEOUT, None, f"no connection within {settings.webhook_connect_timeout_seconds:g} s"
+            return OUTCOME_TIMEOUT, None, f"no connection within {settings.webhook_connect_timeout_seconds:g} s", None
         except (httpx.ReadTimeout, httpx.WriteTimeout):
-            return OUTCOME_TIMEOUT, None, f"no data within {settings.webhook_read_timeout_seconds:g} s"
+            return OUTCOME_TIMEOUT, None, f"no data within {settings.webhook_read_timeout_seconds:g} s", None
         except (httpx.PoolTimeout, TimeoutError):
-            return OUTCOME_TIMEOUT, None, f"no answer within {settings.webhook_total_timeout_seconds:g} s"
+            return OUTCOME_TIMEOUT, None, f"no answer within {settings.webhook_total_timeout_seconds:g} s", None
         except httpx.ConnectError as exc:
             refused = str(exc).startswith(REFUSED)
-            return OUTCOME_CONNECTION_ERROR, None, str(exc) if refused else _describe(exc)
+            return OUTCOME_CONNECTION_ERROR, None, str(exc) if refused else _describe(exc), None
         except httpx.HTTPError as exc:
-            return OUTCOME_CONNECTION_ERROR, None, _describe(exc)
+            return OUTCOME_CONNECTION_ERROR, None, _describe(exc), None
+        answer = None if kept is None else _excerpt(bytes(kept), response.headers.get("content-encoding", ""))
         if self.is_success(response.status_code):
-            return OUTCOME_SUCCESS, response.status_code, None
-        return OUTCOME_HTTP_ERROR, response.status_code, f"HTTP {response.status_code}"
+            return OUTCOME_SUCCESS, response.status_code, None, answer
+        return OUTCOME_HTTP_ERROR, response.status_code, f"HTTP {response.status_code}", answer
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+def _excerpt(raw: bytes, content_encoding: str) -> str:
+    """The first characters of an answer from its first raw bytes: gzip/deflate undone with a bounded output
+    (never the whole body in memory), then UTF-8 with replacement characters."""
+    encoding = content_encoding.strip().lower()
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        wbits = zlib.MAX_WBITS | 16 if encoding != "deflate" else zlib.MAX_WBITS
+        try:
+            raw = zlib.decompressobj(wbits).decompress(raw, EXCERPT_RAW_BYTES)
+        except zlib.error:
+            # Some servers send raw deflate data without the zlib header; else shown as received.
+            with contextlib.suppress(zlib.error):
+                raw = zlib.decompressobj(-zlib.MAX_WBITS).decompress(raw, EXCERPT_RAW_BYTES)
+    return raw.decode("utf-8", errors="replace")[:EXCERPT_CHARS]
 
 
 def _describe(exc: Exception) -> str:

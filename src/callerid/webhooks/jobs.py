@@ -12,8 +12,13 @@ from callerid.webhooks import mail, service
 
 @handler(service.DELIVER_JOB)
 async def deliver(ctx: JobContext, payload: dict[str, Any]) -> None:
-    """One attempt per run; a failed attempt puts the same job back for the next retry time."""
-    next_attempt_at = await service.attempt_delivery(ctx.db, ctx.settings, ctx.services, uuid.UUID(payload["event_id"]))
+    """One attempt per run; a failed attempt puts the same job back for the next retry time.
+
+    ``manual`` (a resend from the console): one attempt, no retries, no failure e-mail.
+    """
+    next_attempt_at = await service.attempt_delivery(
+        ctx.db, ctx.settings, ctx.services, uuid.UUID(payload["event_id"]), manual=bool(payload.get("manual"))
+    )
     if next_attempt_at is not None:
         raise RetryLater(at=next_attempt_at)
 

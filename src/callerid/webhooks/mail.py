@@ -8,12 +8,13 @@ status ``outbox`` for the console to show.
 from __future__ import annotations
 
 import asyncio
+import json
 import smtplib
 import ssl
 import uuid
 from email.message import EmailMessage
 
-from sqlalchemy import select, update
+from sqlalchemy import Text, cast, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callerid import clock
@@ -48,12 +49,24 @@ async def queue_mail(
 
 
 async def list_outbox(
-    session: AsyncSession, *, account_id: uuid.UUID | None = None, limit: int = 100
+    session: AsyncSession, *, account_id: uuid.UUID | None = None, limit: int = 100, recipient: str | None = None
 ) -> list[OutboxMail]:
-    """Newest first; every mail, or one account's."""
+    """Newest first; every mail, or one account's, or only those sent to ``recipient`` (ignoring case)."""
     query = select(OutboxMail).order_by(OutboxMail.created_at.desc()).limit(limit)
     if account_id is not None:
         query = query.where(OutboxMail.account_id == account_id)
+    if recipient is not None:
+        # A LIKE on the JSON text, in SQL, so that the limit counts matching mails only (filtering in Python after a
+        # bounded fetch would miss older matches). It is exact on both databases: ``recipients`` is written by
+        # SQLAlchemy's default serializer, json.dumps, and kept as that very text (SQLite: TEXT; PostgreSQL: ``json``,
+        # not ``jsonb``, stores its input verbatim), so an address appears as its JSON string, quotes included. The
+        # quotes make it a whole-element match (bob@x.example never matches alice.bob@x.example); LIKE's own
+        # wildcards (``_`` is common in addresses) are escaped. lower() on both sides ignores case: for non-ASCII
+        # letters, which json.dumps writes as \uXXXX escapes, that holds because every address queued here is a
+        # member's e-mail, lower-cased when it was stored (accounts.service.check_email), like the needle is.
+        needle = json.dumps(recipient.strip().lower())
+        pattern = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = query.where(func.lower(cast(OutboxMail.recipients, Text)).like(pattern, escape="\\"))
     return list((await session.scalars(query)).all())
 
 

@@ -6,6 +6,9 @@
 - :func:`attempt_delivery` runs one attempt of one event (the ``webhooks.deliver`` job) and returns the
   time of the next attempt, if any; retries follow ``webhook_retry_schedule`` counted from the end of the
   failed attempt. The webhook's config is read afresh at each attempt.
+- Console tools: :func:`rotate_secret` (the old secret keeps signing for an overlap), :func:`resend_event`
+  and :func:`retry_failed_since` (manual attempts: one attempt each, no retries, no failure e-mail), and
+  the event log with filters (:func:`list_events`).
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from callerid.accounts import service as accounts
 from callerid.accounts.models import ClientAccount
 from callerid.config import Settings
 from callerid.db import Database
-from callerid.jobs.service import enqueue_many
+from callerid.jobs.service import enqueue, enqueue_many
+from callerid.timefmt import iso_z
 from callerid.webhooks import mail, signing
 from callerid.webhooks.batching import Batcher
 from callerid.webhooks.delivery import AttemptResult, WebhookBusy, deliverer_of
@@ -39,6 +43,7 @@ from callerid.webhooks.models import (
     SUCCESS,
     WEBHOOK_DELETED,
     OutboxMail,
+    RetryRun,
     WebhookAttempt,
     WebhookConfig,
     WebhookEvent,
@@ -204,6 +209,37 @@ async def delete_webhook(session: AsyncSession, *, account_id: uuid.UUID, webhoo
     await session.flush()
 
 
+async def rotate_secret(
+    session: AsyncSession, settings: Settings, *, account_id: uuid.UUID, webhook_id: uuid.UUID
+) -> CreatedWebhook:
+    """Give the webhook a new signing secret, returned once.
+
+    The secret it replaces keeps signing beside the new one (two ``v1,`` signatures per delivery) for
+    ``webhook_secret_overlap_hours``, so that the receiver can switch without rejecting deliveries. A second
+    rotation within that time replaces the kept secret with the one current until then.
+    """
+    # Locked and read afresh: a concurrent rotation waits, then moves on from this one's secret.
+    webhook = await session.get(WebhookConfig, webhook_id, with_for_update=True, populate_existing=True)
+    if webhook is None or webhook.account_id != account_id:
+        raise NotFound(f"webhook {webhook_id} not found")
+    now = clock.now()
+    overlap = timedelta(hours=settings.webhook_secret_overlap_hours)
+    secret = signing.new_secret()
+    webhook.previous_secret = webhook.secret if overlap > timedelta(0) else None
+    webhook.previous_secret_expires_at = now + overlap if overlap > timedelta(0) else None
+    webhook.secret = secret
+    webhook.secret_rotated_at = now
+    webhook.updated_at = now
+    await session.flush()
+    return CreatedWebhook(webhook, secret)
+
+
+def _secrets_of(webhook: WebhookConfig | WebhookRow) -> list[str]:
+    return signing.active_secrets(
+        webhook.secret, webhook.previous_secret, webhook.previous_secret_expires_at, clock.now()
+    )
+
+
 # --- events --------------------------------------------------------------------------------------------
 
 
@@ -273,12 +309,23 @@ class AttemptRecord:
     result: AttemptResult
     state: str
     next_attempt_at: datetime | None
+    notify: bool = True  # a final failure e-mails the account admins (not for manual resends)
 
 
 def plan_attempt(
-    settings: Settings, event: WebhookEvent | EventRow, number: int, url: str, result: AttemptResult, *, retries: bool
+    settings: Settings,
+    event: WebhookEvent | EventRow,
+    number: int,
+    url: str,
+    result: AttemptResult,
+    *,
+    retries: bool,
+    notify: bool = True,
 ) -> AttemptRecord:
-    """The event's next state after attempt ``number``; retries count from the end of the failed attempt."""
+    """The event's next state after attempt ``number``; retries count from the end of the failed attempt.
+
+    ``notify=False`` (manual resends): a failure does not e-mail the admins.
+    """
     schedule = retry_schedule(settings) if retries else []
     next_attempt_at: datetime | None = None
     if result.succeeded:
@@ -290,7 +337,7 @@ def plan_attempt(
         next_attempt_at = clock.now() + schedule[number]
     else:
         state = FAILED
-    return AttemptRecord(event, number, url, result, state, next_attempt_at)
+    return AttemptRecord(event, number, url, result, state, next_attempt_at, notify)
 
 
 def _attempt_row(record: AttemptRecord) -> dict[str, Any]:
@@ -340,7 +387,7 @@ async def write_attempts(session: AsyncSession, records: list[AttemptRecord]) ->
     if logged:
         await session.execute(insert(WebhookAttempt.__table__), [_attempt_row(r) for r in logged])
     for record in logged:
-        if record.state == FAILED and not record.event.is_test:
+        if record.state == FAILED and record.notify and not record.event.is_test:
             await _queue_failure_notice(session, record.event, record.number + 1, record.result)
 
 
@@ -367,10 +414,18 @@ class WebhookRow:
     id: uuid.UUID
     url: str
     secret: str
+    previous_secret: str | None = None  # still signs beside ``secret`` until it expires (after a rotation)
+    previous_secret_expires_at: datetime | None = None
 
 
 _EVENT_COLUMNS = [getattr(WebhookEvent, name) for name in EventRow.__slots__]
-_WEBHOOK_COLUMNS = [WebhookConfig.id.label("w_id"), WebhookConfig.url, WebhookConfig.secret]
+_WEBHOOK_COLUMNS = [
+    WebhookConfig.id.label("w_id"),
+    WebhookConfig.url,
+    WebhookConfig.secret,
+    WebhookConfig.previous_secret,
+    WebhookConfig.previous_secret_expires_at,
+]
 
 
 class DeliveryStore:
@@ -393,8 +448,8 @@ class DeliveryStore:
         found: dict[uuid.UUID, tuple[EventRow, WebhookRow | None]] = {}
         width = len(_EVENT_COLUMNS)
         for row in rows:
-            webhook_id, url, secret = row[width:]
-            webhook = None if webhook_id is None else WebhookRow(webhook_id, url, secret)
+            webhook_id = row[width]
+            webhook = None if webhook_id is None else WebhookRow(*row[width:])
             found[row[0]] = (EventRow(*row[:width]), webhook)
         return [found.get(event_id) for event_id in event_ids]
 
@@ -440,11 +495,12 @@ async def _queue_failure_notice(
 
 
 async def attempt_delivery(
-    db: Database, settings: Settings, services: dict[str, Any], event_id: uuid.UUID
+    db: Database, settings: Settings, services: dict[str, Any], event_id: uuid.UUID, *, manual: bool = False
 ) -> datetime | None:
     """Run the due attempt of one event. Returns when the next attempt is due (None: the event is done).
 
     The event and its webhook's current config (None once deleted) are read afresh for every attempt.
+    A ``manual`` attempt (a resend from the console) is one attempt: no retries, no failure e-mail.
     """
     store = store_of(services, db)
     loaded = await store.loads.submit(event_id)
@@ -458,13 +514,13 @@ async def attempt_delivery(
     number = event.attempts_made
     if webhook is None:
         result = AttemptResult(OUTCOME_WEBHOOK_NOT_FOUND, None, "the webhook was deleted", clock.now(), 0)
-        await store.writes.submit(plan_attempt(settings, event, number, "", result, retries=False))
+        await store.writes.submit(plan_attempt(settings, event, number, "", result, retries=False, notify=not manual))
         return None
     try:
         result = await deliverer_of(services, settings).send(
             webhook_id=webhook.id,
             url=webhook.url,
-            secret=webhook.secret,
+            secrets=_secrets_of(webhook),
             event_id=event.id,
             body=event.body.encode(),
             wait_for_slot=BUSY_WAIT_SECONDS,
@@ -472,7 +528,9 @@ async def attempt_delivery(
     except WebhookBusy:
         # A slow webhook must not hold every job-runner slot: put the job back, the attempt is not made.
         return clock.now() + BUSY_RETRY_DELAY
-    record = plan_attempt(settings, event, number, webhook.url, result, retries=not event.is_test)
+    record = plan_attempt(
+        settings, event, number, webhook.url, result, retries=not (event.is_test or manual), notify=not manual
+    )
     await store.writes.submit(record)
     return record.next_attempt_at
 
@@ -480,7 +538,7 @@ async def attempt_delivery(
 @dataclass(frozen=True)
 class SampleDelivery:
     event: WebhookEvent
-    attempt: AttemptResult
+    attempt: AttemptResult  # status, started_at, duration_ms and response_excerpt (the answer's start)
     state: str
 
 
@@ -493,7 +551,11 @@ async def send_test_event(
     webhook_id: uuid.UUID,
     event_type: str = "cmb",
 ) -> SampleDelivery:
-    """One synchronous delivery of the sample payload, no retries, logged as a test event (SPEC §9.7)."""
+    """One synchronous delivery of the sample payload, no retries, logged as a test event (SPEC §9.7).
+
+    The result carries the first 500 characters of the receiver's answer (``attempt.response_excerpt``) for
+    the console to show; it is not stored.
+    """
     if event_type not in EVENT_TYPES:
         raise WebhooksError("event type must be cmb or user_feedback")
     async with db.transaction() as session:
@@ -503,11 +565,155 @@ async def send_test_event(
         event = _new_event(webhook, event_id=event_id, event_type=event_type, payload=payload, is_test=True)
         session.add(event)
     result = await deliverer_of(services, settings).send(
-        webhook_id=webhook.id, url=webhook.url, secret=webhook.secret, event_id=event.id, body=event.body.encode()
+        webhook_id=webhook.id,
+        url=webhook.url,
+        secrets=_secrets_of(webhook),
+        event_id=event.id,
+        body=event.body.encode(),
+        excerpt=True,
     )
     async with db.transaction() as session:
         await write_attempts(session, [plan_attempt(settings, event, 0, webhook.url, result, retries=False)])
     return SampleDelivery(event=event, attempt=result, state=SUCCESS if result.succeeded else FAILED)
+
+
+# --- manual resends (console) ----------------------------------------------------------------------------
+
+
+def _manual_job(event_id: uuid.UUID) -> dict[str, Any]:
+    return {"event_id": str(event_id), "manual": True}
+
+
+async def resend_event(session: AsyncSession, *, account_id: uuid.UUID, event_id: uuid.UUID) -> None:
+    """Send a finished event (``success`` or ``failed``, test events too) once more, in the caller's transaction.
+
+    The event goes back to ``pending`` and one manual attempt is queued: numbered after the previous ones,
+    logged like any other, no retries and no failure e-mail. If the webhook was deleted meanwhile, the attempt
+    ends the event as ``webhook_deleted``. After the commit, call ``callerid.jobs.wake_local_runners()``.
+    """
+    event = await session.get(WebhookEvent, event_id, with_for_update=True, populate_existing=True)
+    if event is None or event.account_id != account_id:
+        raise NotFound(f"event {event_id} not found")
+    if event.state in (PENDING, RESCHEDULED):
+        when = iso_z(event.next_attempt_at) if event.next_attempt_at is not None else "due now"
+        raise WebhooksError(f"the event is still being delivered; its next attempt is at {when}")
+    if event.state == WEBHOOK_DELETED:
+        raise WebhooksError("the webhook was deleted")
+    now = clock.now()
+    event.state, event.next_attempt_at, event.updated_at = PENDING, now, now
+    await session.flush()
+    await enqueue(session, DELIVER_JOB, _manual_job(event.id))
+
+
+def _failed_since(account_id: uuid.UUID, since: datetime, webhook_id: uuid.UUID | None) -> list[Any]:
+    """Failed events (not test events) created at or after ``since`` whose webhook still exists."""
+    webhooks = select(WebhookConfig.id).where(WebhookConfig.account_id == account_id)
+    if webhook_id is not None:
+        webhooks = webhooks.where(WebhookConfig.id == webhook_id)
+    return [
+        WebhookEvent.account_id == account_id,
+        WebhookEvent.created_at >= since,
+        WebhookEvent.state == FAILED,
+        WebhookEvent.is_test.is_(False),
+        WebhookEvent.webhook_id.in_(webhooks),
+    ]
+
+
+async def count_failed_since(
+    session: AsyncSession, *, account_id: uuid.UUID, since: datetime, webhook_id: uuid.UUID | None = None
+) -> int:
+    """How many events :func:`retry_failed_since` would send again (before its per-run limit)."""
+    query = select(func.count()).select_from(WebhookEvent).where(*_failed_since(account_id, since, webhook_id))
+    return int(await session.scalar(query) or 0)
+
+
+async def retry_failed_since(
+    session: AsyncSession,
+    settings: Settings,
+    *,
+    account_id: uuid.UUID,
+    since: datetime,
+    created_by_email: str,
+    webhook_id: uuid.UUID | None = None,
+    limit: int | None = None,
+) -> RetryRun:
+    """Send again every failed event of the account created at or after ``since`` (of one webhook, if given)
+    whose webhook still exists, as :func:`resend_event` does, in the caller's transaction.
+
+    Test events are left out (they are samples, not business data). At most ``limit`` events per run
+    (default ``webhook_retry_all_max_events``), the newest first: older ones beyond the limit stay failed
+    for another run. Raises :class:`WebhooksError` when there is nothing to retry. The returned run records
+    the event ids, for :func:`retry_run_progress`. After the commit, call ``callerid.jobs.wake_local_runners()``.
+    """
+    limit = settings.webhook_retry_all_max_events if limit is None else limit
+    events = WebhookEvent.__table__
+    newest = (
+        select(WebhookEvent.id)
+        .where(*_failed_since(account_id, since, webhook_id))
+        .order_by(WebhookEvent.created_at.desc(), WebhookEvent.id)
+        .limit(limit)
+    )
+    now = clock.now()
+    # One statement (no list of ids as parameters); the state condition holds against concurrent resends.
+    updated = await session.execute(
+        update(events)
+        .where(events.c.id.in_(newest.scalar_subquery()), events.c.state == FAILED)
+        .values(state=PENDING, next_attempt_at=now, updated_at=now)
+        .returning(events.c.id)
+    )
+    event_ids = list(updated.scalars())
+    if not event_ids:
+        raise WebhooksError(f"there are no failed events since {iso_z(since)} to retry")
+    await enqueue_many(session, DELIVER_JOB, [_manual_job(e) for e in event_ids])
+    run = RetryRun(
+        id=uuid.uuid4(),
+        account_id=account_id,
+        since=since,
+        event_ids=[str(e) for e in event_ids],
+        created_by_email=created_by_email,
+        created_at=now,
+    )
+    session.add(run)
+    await session.flush()
+    return run
+
+
+@dataclass(frozen=True)
+class RetryProgress:
+    """Where the events of a retry run stand now."""
+
+    run: RetryRun
+    total: int
+    delivered: int  # success
+    failed: int  # failed or webhook_deleted
+    in_progress: int  # pending or rescheduled
+    purged: int  # no longer in the log (retention, account removal)
+    done: bool  # nothing in progress
+
+
+PROGRESS_CHUNK = 1000  # ids per IN list, well under the drivers' parameter limits
+
+
+async def retry_run_progress(session: AsyncSession, *, account_id: uuid.UUID, run_id: uuid.UUID) -> RetryProgress:
+    run = await session.get(RetryRun, run_id)
+    if run is None or run.account_id != account_id:
+        raise NotFound(f"retry run {run_id} not found")
+    ids = [uuid.UUID(e) for e in run.event_ids]
+    counts: dict[str, int] = {}
+    for start in range(0, len(ids), PROGRESS_CHUNK):
+        chunk = ids[start : start + PROGRESS_CHUNK]
+        rows = await session.execute(
+            select(WebhookEvent.state, func.count())
+            .where(WebhookEvent.account_id == account_id, WebhookEvent.id.in_(chunk))
+            .group_by(WebhookEvent.state)
+        )
+        for state, count in rows:
+            counts[state] = counts.get(state, 0) + int(count)
+    delivered = counts.get(SUCCESS, 0)
+    failed = counts.get(FAILED, 0) + counts.get(WEBHOOK_DELETED, 0)
+    in_progress = counts.get(PENDING, 0) + counts.get(RESCHEDULED, 0)
+    purged = len(ids) - sum(counts.values())
+    return RetryProgress(run, len(ids), delivered, failed, in_progress, purged, done=in_progress == 0)
 
 
 # --- logs ----------------------------------------------------------------------------------------------
@@ -525,13 +731,29 @@ async def list_events(
     *,
     account_id: uuid.UUID,
     webhook_id: uuid.UUID | None = None,
+    event_type: str | None = None,
+    state: str | None = None,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> tuple[list[WebhookEvent], int]:
-    """Newest first, with the total count (for paging)."""
+    """Newest first, with the total count of the filtered events (for paging).
+
+    Filters: ``event_type`` (one of ``EVENT_TYPES``), ``state`` (one of ``EVENT_STATES``), created at or after
+    ``created_from`` and before ``created_to``. Values are not checked here.
+    """
     where = [WebhookEvent.account_id == account_id]
     if webhook_id is not None:
         where.append(WebhookEvent.webhook_id == webhook_id)
+    if event_type is not None:
+        where.append(WebhookEvent.event_type == event_type)
+    if state is not None:
+        where.append(WebhookEvent.state == state)
+    if created_from is not None:
+        where.append(WebhookEvent.created_at >= created_from)
+    if created_to is not None:
+        where.append(WebhookEvent.created_at < created_to)
     total = await session.scalar(select(func.count()).select_from(WebhookEvent).where(*where))
     query = (
         select(WebhookEvent)
@@ -566,10 +788,11 @@ async def get_event(
 
 
 async def purge_old_logs(session: AsyncSession, settings: Settings) -> int:
-    """Delete events (with their attempts) and notice mails older than the retention period (SPEC §9.7)."""
+    """Delete events (with their attempts), notice mails and retry runs older than the retention period (SPEC §9.7)."""
     cutoff = clock.now() - timedelta(days=settings.webhook_log_retention_days)
     old_events = select(WebhookEvent.id).where(WebhookEvent.created_at < cutoff)
     await session.execute(delete(WebhookAttempt).where(WebhookAttempt.event_id.in_(old_events)))
     result = await session.execute(delete(WebhookEvent).where(WebhookEvent.created_at < cutoff))
     await session.execute(delete(OutboxMail).where(OutboxMail.created_at < cutoff, OutboxMail.status != mail.QUEUED))
+    await session.execute(delete(RetryRun).where(RetryRun.created_at < cutoff))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -1,5 +1,8 @@
 """Standard Webhooks signatures (SPEC §9.1): ``webhook-signature: v1,<base64 HMAC-SHA256>``.
 
+After a secret rotation a delivery is signed with the new and the old secret (``v1,<new> v1,<old>``,
+space-separated, as Standard Webhooks allows) until the old one expires, so receivers can switch over.
+
 Hand-written rather than using the ``standardwebhooks`` package: signing is a few lines of stdlib, and
 the package pulls extra dependencies into the server; the tests check our output against it.
 """
@@ -10,6 +13,8 @@ import base64
 import hashlib
 import hmac
 import secrets
+from collections.abc import Sequence
+from datetime import datetime
 
 SECRET_PREFIX = "whsec_"
 
@@ -23,14 +28,26 @@ def _key(secret: str) -> bytes:
     return base64.b64decode(secret.removeprefix(SECRET_PREFIX))
 
 
-def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
-    """The ``webhook-signature`` value for one delivery."""
+def active_secrets(
+    secret: str, previous_secret: str | None, previous_expires_at: datetime | None, now: datetime
+) -> list[str]:
+    """The secrets a delivery is signed with: the current one, then the previous one until it expires."""
+    if previous_secret and previous_expires_at is not None and now < previous_expires_at:
+        return [secret, previous_secret]
+    return [secret]
+
+
+def sign(secret: str | Sequence[str], message_id: str, timestamp: int, body: bytes) -> str:
+    """The ``webhook-signature`` value for one delivery: one ``v1,...`` per secret, space-separated."""
     signed = f"{message_id}.{timestamp}.".encode() + body
-    digest = hmac.new(_key(secret), signed, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode()
+    keys = [secret] if isinstance(secret, str) else secret
+    return " ".join(
+        "v1," + base64.b64encode(hmac.new(_key(key), signed, hashlib.sha256).digest()).decode() for key in keys
+    )
 
 
-def headers(secret: str, message_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+def headers(secret: str | Sequence[str], message_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+    """The Standard Webhooks headers; ``secret`` is one secret or the list of :func:`active_secrets`."""
     return {
         "webhook-id": message_id,
         "webhook-timestamp": str(timestamp),
