@@ -7,6 +7,7 @@ commands run at the same time. Credentials the CLI prints are checked against th
 from __future__ import annotations
 
 import asyncio
+import io
 import re
 import stat
 import uuid
@@ -16,8 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from PIL import Image
+from sqlalchemy import select
 
 from callerid.accounts import service as accounts
+from callerid.accounts.models import Member
+from callerid.accounts.secrets import verify_password
 from callerid.app import create_app
 from callerid.cli.common import display_url
 from callerid.config import FEATURES
@@ -27,6 +32,8 @@ from tests.conftest import make_settings
 from tests.ops.probes import SECURE_PATH, add_probe_routes
 
 PUBLIC = {"X-Public-Access": "allow"}
+# The public URL the CLI is given, so that the URLs it prints are known exactly (a trailing slash is dropped).
+PUBLIC_BASE_URL = "https://callerid.example.test"
 ALL_WRITE = dict.fromkeys(FEATURES, "write")
 
 
@@ -68,6 +75,7 @@ async def walk_the_contract(cli: Cli, database_url: str, data_dir: Path, *, full
     """Every command once. ``full`` adds the failure cases and the text output (run on SQLite only)."""
     shown: list[CliResult] = []  # outputs allowed to print secrets
     quiet: list[CliResult] = []  # every other output
+    cli.env["CALLERID_PUBLIC_BASE_URL"] = f"{PUBLIC_BASE_URL}/"
 
     # --- accounts: works in an empty folder / empty database, exact keys ---------------------------------
     # `migrate` starts at the same time: two first starts must not race to create the same tables.
@@ -82,7 +90,8 @@ async def walk_the_contract(cli: Cli, database_url: str, data_dir: Path, *, full
     shown_url = "sqlite+aiosqlite:///./callerid.db" if full else display_url(database_url)
     assert migrated == {"migrated": True, "database": shown_url}
     account = created.json()
-    assert set(account) == {"client_account_id", "name", "admin_email", "admin_password"}
+    assert set(account) == {"client_account_id", "name", "admin_email", "admin_password", "console_url"}
+    assert account["console_url"] == f"{PUBLIC_BASE_URL}/console"
     account_id = account["client_account_id"]
     assert str(uuid.UUID(account_id)) == account_id
     assert account["name"] == "Acme [Flowers] Café"
@@ -217,12 +226,23 @@ async def walk_the_contract(cli: Cli, database_url: str, data_dir: Path, *, full
             assert "not found" in again[0].failed()
 
         first = first_result.json()
-        assert {"client_account_id", "key_id", "api_key", "admin_email", "admin_password"} <= set(first)
+        assert {"client_account_id", "key_id", "api_key", "admin_email", "admin_password", "label_id"} <= set(first)
+        assert first["admin_email"] == "admin@demo.example.com"
+        assert first["urls"]["console"] == f"{PUBLIC_BASE_URL}/console"
         if full:
             text = cli.run("demo")
             shown.append(text)
             assert text.returncode == 0, text.stderr
             assert not text.stdout.lstrip().startswith("{")
+            # What `dev.py start` shows first: where to sign in, and with what.
+            assert text.stdout.splitlines()[0] == (
+                f"Demo account ready: sign in to the console at {PUBLIC_BASE_URL}/console "
+                f"as admin@demo.example.com with password {first['admin_password']}"
+            )
+            assert "admin_email: admin@demo.example.com" in text.stdout.splitlines()
+            assert f"admin_password: {first['admin_password']}" in text.stdout.splitlines()
+            assert f"  console: {PUBLIC_BASE_URL}/console" in text.stdout.splitlines()
+            assert f"label_id: {first['label_id']}" in text.stdout.splitlines()
             assert f"client_account_id: {first['client_account_id']}" in text.stdout
             assert f"key_id: {first['key_id']}" in text.stdout
             assert f"api_key: {first['api_key']}" in text.stdout
@@ -235,15 +255,47 @@ async def walk_the_contract(cli: Cli, database_url: str, data_dir: Path, *, full
         assert status == 200
         assert (await probe_status(client, first["client_account_id"], demo_token))[0] == 200
 
+    # --- the demo's label: listed, its logo a 200x200 PNG in the CLI's data folder --------------------------
+    demo_labels_result = cli.run("labels", "list", "--account", first["client_account_id"], "--json")
+    quiet.append(demo_labels_result)
+    demo_labels = demo_labels_result.json()
+    [demo_label] = demo_labels["labels"]
+    logo_key = demo_label["logo_url"].rsplit("/", 1)[1]
+    assert demo_labels == {
+        "client_account_id": first["client_account_id"],
+        "labels": [
+            {
+                "id": first["label_id"],
+                "name": "Demo Flowers",
+                "logo_url": f"{PUBLIC_BASE_URL}/logos/{logo_key}",
+                "category": 10,
+                "sub_category": 142,
+                "created_by_email": "admin@demo.example.com",
+                "created_at": demo_label["created_at"],
+                "label_type": "dynamic",
+            }
+        ],
+    }
+    with Image.open(io.BytesIO((cli.cwd / "callerid-data" / "logos" / logo_key).read_bytes())) as logo:
+        assert (logo.format, logo.size) == ("PNG", (200, 200))
+
     demo_file = cli.cwd / "callerid-data" / "demo.json"
     assert stat.S_IMODE(demo_file.stat().st_mode) == 0o600
     db = Database(database_url, null_pool=True)
     try:
         async with db.session() as session:
             names = sorted(a.name for a in await accounts.list_accounts(session))
+            demo_admin = await session.scalar(
+                select(Member).where(
+                    Member.account_id == uuid.UUID(first["client_account_id"]),
+                    Member.email == "admin@demo.example.com",
+                )
+            )
     finally:
         await db.dispose()
     assert names == ["Acme [Flowers] Café", "Demo Business"]  # failed commands left nothing behind
+    assert demo_admin is not None
+    assert verify_password(demo_admin.password_hash, first["admin_password"])  # the printed password signs in
 
     secrets = [account["admin_password"], crm["api_key"], default["api_key"], regenerated["api_key"]]
     secrets += [first["api_key"], first["admin_password"], old_token, new_token, demo_token]

@@ -56,13 +56,13 @@ def accounts_create(
     timezone: str = typer.Option("Asia/Kolkata", "--timezone", help="IANA timezone of the account"),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Create an account and its first admin; the admin password is shown once."""
+    """Create an account and its first admin; the admin password is shown once (sign in at <base URL>/console)."""
     try:
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
         fail(f"timezone {timezone!r} is not an IANA timezone (e.g. Asia/Kolkata)")
 
-    async def run(_: Settings, db: Database) -> dict[str, Any]:
+    async def run(settings: Settings, db: Database) -> dict[str, Any]:
         try:
             async with db.transaction() as session:
                 created = await service.create_account(session, name=name, admin_email=admin_email, timezone=timezone)
@@ -73,9 +73,15 @@ def accounts_create(
             "name": created.account.name,
             "admin_email": created.admin_email,
             "admin_password": created.admin_password,
+            "console_url": f"{settings.base_url}/console",
         }
 
-    emit(run_with_db(run), as_json, title="Account created (the password is not shown again)")
+    result = run_with_db(run)
+    title = (
+        f"Account created: sign in to the console at {result['console_url']} with admin_email and admin_password "
+        "(the password is not shown again)"
+    )
+    emit(result, as_json, title=title)
 
 
 @accounts_app.command("list")

@@ -24,7 +24,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callerid import clock
-from callerid.accounts import service as accounts
+from callerid.accounts import members
 from callerid.accounts.models import ClientAccount
 from callerid.config import Settings
 from callerid.db import Database
@@ -473,8 +473,9 @@ def store_of(services: dict[str, Any], db: Database) -> DeliveryStore:
 async def _queue_failure_notice(
     session: AsyncSession, event: WebhookEvent | EventRow, attempts: int, result: AttemptResult
 ) -> None:
-    """Every account admin is told that an event could not be delivered (SPEC §9.6)."""
-    recipients = await accounts.admin_emails(session, event.account_id)
+    """The account's admins are told that an event could not be delivered (SPEC §9.6): those chosen in the
+    console settings (every active admin by default)."""
+    recipients = await members.failure_notice_recipients(session, event.account_id)
     last_error = result.error or result.outcome
     body = (
         f"Webhook {event.webhook_name!r} could not deliver an event after {attempts} attempts.\n\n"
