@@ -185,3 +185,12 @@ async def test_a_label_named_like_markup_is_shown_as_text(admin: httpx.AsyncClie
         page = await admin.get(path)
         assert "<script>x</script>" not in page.text
         assert "&lt;script&gt;x&lt;/script&gt;" in page.text
+
+
+async def test_choosing_a_category_narrows_the_sub_categories(admin: httpx.AsyncClient) -> None:
+    field = await admin.get("/console/caller-id/new/sub-categories?category=10", headers={"HX-Request": "true"})
+    assert field.status_code == 200 and field.text.startswith('<div id="sub-category-field">')
+    options = re.findall(r'<option value="(\d*)"', field.text)
+    assert options == ["", "141", "142", "143", "144", "145"]
+    unknown = await admin.get("/console/caller-id/new/sub-categories?category=nope")
+    assert len(re.findall(r'<option value="\d+"', unknown.text)) == 43  # every one, by group, as without JavaScript

@@ -27,6 +27,7 @@ PROTECTED: dict[tuple[str, str], Permission] = {
     ("GET", "/console/caller-id/export.csv"): P.VIEW_LABELS,
     ("GET", "/console/caller-id/{label_id}"): P.VIEW_LABELS,
     ("GET", "/console/caller-id/new"): P.MANAGE_LABELS,
+    ("GET", "/console/caller-id/new/sub-categories"): P.MANAGE_LABELS,
     ("POST", "/console/caller-id"): P.MANAGE_LABELS,
     ("GET", "/console/api-keys"): P.MANAGE_API_KEYS,
     ("GET", "/console/api-keys/new"): P.MANAGE_API_KEYS,

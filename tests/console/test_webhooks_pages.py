@@ -73,6 +73,9 @@ async def test_create_test_and_read_the_log_of_a_webhook(
     )
     assert tested.status_code == 200
     assert "<!doctype html>" not in tested.text  # a fragment for the swap
+    # ... and the recent events, refreshed out of band.
+    assert '<section class="card" id="recent-events" aria-labelledby="events-title" hx-swap-oob="true">' in tested.text
+    assert "User feedback (test)</a>" in tested.text
     assert "Delivered" in tested.text and "HTTP 200" in tested.text and '<code class="mono">ok</code>' in tested.text
     [request] = receiver.requests
     assert request.target == "/hook?key=s3cret"

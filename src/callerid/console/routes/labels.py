@@ -130,6 +130,22 @@ async def _form_context(page: web.Page, values: dict[str, str], errors: dict[str
     }
 
 
+@router.get("/console/caller-id/new/sub-categories")
+async def sub_category_field(request: Request) -> Response:
+    """The sub-category field narrowed to one category (htmx swaps it in when the category changes)."""
+    page = await web.page_for(request, Permission.MANAGE_LABELS)
+    chosen = request.query_params.get("category", "")
+    values = {"sub_category": "", "category": chosen}
+    context = await _form_context(page, values, {})
+    loaded: catalogue.Catalogue = context["catalogue"]  # type: ignore[assignment]
+    category = loaded.category(int(chosen)) if chosen.isdigit() and len(chosen) <= 9 else None
+    if category is not None:
+        context["sub_category_options"] = [("", "Choose a sub-category")] + [
+            (str(s.id), s.name) for s in category.sub_categories
+        ]
+    return web.render_fragment("labels/_sub_category.html", context)
+
+
 @router.get("/console/caller-id/new")
 async def new_label(request: Request) -> Response:
     page = await web.page_for(request, Permission.MANAGE_LABELS)

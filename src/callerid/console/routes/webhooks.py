@@ -497,7 +497,8 @@ async def test_webhook(request: Request, webhook_id: str) -> Response:
             error = str(exc)
     test = {"result": result, "error": error}
     if request.headers.get("hx-request") == "true":
-        return web.render_fragment("webhooks/_test_result.html", {"test": test}, timezone=page.current.account.timezone)
+        context = await _webhook_context(page, webhook, test=test)
+        return web.render_fragment("webhooks/_test_swap.html", context, timezone=page.current.account.timezone)
     context = await _webhook_context(page, webhook, test=test, test_type=event_type)
     return web.render(request, "webhooks/webhook.html", context, page=page)
 
