@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import Response
 
 from callerid.accounts.permissions import Forbidden
 from callerid.console import web
@@ -14,15 +14,15 @@ from callerid.errors import not_found
 STATIC_CACHE = "public, max-age=31536000, immutable"
 
 
-async def static_file(name: str) -> Response:
-    path = web.static_path(name)
-    if path is None:
+async def static_file(request: Request, name: str) -> Response:
+    gzipped = web.accepts_gzip(request)
+    body = web.static_body(name, gzipped=gzipped)
+    if body is None:
         raise not_found()
-    return FileResponse(
-        path,
-        media_type=web.STATIC_FILES[name],
-        headers={"Cache-Control": STATIC_CACHE, "X-Content-Type-Options": "nosniff"},
-    )
+    headers = {"Cache-Control": STATIC_CACHE, "X-Content-Type-Options": "nosniff", "Vary": "Accept-Encoding"}
+    if gzipped:
+        headers["Content-Encoding"] = "gzip"
+    return Response(body, media_type=web.STATIC_FILES[name], headers=headers)
 
 
 async def console_not_found(request: Request, path: str) -> Response:

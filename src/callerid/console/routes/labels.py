@@ -143,7 +143,7 @@ async def sub_category_field(request: Request) -> Response:
         context["sub_category_options"] = [("", "Choose a sub-category")] + [
             (str(s.id), s.name) for s in category.sub_categories
         ]
-    return web.render_fragment("labels/_sub_category.html", context)
+    return web.render_fragment(request, "labels/_sub_category.html", context)
 
 
 @router.get("/console/caller-id/new")

@@ -318,7 +318,7 @@ async def retry_run_progress(request: Request, run_id: str) -> Response:
     page = await web.page_for(request, ALLOW)
     progress = await _progress(page, run_id)
     return web.render_fragment(
-        "webhooks/_retry_progress.html", {"progress": progress}, timezone=page.current.account.timezone
+        request, "webhooks/_retry_progress.html", {"progress": progress}, timezone=page.current.account.timezone
     )
 
 
@@ -498,7 +498,7 @@ async def test_webhook(request: Request, webhook_id: str) -> Response:
     test = {"result": result, "error": error}
     if request.headers.get("hx-request") == "true":
         context = await _webhook_context(page, webhook, test=test)
-        return web.render_fragment("webhooks/_test_swap.html", context, timezone=page.current.account.timezone)
+        return web.render_fragment(request, "webhooks/_test_swap.html", context, timezone=page.current.account.timezone)
     context = await _webhook_context(page, webhook, test=test, test_type=event_type)
     return web.render(request, "webhooks/webhook.html", context, page=page)
 
