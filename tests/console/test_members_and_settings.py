@@ -208,3 +208,21 @@ async def test_a_member_turns_two_factor_on_for_themselves(app: Any, world: Worl
     async with browser(app) as http:
         response = await sign_in(http, owner.email, owner.password)
         assert response.headers["location"].startswith("/console/sign-in/code")
+
+
+async def test_choosing_a_role_narrows_the_nodes_offered(app: Any, world: World) -> None:
+    async with browser(app) as http:
+        owner = world.people["department_owner"]  # of Sales: Support is not theirs to give
+        await sign_in(http, owner.email, owner.password)
+        field = await http.get("/console/members/scope-field?role=process_owner", headers={"HX-Request": "true"})
+        assert field.text.startswith('<div id="scope-field">')
+        offered = re.findall(r'<option value="([0-9a-f-]{36})"[^>]*>([^<]+)</option>', field.text)
+        assert [name for _, name in offered] == ["Sales / Delivery / Returns", "Sales / Delivery / Returns / Refunds"]
+        departments = await http.get("/console/members/scope-field?role=department_owner")
+        assert re.findall(r'<option value="[0-9a-f-]{36}"[^>]*>([^<]+)</option>', departments.text) == ["Sales"]
+    async with browser(app) as http:
+        admin = world.people["admin"]
+        await sign_in(http, admin.email, admin.password)
+        admins = await http.get("/console/members/scope-field?role=admin")
+        assert "Admins are responsible for the whole account." in admins.text
+        assert '<input type="hidden" name="scope" value="">' in admins.text

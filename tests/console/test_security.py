@@ -56,6 +56,7 @@ PROTECTED: dict[tuple[str, str], Permission] = {
     ("GET", "/console/members"): P.VIEW_MEMBERS,
     ("GET", "/console/members/roles"): P.VIEW_MEMBERS,
     ("GET", "/console/members/invite"): P.MANAGE_MEMBERS,
+    ("GET", "/console/members/scope-field"): P.MANAGE_MEMBERS,
     ("POST", "/console/members/invite"): P.MANAGE_MEMBERS,
     ("GET", "/console/members/{member}"): P.VIEW_MEMBERS,
     ("POST", "/console/members/{member}/role"): P.MANAGE_MEMBERS,

@@ -46,10 +46,11 @@ def _node_options(nodes: list[TreeNode]) -> list[tuple[str, object]]:
     return options
 
 
-async def _role_form(page: web.Page, role: str) -> dict[str, object]:
+async def _role_form(page: web.Page, role: str, *, narrow: bool = False) -> dict[str, object]:
+    """Role and scope choices; ``narrow`` keeps only the nodes ``role`` can be bound to (the htmx swap)."""
     async with page.runtime.db.session() as session:
         owner_nodes: list[TreeNode] = []
-        for owner_role in permissions.OWNER_ROLES:
+        for owner_role in permissions.OWNER_ROLES if not narrow else (role,):
             owner_nodes.extend(await members.assignable_nodes(session, page.actor, owner_role))
     return {
         "roles": [(r, permissions.ROLE_TITLES[r]) for r in members.assignable_roles(page.actor)],
@@ -83,6 +84,17 @@ async def roles(request: Request) -> Response:
         for p in Permission
     ]
     return web.render(request, "members/roles.html", {"table": table, "roles": permissions.ROLES}, page=page)
+
+
+@router.get("/console/members/scope-field")
+async def scope_field(request: Request) -> Response:
+    """The "Responsible for" field for one role (htmx swaps it in when the role changes)."""
+    page = await web.page_for(request, Permission.MANAGE_MEMBERS)
+    role = request.query_params.get("role", "")
+    known = role in permissions.ROLES
+    context = await _role_form(page, role, narrow=known)
+    context.update(scope="", errors={}, narrowed=known, csrf_token=page.current.csrf_token)
+    return web.render_fragment(request, "members/_scope_field.html", context)
 
 
 @router.get("/console/members/invite")
