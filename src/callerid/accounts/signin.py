@@ -192,34 +192,49 @@ async def _start(
         session, member.id, trusted_browser
     )
     if needs_code:
-        token = await _new_session(session, settings, member, client, PENDING_CODE)
-        await _send_code(session, settings, token, member, account)
-        row = await session.get(ConsoleSession, sha256_hex(token))
-        assert row is not None
-        return Started(token, PENDING_CODE, row.csrf_token)
-    token = await _new_session(session, settings, member, client, ACTIVE)
+        started = await _new_session(session, settings, member, client, PENDING_CODE)
+        await _send_code(session, settings, started.token, member, account)
+        return started
+    started = await _new_session(session, settings, member, client, ACTIVE)
     await _signed_in(session, member)
-    row = await session.get(ConsoleSession, sha256_hex(token))
-    assert row is not None
-    return Started(token, ACTIVE, row.csrf_token)
+    return started
 
 
-async def _new_session(session: AsyncSession, settings: Settings, member: Member, client: Client, state: str) -> str:
+async def _new_session(
+    session: AsyncSession, settings: Settings, member: Member, client: Client, state: str
+) -> Started:
     token = new_session_token()
     now = clock.now()
+    csrf_token = new_session_token()
     session.add(
         ConsoleSession(
             token_hash=sha256_hex(token),
             member_id=member.id,
             account_id=member.account_id,
             state=state,
-            csrf_token=new_session_token(),
+            csrf_token=csrf_token,
             code_tries=0,
             user_agent=client.user_agent[:300],
             client_address=client.address[:64],
             created_at=now,
             last_seen_at=now,
             expires_at=now + timedelta(hours=settings.console_session_max_hours),
+        )
+    )
+    await session.flush()
+    return Started(token, state, csrf_token)
+
+
+async def _trust_browser(session: AsyncSession, settings: Settings, member_id: uuid.UUID) -> str:
+    """A browser that proved it reads the member's e-mail (a code, an invitation link): not asked again for a while."""
+    token = new_session_token()
+    now = clock.now()
+    session.add(
+        TrustedBrowser(
+            token_hash=sha256_hex(token),
+            member_id=member_id,
+            created_at=now,
+            expires_at=now + timedelta(days=settings.console_trusted_browser_days),
         )
     )
     await session.flush()
@@ -278,22 +293,10 @@ async def verify_code(
             assert member is not None
             await session.delete(row)
             await session.flush()
-            new_token = await _new_session(session, settings, member, client, ACTIVE)
+            started = await _new_session(session, settings, member, client, ACTIVE)
             await _signed_in(session, member)
-            trusted = None
-            if remember_browser:
-                trusted = new_session_token()
-                session.add(
-                    TrustedBrowser(
-                        token_hash=sha256_hex(trusted),
-                        member_id=member.id,
-                        created_at=now,
-                        expires_at=now + timedelta(days=settings.console_trusted_browser_days),
-                    )
-                )
-            new_row = await session.get(ConsoleSession, sha256_hex(new_token))
-            assert new_row is not None
-            return Started(new_token, ACTIVE, new_row.csrf_token, trusted)
+            trusted = await _trust_browser(session, settings, member.id) if remember_browser else None
+            return Started(started.token, ACTIVE, started.csrf_token, trusted)
         row.code_tries += 1
         if expired or row.code_tries >= settings.console_code_max_tries:
             await session.delete(row)
@@ -397,10 +400,7 @@ async def change_password(
         member = await session.get(Member, member_id, with_for_update=True)
         assert member is not None
         await members.set_password(session, member, new_hash)
-        token = await _new_session(session, settings, member, client, ACTIVE)
-        row = await session.get(ConsoleSession, sha256_hex(token))
-        assert row is not None
-        return Started(token, ACTIVE, row.csrf_token)
+        return await _new_session(session, settings, member, client, ACTIVE)
 
 
 async def request_password_reset(db: Database, settings: Settings, limiter: RateLimiter, *, email: str) -> None:
@@ -459,21 +459,9 @@ async def accept_invitation(db: Database, settings: Settings, *, token: str, pas
     browser is trusted for two-factor purposes too)."""
     async with db.transaction() as session:
         member = await members.accept_invitation(session, settings, token=token, password=password)
-        new_token = await _new_session(session, settings, member, client, ACTIVE)
+        started = await _new_session(session, settings, member, client, ACTIVE)
         await _signed_in(session, member)
-        trusted = new_session_token()
-        now = clock.now()
-        session.add(
-            TrustedBrowser(
-                token_hash=sha256_hex(trusted),
-                member_id=member.id,
-                created_at=now,
-                expires_at=now + timedelta(days=settings.console_trusted_browser_days),
-            )
-        )
-        row = await session.get(ConsoleSession, sha256_hex(new_token))
-        assert row is not None
-        return Started(new_token, ACTIVE, row.csrf_token, trusted)
+        return Started(started.token, ACTIVE, started.csrf_token, await _trust_browser(session, settings, member.id))
 
 
 async def purge_expired(session: AsyncSession) -> None:

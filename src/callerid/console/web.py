@@ -13,6 +13,7 @@ import gzip
 import hashlib
 import hmac
 import secrets
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,7 +30,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from callerid.accounts import members as members_service
 from callerid.accounts import signin
-from callerid.accounts.permissions import ROLE_TITLES, Actor, Forbidden, Permission, allowed
+from callerid.accounts.permissions import ROLE_TITLES, Actor, Permission, allowed
 from callerid.config import Settings
 from callerid.runtime import Runtime, runtime_of
 
@@ -433,5 +434,25 @@ def text(form: FormData, name: str) -> str:
     return value if isinstance(value, str) else ""
 
 
-def forbidden_from(exc: Forbidden) -> PageError:
-    return forbidden()
+def path_uuid(value: str) -> uuid.UUID:
+    """A UUID from the path; anything else is a page that does not exist."""
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise not_found() from None
+
+
+def page_number(request: Request) -> int:
+    """``?page=`` of a listing: 1 unless a sensible positive number is given."""
+    raw = request.query_params.get("page", "1")
+    return int(raw) if raw.isdigit() and 0 < int(raw) <= 100_000 else 1
+
+
+def field_of(message: str, prefixes: tuple[tuple[str, str], ...]) -> str:
+    """Which form field a service's message is about: the services name the input in their first words
+    (``name must be ...``, ``url host ... is a loopback address``); anything else is about the whole form."""
+    lowered = message.lower()
+    for prefix, field_name in prefixes:
+        if lowered.startswith(prefix):
+            return field_name
+    return "form"

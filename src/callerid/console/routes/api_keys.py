@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
@@ -24,17 +22,10 @@ FEATURE_TITLES = {
 LEVEL_TITLES = {"none": "No access", "read": "Read", "write": "Read and write"}
 
 
-def _entry_id(value: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise web.not_found() from None
-
-
 async def _key(page: web.Page, entry: str) -> tuple[service.ApiKey, int]:
     async with page.runtime.db.session() as session:
         try:
-            key = await service.get_api_key(session, page.account_id, _entry_id(entry))
+            key = await service.get_api_key(session, page.account_id, web.path_uuid(entry))
         except service.NotFound:
             raise web.not_found() from None
         return key, await service.live_token_count(session, key.id)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import uuid
 
 from fastapi import APIRouter, Request
 from starlette.datastructures import UploadFile
@@ -32,19 +31,10 @@ FIELD_OF_MESSAGE = (
 )
 
 
-def field_of(message: str) -> str:
-    lowered = message.lower()
-    for prefix, field in FIELD_OF_MESSAGE:
-        if lowered.startswith(prefix):
-            return field
-    return "form"
-
-
 def _filters(request: Request) -> tuple[queries.LabelFilter, int]:
     query = request.query_params
     label_type = query.get("type", "")
-    raw_page = query.get("page", "1")
-    number = int(raw_page) if raw_page.isdigit() and 0 < int(raw_page) <= 100_000 else 1
+    number = web.page_number(request)
     return queries.LabelFilter(
         name=query.get("q", "").strip()[:40], label_type=label_type if label_type in TYPE_TITLES else ""
     ), number
@@ -191,7 +181,7 @@ async def create_label(request: Request) -> Response:
                     require_category=True,
                 )
         except service.LabelError as exc:
-            errors[field_of(str(exc))] = str(exc)
+            errors[web.field_of(str(exc), FIELD_OF_MESSAGE)] = str(exc)
     if errors:
         context = await _form_context(page, values, errors)
         return web.render(request, "labels/new.html", context, page=page, status_code=400)
@@ -201,12 +191,8 @@ async def create_label(request: Request) -> Response:
 @router.get("/console/caller-id/{label_id}")
 async def label_page(request: Request, label_id: str) -> Response:
     page = await web.page_for(request, Permission.VIEW_LABELS)
-    try:
-        wanted = uuid.UUID(label_id)
-    except ValueError:
-        raise web.not_found() from None
     async with page.runtime.db.session() as session:
-        label = await queries.get_label(session, page.account_id, wanted)
+        label = await queries.get_label(session, page.account_id, web.path_uuid(label_id))
     if label is None:
         raise web.not_found()
     _, categories, subs = await _catalogue_names(page)

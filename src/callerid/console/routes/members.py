@@ -21,17 +21,10 @@ router = APIRouter()
 KIND_TITLES = {"department": "Departments", "operation": "Operations", "process": "Processes and sub-processes"}
 
 
-def _member_id(value: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise web.not_found() from None
-
-
 async def _view(page: web.Page, member: str) -> members.MemberView:
     async with page.runtime.db.session() as session:
         try:
-            return await members.get_member(session, page.actor, _member_id(member))
+            return await members.get_member(session, page.actor, web.path_uuid(member))
         except NotFound:
             raise web.not_found() from None
 

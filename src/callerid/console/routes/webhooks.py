@@ -36,6 +36,7 @@ STATE_TITLES = {
     "failed": "Failed",
     "webhook_deleted": "Webhook deleted",
 }
+# Where each of the service's messages belongs on the form (its first words name the input).
 FIELD_OF_MESSAGE = (
     ("name", "name"),
     ("a webhook named", "name"),
@@ -45,25 +46,10 @@ FIELD_OF_MESSAGE = (
 )
 
 
-def field_of(message: str) -> str:
-    lowered = message.lower()
-    for prefix, field in FIELD_OF_MESSAGE:
-        if lowered.startswith(prefix):
-            return field
-    return "form"
-
-
-def _uuid(value: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise web.not_found() from None
-
-
 async def _webhook(page: web.Page, webhook_id: str) -> WebhookConfig:
     async with page.runtime.db.session() as session:
         try:
-            return await service.get_webhook(session, account_id=page.account_id, webhook_id=_uuid(webhook_id))
+            return await service.get_webhook(session, account_id=page.account_id, webhook_id=web.path_uuid(webhook_id))
         except service.NotFound:
             raise web.not_found() from None
 
@@ -142,16 +128,11 @@ def _event_filters(page: web.Page, request: Request) -> tuple[dict[str, str], di
     return shown, applied, errors
 
 
-def _page_number(request: Request) -> int:
-    raw = request.query_params.get("page", "1")
-    return int(raw) if raw.isdigit() and 0 < int(raw) <= 100_000 else 1
-
-
 @router.get("/console/webhooks/events")
 async def event_log(request: Request) -> Response:
     page = await web.page_for(request, ALLOW)
     shown, applied, errors = _event_filters(page, request)
-    number = _page_number(request)
+    number = web.page_number(request)
     async with page.runtime.db.session() as session:
         webhooks = await service.list_webhooks(session, page.account_id)
         events, total = ([], 0)
@@ -302,7 +283,7 @@ async def retry_failed(request: Request) -> Response:
 async def _progress(page: web.Page, run_id: str) -> service.RetryProgress:
     async with page.runtime.db.session() as session:
         try:
-            return await service.retry_run_progress(session, account_id=page.account_id, run_id=_uuid(run_id))
+            return await service.retry_run_progress(session, account_id=page.account_id, run_id=web.path_uuid(run_id))
         except service.NotFound:
             raise web.not_found() from None
 
@@ -325,7 +306,9 @@ async def retry_run_progress(request: Request, run_id: str) -> Response:
 async def _event(page: web.Page, event_id: str) -> service.EventDetails:
     async with page.runtime.db.session() as session:
         try:
-            return await service.get_event(session, page.settings, account_id=page.account_id, event_id=_uuid(event_id))
+            return await service.get_event(
+                session, page.settings, account_id=page.account_id, event_id=web.path_uuid(event_id)
+            )
         except service.NotFound:
             raise web.not_found() from None
 
@@ -408,7 +391,7 @@ async def create_webhook(request: Request) -> Response:
                 events=_events_of(values),
             )
     except service.WebhooksError as exc:
-        errors = {field_of(str(exc)): str(exc)}
+        errors = {web.field_of(str(exc), FIELD_OF_MESSAGE): str(exc)}
         return web.render(request, "webhooks/new.html", _form_context(values, errors), page=page, status_code=400)
     return web.render(
         request,
@@ -467,7 +450,9 @@ async def update_webhook(request: Request, webhook_id: str) -> Response:
     except service.NotFound:
         raise web.not_found() from None
     except service.WebhooksError as exc:
-        context = await _webhook_context(page, webhook, values=values, errors={field_of(str(exc)): str(exc)})
+        context = await _webhook_context(
+            page, webhook, values=values, errors={web.field_of(str(exc), FIELD_OF_MESSAGE): str(exc)}
+        )
         return web.render(request, "webhooks/webhook.html", context, page=page, status_code=400)
     return web.redirect(f"/console/webhooks/{webhook.id}", flash="Webhook saved")
 
