@@ -277,6 +277,7 @@ async def test_owner_journey(chromium: Any, server: Server, account: dict[str, A
     await page.get_by_label("Confirm password").fill(OWNER_PASSWORD)
     await page.get_by_role("button", name="Set password and sign in").click()
     await page.get_by_text("Welcome to callerid: your password is set").wait_for()
+    await page.get_by_text("You are Department Owner of Sales").wait_for()
 
     # On a phone the navigation sits behind the menu button; it shows only what the role may use.
     navigation = page.get_by_role("navigation", name="Console")
