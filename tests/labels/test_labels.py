@@ -253,7 +253,7 @@ async def test_other_creation_rules(
         ({"category": 10, "sub_category": 999}, "sub-category 999 is not in the catalogue"),
         ({"require_category": True}, "category is required"),
         ({"category": 10, "require_category": True}, "sub-category is required"),
-        ({"sub_category": 142, "require_category": True}, "a sub-category needs a category"),
+        ({"sub_category": 142, "require_category": True}, "category is required"),
         ({"category": 99, "sub_category": 142, "require_category": True}, "category 99 is not in the catalogue"),
         (
             {"category": 10, "sub_category": 101, "require_category": True},
