@@ -188,6 +188,7 @@ async def test_admin_journey(
     await page.get_by_label("Sub-category").select_option("142")
     await page.get_by_role("button", name="Create label").click()
     await page.get_by_role("heading", name="Flower Era").wait_for()
+    await page.wait_for_function("() => document.querySelector('img.logo-large').complete")
     logo = await page.evaluate(
         """() => { const img = document.querySelector('img.logo-large');
                    return [img.complete, img.naturalWidth, img.getBoundingClientRect().width]; }"""
