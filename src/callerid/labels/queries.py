@@ -43,6 +43,11 @@ async def search_labels(
     return list((await session.scalars(query)).all()), int(total or 0)
 
 
+async def count_labels(session: AsyncSession, account_id: uuid.UUID) -> int:
+    total = await session.scalar(select(func.count()).select_from(Label).where(Label.account_id == account_id))
+    return int(total or 0)
+
+
 async def get_label(session: AsyncSession, account_id: uuid.UUID, label_id: uuid.UUID) -> Label | None:
     label = await session.get(Label, label_id)
     return label if label is not None and label.account_id == account_id else None

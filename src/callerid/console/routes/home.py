@@ -12,7 +12,7 @@ from callerid.accounts import members
 from callerid.accounts import service as accounts
 from callerid.accounts.permissions import Permission
 from callerid.console import web
-from callerid.labels.queries import LabelFilter, search_labels
+from callerid.labels.queries import count_labels
 from callerid.webhooks import service as webhooks
 from callerid.webhooks.models import FAILED
 
@@ -24,7 +24,7 @@ async def home(request: Request) -> Response:
     page = await web.page_for(request, Permission.VIEW_HOME)
     context: dict[str, object] = {}
     async with page.runtime.db.session() as session:
-        _labels, context["label_count"] = await search_labels(session, page.account_id, LabelFilter(), None)
+        context["label_count"] = await count_labels(session, page.account_id)
         context["member_count"] = len(await members.list_members(session, page.actor))
         if page.can(Permission.MANAGE_API_KEYS):
             context["key_count"] = len(await accounts.list_api_keys(session, page.account_id))
