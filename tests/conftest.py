@@ -63,6 +63,23 @@ requires_postgres = pytest.mark.skipif(PG_SKIP_REASON is not None, reason=PG_SKI
 requires_redis = pytest.mark.skipif(REDIS_SKIP_REASON is not None, reason=REDIS_SKIP_REASON or "")
 
 
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Locally a missing PostgreSQL, Redis or Chromium skips its tests with the reason; under ``CI=true`` the run
+    fails at once instead, so that CI can never pass with a quarter of the suite silently skipped."""
+    if not in_ci():
+        return
+    from tests.e2e.serving import SKIP_REASON as BROWSER_SKIP_REASON
+
+    missing = [reason for reason in (PG_SKIP_REASON, REDIS_SKIP_REASON, BROWSER_SKIP_REASON) if reason]
+    if missing:
+        lines = "\n".join(f"  - {reason}" for reason in missing)
+        pytest.exit(f"CI=true, but these tests cannot run (CI must run every test):\n{lines}", returncode=3)
+
+
 # --- databases -----------------------------------------------------------------------------------------
 
 
