@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -21,6 +21,8 @@ from callerid.accounts.ratelimit import MemoryWindows
 from callerid.accounts.service import TokenPrincipal
 from callerid.app import create_app
 from tests.conftest import REDIS_URL, Tenant, create_tenant, make_settings, mint, requires_redis
+
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
 MISSING = {"slug": "authorization-error", "message": "Missing authorization header"}
 PARSE = {"slug": "internal-server-error", "message": "500/50011 - Failed to parse token"}
@@ -139,28 +141,38 @@ async def test_unsubscribed_feature_is_forbidden(
 
 @pytest.mark.parametrize("settings_overrides", [{"rate_limit_general": "3/minute", "rate_limit_batch_v2": "2/minute"}])
 async def test_general_limit_per_token(client: httpx.AsyncClient, probe_app: Any, tenant: Tenant) -> None:
+    clock.freeze(T0)
     first = {"Authorization": f"Bearer {await mint(client, tenant)}"}
     second = {"Authorization": f"Bearer {await mint(client, tenant)}"}
     path = f"/clients/{tenant.account_id}/probe"
-    for _ in range(3):
+    for _ in range(3):  # at T0, T0+10 s, T0+20 s
         assert (await client.get(path, headers=first)).status_code == 200
-    response = await client.get(path, headers=first)
+        clock.advance(10)
+    response = await client.get(path, headers=first)  # T0+30 s: the window holds 3; the first leaves at T0+60 s
     assert (response.status_code, response.json()) == (429, TOO_MANY)
-    assert 1 <= int(response.headers["Retry-After"]) <= 60
+    assert response.headers["Retry-After"] == "30"
     assert (await client.get(path, headers=second)).status_code == 200  # per token
+    clock.advance(29.5)
+    assert (await client.get(path, headers=first)).headers["Retry-After"] == "1"  # 0.5 s, rounded up
+    clock.advance(0.5)
+    assert (await client.get(path, headers=first)).status_code == 200
 
 
 @pytest.mark.parametrize("settings_overrides", [{"rate_limit_general": "5/minute", "rate_limit_batch_v2": "2/minute"}])
 async def test_batch_v2_limit_on_top_of_general(client: httpx.AsyncClient, probe_app: Any, tenant: Tenant) -> None:
+    clock.freeze(T0)
     headers = {"Authorization": f"Bearer {await mint(client, tenant)}"}
     batch = f"/clients/{tenant.account_id}/batch-probe"
     assert (await client.post(batch, headers=headers)).status_code == 200
+    clock.advance(15)
     assert (await client.post(batch, headers=headers)).status_code == 200
     response = await client.post(batch, headers=headers)
     assert (response.status_code, response.json()) == (429, TOO_MANY)
-    assert "Retry-After" in response.headers
+    assert response.headers["Retry-After"] == "45"  # the first batch leaves the minute at T0+60 s
     # The general limit still has room (3 of 5 used), so other endpoints keep working.
     assert (await client.get(f"/clients/{tenant.account_id}/probe", headers=headers)).status_code == 200
+    clock.advance(45)
+    assert (await client.post(batch, headers=headers)).status_code == 200
 
 
 def test_default_limits_are_the_spec_numbers() -> None:
@@ -174,15 +186,19 @@ def test_default_limits_are_the_spec_numbers() -> None:
     assert defaults.max_api_keys_per_account == 5
 
 
-@pytest.mark.parametrize("settings_overrides", [{"rate_limit_general": "100/second"}])
-async def test_hundred_per_second_default(client: httpx.AsyncClient, probe_app: Any, tenant: Tenant) -> None:
+async def test_hundred_per_second_by_default(client: httpx.AsyncClient, probe_app: Any, tenant: Tenant) -> None:
+    """The default settings: within one second (the clock stands still) the 101st request is refused."""
+    clock.freeze(T0)
     headers = {"Authorization": f"Bearer {await mint(client, tenant)}"}
     path = f"/clients/{tenant.account_id}/probe"
-    statuses = [(await client.get(path, headers=headers)).status_code for _ in range(101)]
-    # Within one second at most 100 pass; the test client is fast enough to send 101 inside a second
-    # on any machine this suite targets, and if not, fewer than 101 can only mean a 429 was not needed.
-    assert statuses.count(200) >= 100
-    assert set(statuses) <= {200, 429}
+    statuses = [(await client.get(path, headers=headers)).status_code for _ in range(100)]
+    assert statuses == [200] * 100
+    refused = await client.get(path, headers=headers)
+    assert (refused.status_code, refused.json(), refused.headers["Retry-After"]) == (429, TOO_MANY, "1")
+    clock.advance(0.999)
+    assert (await client.get(path, headers=headers)).status_code == 429
+    clock.advance(0.001)  # the first hundred leave the window together
+    assert (await client.get(path, headers=headers)).status_code == 200
 
 
 @requires_redis

@@ -2,7 +2,8 @@
 
 With ``CALLERID_REDIS_URL`` set, the windows live in Redis (the ``limits`` library's moving-window strategy),
 so every process shares them. Without Redis they live in this process (``MemoryWindows``): one process
-serves everything in the embedded default.
+serves everything in the embedded default. Their times come from ``callerid.clock`` (the one clock), so tests move
+time over HTTP instead of sleeping; Redis windows are timed by the ``limits`` library itself.
 
 ``MemoryWindows`` is written here rather than taken from ``limits``' MemoryStorage because that storage
 starts a ``threading.Timer`` thread every 10 ms while hits keep coming, and each run walks every key under
@@ -20,6 +21,7 @@ from limits import RateLimitItem, parse
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
+from callerid import clock
 from callerid.config import Settings
 
 # Keys with no hit inside their window are dropped once this many keys exist (bounded memory).
@@ -88,7 +90,7 @@ class RateLimiter:
     async def hit(self, item: RateLimitItem, identity: str) -> int | None:
         """Count one request; None when allowed, else the whole seconds to wait (for ``Retry-After``)."""
         if self._memory is not None:
-            wait = self._memory.hit(identity, item.amount, item.get_expiry(), time.monotonic())
+            wait = self._memory.hit(identity, item.amount, item.get_expiry(), clock.now().timestamp())
             return None if wait is None else max(1, math.ceil(wait))
         assert self._redis is not None
         if await self._redis.hit(item, identity):
@@ -102,7 +104,7 @@ class RateLimiter:
         For limits that count only failures (console sign-ins): check first, ``hit`` when the attempt fails.
         """
         if self._memory is not None:
-            wait = self._memory.peek(identity, item.amount, item.get_expiry(), time.monotonic())
+            wait = self._memory.peek(identity, item.amount, item.get_expiry(), clock.now().timestamp())
             return None if wait is None else max(1, math.ceil(wait))
         assert self._redis is not None
         if await self._redis.test(item, identity):
