@@ -14,7 +14,6 @@ from callerid.db import Database
 from callerid.jobs.runner import JobRunner
 from callerid.numbers import service
 from callerid.numbers.models import CallingOperation, CallReason, FeatureSet
-from callerid.timefmt import iso_z
 from tests.conftest import Tenant, create_tenant
 from tests.numbers.conftest import Api, Tree, make_tree, settle
 from tests.numbers.test_publish import key_email
@@ -140,10 +139,12 @@ async def test_empty_account_pages(api: Api) -> None:
 
 
 async def test_number_items_exact(api: Api, tree: Tree, tenant: Tenant, db: Database, runner: JobRunner) -> None:
-    clock.freeze(clock.now())
+    clock.freeze(clock.now().replace(microsecond=557_139))
     await api.publish(tree.fs, ["911234567891"])
-    added = clock.now()
-    clock.advance(4)
+    # The spec's literal forms (SPEC §2.6, the NN example): six fractional digits kept when none is zero.
+    added = clock.now().strftime("%Y-%m-%dT%H:%M:%S") + ".557139Z"
+    clock.advance(4.08702)  # the listing finished at ...644159
+    updated = clock.now().strftime("%Y-%m-%dT%H:%M:%S") + ".644159Z"
     await runner.run_until_idle()
     response = await api.numbers()
     assert response.status_code == 200
@@ -161,8 +162,8 @@ async def test_number_items_exact(api: Api, tree: Tree, tenant: Tenant, db: Data
                 "subprocess": "",
                 "feature_set_name": "Main set",
                 "call_me_back": "enabled",
-                "created_at": iso_z(added),
-                "updated_at": iso_z(clock.now()),
+                "created_at": added,
+                "updated_at": updated,
                 "label_name": "Acme Deliveries",
             }
         ],

@@ -18,7 +18,6 @@ from callerid.jobs.models import Job
 from callerid.jobs.runner import JobRunner
 from callerid.labels.models import Label
 from callerid.personalisation import service
-from callerid.timefmt import iso_z
 from tests.conftest import Tenant, create_tenant, mint
 from tests.personalisation.conftest import (
     CALLER,
@@ -146,7 +145,9 @@ async def test_b2_stores_invalid_records_with_their_error_and_s2_shows_every_for
         record_v2(label, now_ms, starts_at=now_ms, ends_at=now_ms + DAY_MS + 1),
         record_v1(label, now_ms, receiver=receiver(5)),  # v1 names are accepted on v2
     ]
-    created = clock.now()
+    clock.freeze(clock.now().replace(microsecond=210_000))
+    # The spec's literal form (SPEC §2.6): ISO-8601 UTC, "Z", trailing zeros of the fraction dropped.
+    created_at = clock.now().strftime("%Y-%m-%dT%H:%M:%S") + ".21Z"
     response = await client.post(b2_path(tenant), json={"call_records": records}, headers=auth)
     assert response.status_code == 200
     batch_id = response.json()["batch_id"]
@@ -186,7 +187,7 @@ async def test_b2_stores_invalid_records_with_their_error_and_s2_shows_every_for
         "starts_at": now_ms - 1000,
         "ends_at": now_ms + HOUR_MS,
         "status_info": {"status": "pending"},
-        "created_at": iso_z(created),
+        "created_at": created_at,
     }
     assert (data[5]["caller_number"], data[5]["receiver_number"]) == (911234567890, RECEIVER)  # echoed as sent
     assert (data[6]["label_id"], data[6]["dynamic_label_name"]) == (str(static_label.id), "")
@@ -234,7 +235,7 @@ async def test_b2_stores_invalid_records_with_their_error_and_s2_shows_every_for
         "starts_at": now_ms - 1000,
         "ends_at": now_ms + HOUR_MS,
         "status": "success",
-        "created_at": iso_z(created),
+        "created_at": created_at,
     }
     assert [(row["status"], row.get("failure_reason")) for row in rows] == [
         ("failure", "Not an app user"),
