@@ -654,12 +654,14 @@ async def test_one_bad_outcome_does_not_stop_the_others_in_its_batch(db: Databas
                 raise RuntimeError("cannot write this one")
             return await super()._write_outcomes(outcomes)
 
-    runner = PickyRunner(db, tuned(settings, job_concurrency=5), registry=registry_with(record=Recorder()))
+    record = Recorder()
+    runner = PickyRunner(db, tuned(settings, job_concurrency=5), registry=registry_with(record=record))
     async with db.transaction() as session:
         await enqueue_many(session, "test.record", [{"n": n} for n in range(5)])
     runner.hold_writes = asyncio.Event()
     running = asyncio.create_task(runner.run_until_idle())
-    await asyncio.sleep(0.05)  # every handler finished and submitted its outcome
+    await eventually(lambda: _true(len(record.calls) == 5), "all handlers to run")
+    await asyncio.sleep(0)  # let them submit their outcomes
     runner.hold_writes.set()
     assert await asyncio.wait_for(running, WAIT) == 5
     [left] = await jobs_in(db)  # its lease runs out and it runs again; the other four are done
