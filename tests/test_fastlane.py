@@ -107,11 +107,12 @@ async def test_an_unexpected_error_in_a_fast_handler_is_the_common_500_with_the_
         ("GET",), "/test/broken", broken, operation("broken", summary="-", description="-", tags=[], responses={})
     )
     await client.get("/healthz")  # the middleware stack is built on the first request
-    app.middleware_stack.routes.append(route)
+    lane = app.middleware_stack.app  # RequestLimits -> FastLane
+    lane.routes.append(route)
     try:
         response = await client.get("/test/broken", headers={"X-Request-ID": "crash-fast"})
     finally:
-        app.middleware_stack.routes.remove(route)
+        lane.routes.remove(route)
     assert response.status_code == 500
     assert response.json() == error("internal-server-error", "internal server error")
     assert response.headers["x-request-id"] == "crash-fast"

@@ -24,10 +24,12 @@ from callerid.db import Database
 from callerid.delivery.hub import start_push_hub
 from callerid.errors import install_error_handlers
 from callerid.fastlane import FastLane, FastRoute, add_to_openapi
+from callerid.http import set_max_json_depth
 from callerid.identity.signer import SIGNER, Signer
 from callerid.jobs.runner import JobRunner
 from callerid.ops.logging import flush_access_log
 from callerid.ops.middleware import ObservabilityMiddleware
+from callerid.request_limits import RequestLimits
 from callerid.responses import JsonResponse
 from callerid.runtime import Runtime
 from callerid.webhooks.delivery import close_deliverer
@@ -52,18 +54,21 @@ class CallerIdApp(FastAPI):
 
     FastAPI's own stack puts ServerErrorMiddleware, an exception-telemetry layer and a body-limit layer (both
     idle here: telemetry is off and no body limit is set) before any user middleware; each costs a call and
-    some a send wrapper on every request. Ours is: FastLane (the hot endpoints, which observe their requests
-    themselves) -> ObservabilityMiddleware (which also answers unexpected errors with the spec's 500 body, as
-    ServerErrorMiddleware would with our handler) -> the exception handlers -> the router, as FastAPI builds it.
+    some a send wrapper on every request. Ours is: RequestLimits (413 for a body over the limit, before it is
+    read) -> FastLane (the hot endpoints, which observe their requests themselves) -> ObservabilityMiddleware
+    (which also answers unexpected errors with the spec's 500 body, as ServerErrorMiddleware would with our
+    handler) -> the exception handlers -> the router, as FastAPI builds it.
     """
 
     fast_routes: list[FastRoute]
+    settings: Settings
 
     def build_middleware_stack(self) -> ASGIApp:
         handlers = {key: value for key, value in self.exception_handlers.items() if key not in (500, Exception)}
         inner: ASGIApp = AsyncExitStackMiddleware(self.router)
         inner = ExceptionMiddleware(inner, handlers=handlers, debug=self.debug)
-        return FastLane(ObservabilityMiddleware(inner), self.fast_routes)
+        lane = FastLane(ObservabilityMiddleware(inner), self.fast_routes)
+        return RequestLimits(lane, self.settings.max_request_body_bytes)
 
 
 def load_job_handlers() -> None:
@@ -109,6 +114,9 @@ def create_app(settings: Settings | None = None) -> CallerIdApp:
         version=__version__,
         description=DESCRIPTION,
         default_response_class=JsonResponse,
+        # /docs and /redoc are callerid.docs_page's: vendored files, nothing loaded from another host.
+        docs_url=None,
+        redoc_url=None,
         lifespan=lifespan,
         # SPEC §2.2: a body that parses is not refused for a missing or unusual Content-Type.
         strict_content_type=False,
@@ -117,9 +125,12 @@ def create_app(settings: Settings | None = None) -> CallerIdApp:
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
+    app.settings = settings
+    set_max_json_depth(settings.max_json_depth)
 
     from callerid.accounts.routes import router as accounts_router
     from callerid.delivery.routes import router as delivery_router
+    from callerid.docs_page.routes import router as docs_router
     from callerid.engagement.routes import router as engagement_router
     from callerid.identity import routes as identity_routes
     from callerid.identity.routes import router as identity_router
@@ -144,6 +155,7 @@ def create_app(settings: Settings | None = None) -> CallerIdApp:
     app.include_router(engagement_router)
     app.include_router(identity_router)
     app.include_router(phone_router)
+    app.include_router(docs_router)
     install_console(app)  # last: it adds a catch-all for unknown /console paths
     return app
 

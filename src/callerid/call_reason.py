@@ -1,8 +1,11 @@
-"""The call-reason rules shared by call records and feature sets (SPEC §7.1 rules 5-8, messages §7.2)."""
+"""The call-reason rules shared by call records and feature sets (SPEC §7.1 rules 5-8, messages §7.2), with the
+display-text rule (``callerid.display_text``) right after the length rule."""
 
 from __future__ import annotations
 
 import re
+
+from callerid.display_text import cannot_display, is_displayable
 
 UNSUPPORTED_CHARACTERS = frozenset("!@#$%^&*()_+/")
 EDGE_CHARACTERS = ".,-"
@@ -16,6 +19,8 @@ def call_reason_problem(value: str, field: str) -> str | None:
     """
     if not 10 <= len(value) <= 100:
         return f"{field} must be between 10 and 100 characters"
+    if not is_displayable(value):
+        return cannot_display(field)
     if _UNSUPPORTED.search(value):
         return f"{field} contains unsupported special characters"
     for edge in (value[0], value[-1]):

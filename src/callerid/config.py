@@ -10,7 +10,7 @@ import os
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 FEATURES = ("call_personalisation", "number_management", "call_me_back", "user_feedback")
@@ -48,6 +48,19 @@ class Settings(BaseSettings):
     )
     log_level: str = "INFO"
     log_json: bool = True
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="when set, /metrics answers only requests with `Authorization: Bearer <token>`; without it "
+        "/metrics is open on the embedded default (SQLite) and refused (403) with PostgreSQL (production)",
+    )
+
+    # --- secrets at rest -----------------------------------------------------------------------------------
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="base64 of 32 bytes: encrypts webhook signing secrets in the database (AES-256-GCM). Several "
+        "keys comma-separated: the first encrypts, all decrypt (rotation: `callerid secret-key rotate`). Required "
+        "with PostgreSQL; on SQLite, when unset, a key is generated once into <data_dir>/secret.key (mode 0600)",
+    )
 
     # --- auth (SPEC §3) ---------------------------------------------------------------------------------
     max_api_keys_per_account: int = 5
@@ -81,6 +94,27 @@ class Settings(BaseSettings):
     console_password_min_length: int = Field(default=10, ge=8, description="shortest console password accepted")
     console_upload_max_bytes: int = Field(
         default=3 * 1024 * 1024, description="largest console form post (a logo is under 2 MB; the rest is fields)"
+    )
+
+    # --- request limits (callerid.request_limits, callerid.http) ------------------------------------------
+    max_request_body_bytes: int = Field(
+        default=1_048_576,
+        ge=1024,
+        description="largest request body (413 beyond it, before it is read whole); a full 500-record batch is "
+        "about 120 KB. The console's form posts are bounded by console_upload_max_bytes instead",
+    )
+    # At most 254: deeper than orjson writes (it reads up to 1024), and the check recurses once per level.
+    max_json_depth: int = Field(
+        default=32,
+        ge=3,
+        le=254,
+        description="deepest nesting of objects and arrays in a JSON request body (deeper is answered like "
+        "unparsable JSON); the API's own bodies nest 3 deep",
+    )
+    max_websocket_message_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="largest message a phone may send on the push stream; a larger one closes it with 1009",
     )
 
     # --- rate limits (SPEC §4), in the `limits` library's notation ---------------------------------------
@@ -189,7 +223,16 @@ class Settings(BaseSettings):
             raise ValueError(f"not a version: {value!r} (e.g. 1.10.0)") from None
         return value
 
-    @field_validator("redis_url", "public_base_url", "smtp_host", "smtp_user", "smtp_password", mode="before")
+    @field_validator(
+        "redis_url",
+        "public_base_url",
+        "smtp_host",
+        "smtp_user",
+        "smtp_password",
+        "secret_key",
+        "metrics_token",
+        mode="before",
+    )
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if value == "" else value

@@ -79,6 +79,11 @@ def conflict(message: str) -> ApiError:
     return ApiError(409, "conflict", message)
 
 
+def body_too_large(limit: int) -> ApiError:
+    # The slug the framework's own 413 gets below (HTTP's phrase), with the limit in the message.
+    return ApiError(413, "request-entity-too-large", f"request body must be at most {limit} bytes")
+
+
 def rate_limited(retry_after: int, message: str = "too many requests") -> ApiError:
     return ApiError(429, "rate-limit-exceeded", message, headers={"Retry-After": str(max(1, retry_after))})
 

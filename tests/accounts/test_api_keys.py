@@ -88,6 +88,45 @@ async def test_unknown_key_or_account(db: Any, settings: Any, tenant: Tenant) ->
             await service.create_api_key(session, settings, account_id=uuid.uuid4(), name="x")
 
 
+@pytest.mark.parametrize(
+    ("fields", "field", "message"),
+    [
+        ({"name": "back\x00end"}, "name", "API key name contains characters that cannot be stored"),
+        ({"description": "orders\x00"}, "description", "API key description contains characters that cannot be stored"),
+    ],
+)
+async def test_key_text_with_a_nul_is_refused_on_both_databases(
+    db: Any, settings: Any, tenant: Tenant, fields: dict[str, str], field: str, message: str
+) -> None:
+    # PostgreSQL cannot hold a NUL in text (SQLite can): refused before either sees it.
+    with pytest.raises(service.AccountsError) as raised:
+        async with db.transaction() as session:
+            await service.create_api_key(session, settings, account_id=tenant.account_id, **{"name": "k", **fields})
+    assert (raised.value.message, raised.value.field) == (message, field)
+    async with db.session() as session:
+        assert len(await service.list_api_keys(session, tenant.account_id)) == 1
+
+
+async def test_account_text_with_a_nul_is_refused_on_both_databases(db: Any) -> None:
+    refusals = [
+        (
+            {"name": "Acme\x00", "admin_email": "a@example.com"},
+            "account name contains characters that cannot be stored",
+        ),
+        (
+            {"name": "Acme", "admin_email": "a\x00@example.com"},
+            "admin email 'a\\x00@example.com' is not a valid e-mail address",
+        ),
+    ]
+    for kwargs, message in refusals:
+        with pytest.raises(service.AccountsError) as raised:
+            async with db.transaction() as session:
+                await service.create_account(session, **kwargs)
+        assert raised.value.message == message
+    async with db.session() as session:
+        assert await service.list_accounts(session) == []
+
+
 def test_parse_access() -> None:
     assert service.parse_access(None) == dict.fromkeys(FEATURES, "write")
     assert service.parse_access("call_personalisation=write,number_management=read") == {

@@ -20,6 +20,7 @@ import httpx
 from PIL import Image
 from sqlalchemy import select
 
+from callerid import secretbox
 from callerid.accounts import service as accounts
 from callerid.accounts.models import Member
 from callerid.accounts.secrets import verify_password
@@ -311,15 +312,16 @@ async def test_cli_contract_on_sqlite_in_an_empty_folder(cli: Cli, tmp_path: Pat
 
 async def test_cli_contract_on_a_fresh_postgresql_database(cli: Cli, fresh_postgresql_url: str, tmp_path: Path) -> None:
     cli.env["CALLERID_DATABASE_URL"] = fresh_postgresql_url
+    cli.env["CALLERID_SECRET_KEY"] = secretbox.generate_key()  # required with PostgreSQL (see test_secretbox)
     await walk_the_contract(cli, fresh_postgresql_url, tmp_path / "app-data", full=False)
     assert not (cli.cwd / "callerid.db").exists()
 
 
 async def test_usage_errors_and_an_unreachable_database(cli: Cli) -> None:
     """Refused before touching any database; a database that cannot be reached is named without its password."""
-    unreachable = Cli(
-        cli.cwd, {**cli.env, "CALLERID_DATABASE_URL": "postgresql+asyncpg://me:hunter2secret@127.0.0.1:1/x"}
-    )
+    unreachable_url = "postgresql+asyncpg://me:hunter2secret@127.0.0.1:1/x"
+    key = secretbox.generate_key()  # required with PostgreSQL (see test_secretbox)
+    unreachable = Cli(cli.cwd, {**cli.env, "CALLERID_DATABASE_URL": unreachable_url, "CALLERID_SECRET_KEY": key})
     missing_option, bad_key_id, no_database = await asyncio.gather(
         cli.arun("accounts", "create", "--name", "X", "--json"),
         cli.arun("api-keys", "delete", "--account", "00000000-0000-0000-0000-000000000000", "--key-id", "no", "--json"),

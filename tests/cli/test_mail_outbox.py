@@ -10,7 +10,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from callerid import clock
+from callerid import clock, secretbox
 from callerid.accounts import service as accounts
 from callerid.config import Settings
 from callerid.db import Database
@@ -23,7 +23,10 @@ T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
 
 def cli_on(cli: Cli, database_url: str, settings: Settings) -> Cli:
-    return Cli(cli.cwd, clean_env(CALLERID_DATABASE_URL=database_url, CALLERID_DATA_DIR=str(settings.data_dir)))
+    # PostgreSQL requires CALLERID_SECRET_KEY (see test_secretbox): the key the in-process app uses.
+    key = secretbox.load_or_create_key_file(secretbox.key_file_path(settings.data_dir))
+    env = clean_env(CALLERID_DATABASE_URL=database_url, CALLERID_DATA_DIR=str(settings.data_dir))
+    return Cli(cli.cwd, {**env, "CALLERID_SECRET_KEY": key})
 
 
 async def queue(db: Database, minutes: int, account_id: uuid.UUID | None, recipients: list[str], subject: str) -> str:

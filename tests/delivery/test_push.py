@@ -234,12 +234,16 @@ def test_hub_failure_refuses_the_stream_and_fails_the_push(phone_client: TestCli
     assert deliver(phone_client, [message()]) == [DeliveryOutcome("failed_to_push", "Failed to push")]
 
 
+METRICS_TOKEN = "push-metrics-token"  # /metrics is refused on PostgreSQL (production) without a token
+
+
 def metric(client: TestClient, line_start: str) -> float:
-    text = client.get("/metrics").text
+    text = client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}).text
     values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(line_start + " ")]
     return values[0] if values else 0.0
 
 
+@pytest.mark.parametrize("settings_overrides", [{"metrics_token": METRICS_TOKEN}])
 def test_outcomes_and_open_streams_are_metrics(phone_client: TestClient) -> None:
     success = 'callerid_push_outcomes_total{outcome="success"}'
     not_app_user = 'callerid_push_outcomes_total{outcome="not_app_user"}'

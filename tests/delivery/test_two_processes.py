@@ -7,6 +7,7 @@ Two real server processes on one PostgreSQL database and one Redis; the phone ho
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import socket
@@ -73,6 +74,7 @@ def start_server(database_url: str, data_dir: Path, log: Path) -> Server:
         CALLERID_PORT=str(port),
         CALLERID_PUBLIC_BASE_URL="http://callerid.test",
         CALLERID_MIN_APP_VERSION="1.10.0",
+        CALLERID_SECRET_KEY=base64.b64encode(b"k" * 32).decode(),  # required with PostgreSQL (see test_secretbox)
     )
     with log.open("wb") as out:
         process = subprocess.Popen([str(CALLERID), "serve"], env=env, stdout=out, stderr=subprocess.STDOUT)

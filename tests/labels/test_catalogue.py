@@ -175,6 +175,7 @@ async def test_add_rename_and_remove_a_category(cat_db: Database) -> None:
         ((13, ""), "category name must be between 1 and 100 characters"),
         ((13, "   "), "category name must be between 1 and 100 characters"),
         ((13, "x" * 101), "category name must be between 1 and 100 characters"),
+        ((13, "Char\x00ity"), "category name contains characters that cannot be stored"),
         ((-1, "Charity"), "category id must be an integer from 0 to 2147483647"),
         ((2**31, "Charity"), "category id must be an integer from 0 to 2147483647"),
         ((True, "Charity"), "category id must be an integer from 0 to 2147483647"),
@@ -278,6 +279,11 @@ async def test_removing_every_sub_category_makes_none_required(cat_db: Database)
             'sub-category name "ELECTRONICS" is already used by sub-category 143 of category 10',
         ),
         (catalogue.rename_sub_category, (142, "\t"), "sub-category name must be between 1 and 100 characters"),
+        (
+            catalogue.rename_sub_category,
+            (142, "Bo\x00oks"),
+            "sub-category name contains characters that cannot be stored",
+        ),
         (catalogue.remove_sub_category, (999,), "sub-category 999 is not in the catalogue"),
     ],
 )

@@ -81,6 +81,7 @@ def test_create_and_list_labels(tmp_path: Path) -> None:
         (("--name", "Bad", "--logo", str(jpeg)), "logo must be a PNG image (it is JPEG)"),
         (("--name", "Bad", "--logo", str(huge)), "logo must be smaller than 2 MB"),
         (("--name", "x" * 41, "--logo", str(good)), "name must be between 3 and 40 characters"),
+        (("--name", "Flo\u202ewer", "--logo", str(good)), "name contains characters that cannot be displayed"),
         (("--name", "Bad", "--logo", str(tmp_path / "missing.png")), "cannot read logo"),
     ]
     for args, message in failures:

@@ -225,6 +225,28 @@ async def test_name_is_3_to_40_characters(
 
 
 @pytest.mark.parametrize(
+    "name",
+    ["Flo\x00wer", "Flower\n", "Flo\u202ewer", "Flo\u2066wer", "Flo\u200bwer", "\ufeffFlower", "Flo\ue000wer"],
+    ids=["NUL", "newline", "RLO", "LRI", "ZWSP", "BOM", "private use"],
+)
+async def test_a_name_phones_cannot_display_is_refused(
+    db: Database, settings: Settings, tenant: Tenant, name: str
+) -> None:
+    with pytest.raises(service.LabelError, match=r"^name contains characters that cannot be displayed$"):
+        await add_label(db, settings, tenant.account_id, name)
+    assert await label_count(db) == 0
+
+
+@pytest.mark.parametrize("name", ["नमस्ते", "مرحبا", "鲜花速递", "🌸 Flowers", "👨‍👩‍👧", "❤️ Roses"])
+async def test_a_name_in_any_script_is_stored_and_listed_exactly(
+    client: httpx.AsyncClient, db: Database, settings: Settings, tenant: Tenant, auth: dict[str, str], name: str
+) -> None:
+    await add_label(db, settings, tenant.account_id, name)
+    response = await client.get(f"/clients/{tenant.account_id}/labels", headers=auth)
+    assert [label["name"] for label in response.json()] == [name]
+
+
+@pytest.mark.parametrize(
     ("kwargs", "message"),
     [
         ({"label_type": "fancy"}, "label type must be one of dynamic, static"),

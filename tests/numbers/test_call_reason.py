@@ -23,7 +23,11 @@ EDGES = "f cannot start or end with a space, '.', ',' or '-'"
         *[(f"Delivery {c} today", "f contains unsupported special characters") for c in "!@#$%^&*()_+/"],
         (" Delivery today", EDGES),
         ("Delivery today ", EDGES),
-        ("\tDelivery today", EDGES),
+        ("\tDelivery today", "f contains characters that cannot be displayed"),
+        ("Delivery\u202etoday", "f contains characters that cannot be displayed"),
+        ("Delivery\x00/today", "f contains characters that cannot be displayed"),  # after length, before rule 6
+        ("\u00a0Delivery today", EDGES),
+        ("डिलीवरी आज है 🌸", None),
         (".Delivery today", EDGES),
         ("Delivery today,", EDGES),
         ("-Delivery today", EDGES),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
@@ -27,6 +28,9 @@ def free_port() -> int:
         return port
 
 
+TEST_SECRET_KEY = base64.b64encode(b"k" * 32).decode()
+
+
 @dataclass
 class Deployment:
     """One embedded deployment: a SQLite file and a data folder, shared by every command run against it."""
@@ -48,6 +52,8 @@ class Deployment:
             CALLERID_PORT=str(self.port),
             CALLERID_LOG_LEVEL="WARNING",
         )
+        if self.database_url is not None:  # PostgreSQL requires the key of secrets at rest (see test_secretbox)
+            env["CALLERID_SECRET_KEY"] = TEST_SECRET_KEY
         env.update(extra)
         return env
 

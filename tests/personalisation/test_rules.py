@@ -47,7 +47,19 @@ def expected(template: str, version: str) -> str:
 
 
 FORBIDDEN = list("!@#$%^&*()_+/")
-EDGE_BAD = [".", ",", "-", " ", "\t", "\n", "\u00a0"]
+CANNOT_DISPLAY = "contains characters that cannot be displayed"
+EDGE_BAD = [".", ",", "-", " ", "\u00a0"]
+# One of each class the display-text rule refuses (callerid.display_text); it runs right after the length rule.
+UNDISPLAYABLE = {
+    "NUL": "\x00",
+    "tab": "\t",
+    "newline": "\n",
+    "RLO": "\u202e",
+    "LRI": "\u2066",
+    "ZWSP": "\u200b",
+    "BOM": "\ufeff",
+    "private use": "\ue000",
+}
 
 INVALID_CASES: list[tuple[str, dict[str, Any], str, str]] = [
     # (case, changes, failing field, message template)
@@ -108,6 +120,46 @@ INVALID_CASES: list[tuple[str, dict[str, Any], str, str]] = [
         )
         for char in EDGE_BAD
     ],
+    *[
+        (f"name has {case}", {"label_name": f"Flo{char}wer"}, "label_name", "{label_name} " + CANNOT_DISPLAY)
+        for case, char in UNDISPLAYABLE.items()
+    ],
+    *[
+        (
+            f"reason has {case}",
+            {"call_reason": f"Flower{char}Delivery"},
+            "call_reason",
+            "{call_reason} " + CANNOT_DISPLAY,
+        )
+        for case, char in UNDISPLAYABLE.items()
+    ],
+    *[
+        (
+            f"reason starts with {case}",
+            {"call_reason": f"{char}Flower Delivery"},
+            "call_reason",
+            "{call_reason} " + CANNOT_DISPLAY,
+        )
+        for case, char in UNDISPLAYABLE.items()
+    ],
+    (
+        "name 2 chars with a tab: length first",
+        {"label_name": "a\t"},
+        "label_name",
+        "{label_name} must be between 3 and 40 characters",
+    ),
+    (
+        "reason with a tab and a bad character: display first",
+        {"call_reason": "Flower\t/Delivery"},
+        "call_reason",
+        "{call_reason} " + CANNOT_DISPLAY,
+    ),
+    (
+        "name and reason undisplayable: name first",
+        {"label_name": "Flo\u202ewer", "call_reason": "Flower\x00Delivery"},
+        "label_name",
+        "{label_name} " + CANNOT_DISPLAY,
+    ),
     (
         "reason 9 chars with bad edge: length first",
         {"call_reason": ".abcdefgh"},
@@ -238,6 +290,23 @@ VALID_CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
         {"call_reason": "KYC: 'ok' [1] ~; ?"},
         {"call_reason": "KYC: 'ok' [1] ~; ?"},
     ),
+    *[
+        (f"{field} in {script}", {field: text}, {field: text})
+        for field, (script, text) in [
+            ("label_name", ("Hindi", "नमस्ते फूल")),
+            ("label_name", ("Arabic", "مرحبا")),
+            ("label_name", ("Chinese", "鲜花速递")),
+            ("label_name", ("emoji", "🌸 Flowers")),
+            ("label_name", ("ZWJ emoji", "👨‍👩‍👧 Family")),
+            ("label_name", ("VS16 emoji", "❤️ Flowers")),
+            ("call_reason", ("Hindi", "आपका फूल ऑर्डर रास्ते में है")),
+            ("call_reason", ("Arabic", "طلب الزهور في الطريق")),
+            ("call_reason", ("Chinese", "您的鲜花订单正在配送中")),
+            ("call_reason", ("emoji", "Your 🌸 are on the way")),
+            ("call_reason", ("ZWJ emoji", "Family pack 👨‍👩‍👧 is on the way")),
+            ("call_reason", ("VS16 emoji", "Thanks ❤️ for ordering")),
+        ]
+    ],
     ("ends now", {"starts_at": NOW - 1000, "ends_at": NOW}, {"ends_at": NOW}),
     ("window exactly 24 h", {"starts_at": NOW - 1000, "ends_at": NOW - 1000 + DAY}, {"ends_at": NOW - 1000 + DAY}),
     ("starts in the future", {"starts_at": NOW + HOUR, "ends_at": NOW + 2 * HOUR}, {"starts_at": NOW + HOUR}),

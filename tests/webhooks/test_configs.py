@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from callerid.config import Settings
 from callerid.db import Database
-from callerid.webhooks import service
+from callerid.webhooks import secrets_at_rest, service
 from callerid.webhooks.models import WebhookConfig
 from callerid.webhooks.safety import check_url_syntax
 from tests.conftest import Tenant, create_tenant
@@ -31,7 +31,8 @@ async def test_create_returns_secret_and_keeps_url_exactly(db: Database, setting
     assert created.webhook.events == ["cmb", "user_feedback"]
     async with db.session() as session:
         listed = await service.list_webhooks(session, tenant.account_id)
-    assert [(w.name, w.url, w.events, w.secret) for w in listed] == [
+    # Stored encrypted (see test_secrets_at_rest); opened, it is the secret shown once.
+    assert [(w.name, w.url, w.events, secrets_at_rest.unseal(settings, w.id, w.secret)) for w in listed] == [
         ("Orders", URL, ["cmb", "user_feedback"], created.secret)
     ]
 
@@ -56,6 +57,7 @@ async def test_at_most_five_per_account(db: Database, settings: Settings, tenant
         ("", "name is required"),
         ("   ", "name is required"),
         ("x" * 51, "name must be at most 50 characters"),
+        ("Ord\x00ers", "name contains characters that cannot be stored"),  # PostgreSQL cannot hold a NUL
     ],
 )
 async def test_bad_names(db: Database, settings: Settings, tenant: Tenant, name: str, message: str) -> None:

@@ -21,7 +21,7 @@ from callerid.config import Settings
 from callerid.db import Database
 from callerid.jobs.models import Job
 from callerid.jobs.runner import JobRunner
-from callerid.webhooks import service, signing
+from callerid.webhooks import secrets_at_rest, service, signing
 from callerid.webhooks.delivery import Deliverer
 from callerid.webhooks.models import EVENT_STATES, OutboxMail, RetryRun, WebhookConfig, WebhookEvent
 from tests.conftest import Tenant, create_tenant
@@ -87,7 +87,9 @@ async def test_rotation_signs_with_both_secrets_until_the_overlap_ends(
     async with db.session() as session:
         row = await session.get(WebhookConfig, created.webhook.id)
     assert row is not None
-    assert (row.secret, row.previous_secret) == (new, old)
+    assert row.previous_secret is not None  # stored encrypted (see test_secrets_at_rest)
+    opened = [secrets_at_rest.unseal(settings, row.id, value) for value in (row.secret, row.previous_secret)]
+    assert opened == [new, old]
     assert (row.previous_secret_expires_at, row.secret_rotated_at) == (T0 + timedelta(hours=24), T0)
 
     await emit(db, tenant.account_id)
@@ -136,7 +138,8 @@ async def test_second_rotation_within_the_overlap_keeps_only_the_last_secret(
             )
         clock.advance(timedelta(hours=1))
     first, second = (r.secret for r in rotations)
-    assert rotations[1].webhook.previous_secret == first
+    kept = rotations[1].webhook.previous_secret
+    assert kept is not None and secrets_at_rest.unseal(settings, created.webhook.id, kept) == first
     assert rotations[1].webhook.previous_secret_expires_at == T0 + timedelta(hours=25)
     await emit(db, tenant.account_id)
     await runner.run_until_idle()
@@ -177,7 +180,8 @@ async def test_rotation_of_another_accounts_webhook_is_not_found(
                 await service.rotate_secret(session, settings, account_id=tenant.account_id, webhook_id=webhook_id)
     async with db.session() as session:
         row = await session.get(WebhookConfig, created.webhook.id)
-    assert row is not None and row.secret == created.secret and row.previous_secret is None
+    assert row is not None and row.previous_secret is None
+    assert secrets_at_rest.unseal(settings, row.id, row.secret) == created.secret
 
 
 def test_signing_accepts_one_or_several_secrets() -> None:

@@ -30,7 +30,7 @@ from callerid.accounts.models import (
 )
 from callerid.accounts.permissions import ACCOUNT_WIDE, ADMIN, Actor, Permission, Target
 from callerid.accounts.secrets import hash_password, new_link_token, sha256_hex
-from callerid.accounts.service import AccountsError, NotFound, check_email
+from callerid.accounts.service import AccountsError, NotFound, check_email, check_storable
 from callerid.config import Settings
 from callerid.numbers import nodes
 from callerid.numbers.nodes import NodeRef, TreeNode
@@ -440,6 +440,7 @@ async def update_account_settings(
     name = name.strip()
     if not 1 <= len(name) <= 200:
         raise AccountsError("account name must be between 1 and 200 characters", field="name")
+    check_storable(name, "account name", field="name")
     check_timezone(timezone)
     account = await _lock_account(session, actor.account_id)
     admins = list(

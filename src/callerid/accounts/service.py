@@ -17,6 +17,7 @@ from callerid.accounts.models import AccessToken, ApiKey, ClientAccount, Member
 from callerid.accounts.secrets import hash_password, new_access_token, new_password, sha256_hex
 from callerid.config import FEATURES, Settings
 from callerid.db import UtcDateTime
+from callerid.display_text import storage_problem, unstorable
 
 ACCESS_LEVELS = ("none", "read", "write")
 _LEVEL_RANK = {level: rank for rank, level in enumerate(ACCESS_LEVELS)}
@@ -41,6 +42,13 @@ class LimitReached(AccountsError):
     pass
 
 
+def check_storable(text: str, what: str, *, field: str) -> None:
+    """Text PostgreSQL and SQLite store alike, else AccountsError naming it (callerid.display_text)."""
+    problem = storage_problem(text, what)
+    if problem is not None:
+        raise AccountsError(problem, field=field)
+
+
 # --- accounts ----------------------------------------------------------------------------------------
 
 
@@ -54,7 +62,7 @@ class CreatedAccount:
 def check_email(email: str, *, what: str = "admin email") -> str:
     """A plausible e-mail address, lower-cased (addresses are compared case-insensitively)."""
     email = email.strip()
-    if not _EMAIL.match(email) or len(email) > 320:
+    if not _EMAIL.match(email) or len(email) > 320 or unstorable(email) is not None:
         raise AccountsError(f"{what} {email!r} is not a valid e-mail address", field="email")
     return email.lower()
 
@@ -65,6 +73,7 @@ async def create_account(
     name = name.strip()
     if not 1 <= len(name) <= 200:
         raise AccountsError("account name must be between 1 and 200 characters")
+    check_storable(name, "account name", field="name")
     email = check_email(admin_email)
     now = clock.now()
     account = ClientAccount(id=uuid.uuid4(), name=name, timezone=timezone, features=list(FEATURES), created_at=now)
@@ -147,8 +156,10 @@ async def create_api_key(
     name = name.strip()
     if not 1 <= len(name) <= 100:
         raise AccountsError("API key name must be between 1 and 100 characters", field="name")
+    check_storable(name, "API key name", field="name")
     if len(description) > 500:
         raise AccountsError("API key description must be at most 500 characters", field="description")
+    check_storable(description, "API key description", field="description")
     # Lock the account row (PostgreSQL) so two concurrent creates cannot both pass the cap.
     await session.execute(select(ClientAccount.id).where(ClientAccount.id == account.id).with_for_update())
     count = await session.scalar(select(func.count()).select_from(ApiKey).where(ApiKey.account_id == account.id))

@@ -43,6 +43,7 @@ from callerid.accounts.secrets import (
 from callerid.accounts.service import AccountsError
 from callerid.config import Settings
 from callerid.db import Database
+from callerid.display_text import unstorable
 from callerid.jobs import wake_local_runners
 from callerid.webhooks import mail
 
@@ -126,6 +127,12 @@ async def throttle_mail(limiter: RateLimiter, settings: Settings, email: str) ->
         raise Throttled(f"Too many e-mails were sent to this address. Try again in {_minutes(wait)}.", wait)
 
 
+def _check_lookup(email: str) -> None:
+    """No member's address holds a NUL, and PostgreSQL could not even compare one (callerid.display_text)."""
+    if unstorable(email) is not None:
+        raise AccountsError("Enter a valid e-mail address", field="email")
+
+
 async def sign_in(
     db: Database,
     settings: Settings,
@@ -144,6 +151,7 @@ async def sign_in(
     email = email.strip().lower()
     if not email:
         raise AccountsError("Enter your e-mail address", field="email")
+    _check_lookup(email)
     if not password:
         raise AccountsError("Enter your password", field="password")
     await _check_throttle(limiter, settings, email, client.address)
@@ -409,6 +417,7 @@ async def request_password_reset(db: Database, settings: Settings, limiter: Rate
     email = email.strip().lower()
     if not email:
         raise AccountsError("Enter your e-mail address", field="email")
+    _check_lookup(email)
     await throttle_mail(limiter, settings, email)
     async with db.transaction() as session:
         found = (

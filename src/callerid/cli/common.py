@@ -16,6 +16,7 @@ from rich.text import Text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from callerid import secretbox
 from callerid.config import Settings, load_settings
 from callerid.db import Database
 from callerid.db.migrate import upgrade
@@ -88,8 +89,16 @@ def display_url(url: str) -> str:
 
 
 def settings_and_schema() -> Settings:
-    """Settings from the environment, with the schema created or upgraded first."""
+    """Settings from the environment, with the schema created or upgraded first.
+
+    Refused before the database is touched when secrets at rest have no usable key (PostgreSQL without
+    ``CALLERID_SECRET_KEY``, a malformed key); on SQLite the key file is generated here on first start.
+    """
     settings = load_settings()
+    try:
+        secretbox.check_startup(settings)
+    except (secretbox.SecretKeyError, OSError) as exc:
+        fail(f"cannot start: {exc}")
     try:
         with _sqlite_migration_lock(settings.database_url):
             upgrade(settings.database_url)

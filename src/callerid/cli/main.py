@@ -21,6 +21,7 @@ from callerid.cli.labels import labels_app
 from callerid.cli.mail import mail_app
 from callerid.cli.numbers import departments_app, feature_sets_app, operations_app, processes_app
 from callerid.cli.phones import devices_app, signing_keys_app
+from callerid.cli.secret_key import secret_key_app
 from callerid.config import Settings, load_settings
 from callerid.db import Database
 from callerid.engagement.cli import cmb_configs_app, surveys_app
@@ -56,6 +57,7 @@ app.add_typer(processes_app, name="processes")
 app.add_typer(feature_sets_app, name="feature-sets")
 app.add_typer(devices_app, name="devices")
 app.add_typer(signing_keys_app, name="signing-keys")
+app.add_typer(secret_key_app, name="secret-key")
 app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(mail_app, name="mail")
 app.add_typer(surveys_app, name="surveys")

@@ -10,7 +10,6 @@ double-submit cookie. Access rules are never decided here: pages ask ``accounts.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import hmac
 import secrets
 import uuid
@@ -33,6 +32,7 @@ from callerid.accounts import signin
 from callerid.accounts.permissions import ROLE_TITLES, Actor, Permission, allowed
 from callerid.config import Settings
 from callerid.runtime import Runtime, runtime_of
+from callerid.static_files import fingerprint
 
 STATIC_DIR = Path(__file__).parent / "static"
 SESSION_COOKIE = "callerid_session"
@@ -84,7 +84,7 @@ _STATIC_PATHS = {
 
 def _fingerprints() -> dict[str, str]:
     # Content hashes in the URLs, so the files can be cached for good and an upgrade is still picked up at once.
-    return {name: hashlib.sha256(path.read_bytes()).hexdigest()[:12] for name, path in _STATIC_PATHS.items()}
+    return {name: fingerprint(path) for name, path in _STATIC_PATHS.items()}
 
 
 STATIC_VERSIONS = _fingerprints()

@@ -9,6 +9,7 @@ import orjson
 import structlog
 from fastapi import APIRouter, Depends, Request, WebSocket
 from starlette.responses import Response
+from starlette.types import Message
 from starlette.websockets import WebSocketDisconnect
 
 from callerid.delivery import service
@@ -28,6 +29,7 @@ log = structlog.get_logger("callerid.delivery")
 CLOSE_DEVICE_GONE = 4001
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_TRY_AGAIN_LATER = 1013
+CLOSE_MESSAGE_TOO_BIG = 1009
 CLOSE_GOING_AWAY = 1001
 
 
@@ -143,7 +145,7 @@ async def stream(websocket: WebSocket) -> None:
             hello = {"type": "connected", "device_id": device.device_id, "phone_number": device.phone_number}
             await websocket.send_text(orjson.dumps(hello).decode())
             sender = asyncio.create_task(_send_loop(websocket, connection.queue, heartbeat))
-            receiver = asyncio.create_task(_receive_loop(websocket))
+            receiver = asyncio.create_task(_receive_loop(websocket, runtime.settings.max_websocket_message_bytes))
             try:
                 await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
             finally:
@@ -176,13 +178,28 @@ async def _send_loop(websocket: WebSocket, queue: asyncio.Queue[str], heartbeat:
         await websocket.send_text(payload)
 
 
-async def _receive_loop(websocket: WebSocket) -> None:
-    # The phone sends nothing we act on; reading is how a disconnect is noticed.
+async def _receive_loop(websocket: WebSocket, max_bytes: int) -> None:
+    # The phone sends nothing we act on; reading is how a disconnect is noticed. A message over the limit closes
+    # the stream with 1009 (message too big). Granian has no option to bound messages: it assembles each one
+    # whole before handing it over, and drops the connection (no close code) only past its WebSocket library's
+    # defaults, 16 MiB a frame or 64 MiB a message. So this check bounds what the app holds, not what Granian reads.
     with contextlib.suppress(WebSocketDisconnect):
         while True:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
                 return
+            if _message_bytes(message) > max_bytes:
+                reason = f"message must be at most {max_bytes} bytes"
+                await websocket.close(code=CLOSE_MESSAGE_TOO_BIG, reason=reason)
+                return
+
+
+def _message_bytes(message: Message) -> int:
+    data = message.get("bytes")
+    if data is not None:
+        return len(data)
+    text = message.get("text") or ""
+    return len(text) if text.isascii() else len(text.encode())
 
 
 async def _deny(websocket: WebSocket, error: ApiError) -> None:

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
@@ -31,8 +32,24 @@ _SLUG_ERROR = {
 }
 
 
+def _inline_definitions(schema: Any, definitions: dict[str, Any]) -> Any:
+    """``schema`` with every ``{"$ref": "#/$defs/X"}`` replaced by X itself. pydantic puts nested models under the
+    schema's own ``$defs``; inside an OpenAPI document such a ref points at the document root, where there is nothing
+    (ReDoc refused the whole page). The bodies here are small and not recursive, so inlining is the simple fix."""
+    if isinstance(schema, dict):
+        ref = schema.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inline_definitions(definitions[ref.removeprefix("#/$defs/")], definitions)
+        return {key: _inline_definitions(value, definitions) for key, value in schema.items() if key != "$defs"}
+    if isinstance(schema, list):
+        return [_inline_definitions(item, definitions) for item in schema]
+    return schema
+
+
 def _body_schema(model: type[BaseModel]) -> dict[str, object]:
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
+    full = model.model_json_schema()
+    schema = _inline_definitions(full, full.get("$defs", {}))
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
 def _query(name: str, description: str, *, required: bool) -> dict[str, object]:

@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from callerid.display_text import storage_problem
 from callerid.engagement.models import CmbConfig, CmbRequest, Survey, SurveyResponse
 from callerid.errors import invalid_input
 from callerid.timefmt import epoch_seconds_str, iso_z
@@ -159,6 +160,9 @@ def parse_survey_answers(body: dict[str, Any]) -> SurveyAnswers:
         # Responses are strings on the wire (SPEC §9.3); the app sends ratings as "5".
         if not isinstance(response, str) or not response.strip() or len(response) > MAX_RESPONSE_LENGTH:
             raise invalid_input(f"answers[{index}].response is invalid")
+        problem = storage_problem(response, f"answers[{index}].response")  # free text: only NUL is refused
+        if problem is not None:
+            raise invalid_input(problem)
         answers.append((question.strip(), response))
     return SurveyAnswers(business_number=business_number, answers=answers)
 

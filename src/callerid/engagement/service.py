@@ -27,6 +27,7 @@ from callerid.accounts import service as accounts
 from callerid.config import Settings
 from callerid.db import Database
 from callerid.delivery.service import DeviceInfo
+from callerid.display_text import display_problem
 from callerid.engagement.models import (
     EXPORT_CMB,
     EXPORT_FEEDBACK,
@@ -71,6 +72,13 @@ NO_FEEDBACK = {"message": "No feedback found for survey Id"}
 
 class EngagementError(Exception):
     """A rule broken while configuring CMB or surveys (the CLI shows the message)."""
+
+
+def _check_displayable(text: str, field: str) -> None:
+    """Config names, survey names and questions are shown on phones (callerid.display_text)."""
+    problem = display_problem(text, field)
+    if problem is not None:
+        raise EngagementError(problem)
 
 
 # --- the business number a phone talks about -------------------------------------------------------------
@@ -149,6 +157,7 @@ async def set_cmb_config(
         name = name.strip()
         if not 1 <= len(name) <= 100:
             raise EngagementError("cmb config name must be 1-100 characters")
+        _check_displayable(name, "cmb config name")
     if windows is not None and not windows:
         raise EngagementError("at least one callback window is needed")
     now = clock.now()
@@ -309,14 +318,16 @@ async def create_survey(
     name = name.strip()
     if not 1 <= len(name) <= 100:
         raise EngagementError("survey name must be 1-100 characters")
+    _check_displayable(name, "survey name")
     if trigger not in SURVEY_TRIGGERS:
         raise EngagementError(f"trigger must be one of {', '.join(SURVEY_TRIGGERS)}")
     texts = [q.strip() for q in questions]
     if not 1 <= len(texts) <= MAX_QUESTIONS:
         raise EngagementError(f"a survey needs 1-{MAX_QUESTIONS} questions")
-    for text in texts:
+    for number, text in enumerate(texts, start=1):
         if not 1 <= len(text) <= MAX_QUESTION_LENGTH:
             raise EngagementError(f"questions must be 1-{MAX_QUESTION_LENGTH} characters")
+        _check_displayable(text, f"question {number}")
     if len(set(texts)) != len(texts):
         raise EngagementError("questions must be different from each other")
     existing = await session.scalar(select(Survey.id).where(Survey.feature_set_id == feature_set_id))

@@ -19,6 +19,7 @@ from sqlalchemy import Executable, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from callerid.display_text import storage_problem
 from callerid.labels.models import LabelCategory, LabelSubCategory
 from callerid.labels.service import LabelError
 
@@ -295,6 +296,9 @@ def _check_name(value: Any, field: str) -> str:
     name = value.strip() if isinstance(value, str) else ""
     if not 1 <= len(name) <= NAME_MAX_CHARS:
         raise LabelError(f"{field} must be between 1 and {NAME_MAX_CHARS} characters")
+    problem = storage_problem(name, field)
+    if problem is not None:
+        raise LabelError(problem)
     return name
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import false, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from callerid.display_text import unstorable
 from callerid.http import Page
 from callerid.labels.models import Label
 
@@ -23,7 +24,9 @@ class LabelFilter:
 
 def _where(account_id: uuid.UUID, filters: LabelFilter) -> list[object]:
     where: list[object] = [Label.account_id == account_id]
-    if filters.name:
+    if filters.name and unstorable(filters.name) is not None:
+        where.append(false())  # no stored name holds a NUL, and PostgreSQL could not even compare one
+    elif filters.name:
         pattern = "%" + filters.name.lower().translate(_LIKE_ESCAPES) + "%"
         where.append(func.lower(Label.name).like(pattern, escape="\\"))
     if filters.label_type:

@@ -21,6 +21,7 @@ from callerid.accounts import service as accounts
 from callerid.config import Settings
 from callerid.db import Database
 from callerid.db.pointread import point_session
+from callerid.display_text import display_problem
 from callerid.http import Page
 from callerid.labels.models import DYNAMIC, STATIC, Label
 from callerid.timefmt import iso_z
@@ -120,6 +121,9 @@ def logo_store(settings: Settings) -> DiskLogoStore:
 def check_name(name: str) -> str:
     if not NAME_MIN_CHARS <= len(name) <= NAME_MAX_CHARS or name.strip() == "":
         raise LabelError(f"name must be between {NAME_MIN_CHARS} and {NAME_MAX_CHARS} characters")
+    problem = display_problem(name, "name")  # phones show it (callerid.display_text)
+    if problem is not None:
+        raise LabelError(problem)
     return name
 
 

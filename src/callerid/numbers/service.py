@@ -25,6 +25,7 @@ from callerid import clock
 from callerid.accounts import service as accounts
 from callerid.call_reason import call_reason_problem
 from callerid.config import Settings
+from callerid.display_text import display_problem, storage_problem
 from callerid.errors import ApiError, invalid_input, not_found
 from callerid.jobs import enqueue
 from callerid.labels.models import Label
@@ -74,10 +75,15 @@ def _chunks(items: Sequence[str], size: int = CHUNK) -> Iterator[Sequence[str]]:
         yield items[start : start + size]
 
 
-def _check_name(name: str, what: str) -> str:
+def _check_name(name: str, what: str, *, displayed: bool = False) -> str:
+    """A tree or feature-set name, stripped; ``displayed`` names (phones show them) follow the display-text rule,
+    the others need only be storable (callerid.display_text)."""
     name = name.strip()
     if not 1 <= len(name) <= 100:
         raise NumbersError(f"{what} name must be between 1 and 100 characters")
+    problem = display_problem(name, f"{what} name") if displayed else storage_problem(name, f"{what} name")
+    if problem is not None:
+        raise NumbersError(problem)
     return name
 
 
@@ -197,11 +203,15 @@ async def create_feature_set(
         raise NumbersError(f"label {label_id} not found in this account")
     if len(description) > 500:
         raise NumbersError("description must be at most 500 characters")
+    problem = storage_problem(description, "description")
+    if problem is not None:
+        raise NumbersError(problem)
     operation = await session.get(Operation, process.operation_id)
     assert operation is not None  # FK
     if name is None or not name.strip():
         count = await session.scalar(select(func.count()).where(FeatureSet.account_id == account_id))
         name = f"New Feature Set-{(count or 0) + 1}"
+    name = _check_name(name, "feature set", displayed=True)  # before anything is written
     if created_by_email is None:
         admins = await accounts.admin_emails(session, account_id)
         created_by_email = admins[0] if admins else ""
@@ -222,7 +232,7 @@ async def create_feature_set(
         root_process_id=process.parent_id or process.id,
         operation_id=operation.id,
         department_id=operation.department_id,
-        name=_check_name(name, "feature set"),
+        name=name,
         description=description,
         status=DRAFT,
         label_id=label.id,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 
 import structlog
 from fastapi import APIRouter, Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
+from callerid.errors import ApiError, authorization_error
 from callerid.fastlane import FastRequest, FastResponse, FastRoute, documented, operation
 from callerid.ops.metrics import render_metrics
 from callerid.responses import JsonResponse
@@ -58,7 +60,49 @@ async def readyz(request: Request) -> JsonResponse:
     return JsonResponse({"status": "ok", "database": "ok"})
 
 
-@router.get("/metrics", summary="Prometheus metrics", include_in_schema=True)
-async def metrics() -> Response:
+METRICS_TOKEN_REQUIRED = "send the metrics token: Authorization: Bearer <CALLERID_METRICS_TOKEN>"
+METRICS_NOT_PUBLIC = (
+    "metrics are not public in production: set CALLERID_METRICS_TOKEN and scrape with Authorization: Bearer <token>"
+)
+
+
+def _check_metrics_access(request: Request) -> None:
+    """``CALLERID_METRICS_TOKEN`` set: the request must carry it as a bearer token (401 otherwise). Unset: open on
+    the embedded default (SQLite, one laptop), refused in production (PostgreSQL), where metrics would otherwise
+    tell anyone on the network about traffic and accounts."""
+    settings = runtime_of(request).settings
+    if settings.metrics_token is None:
+        if not settings.is_sqlite:
+            raise ApiError(403, "forbidden-error", METRICS_NOT_PUBLIC)
+        return
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    expected = settings.metrics_token.get_secret_value().encode()
+    # Constant time: how much of a guess matched must not show in the answer's timing.
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
+        raise ApiError(401, "authorization-error", METRICS_TOKEN_REQUIRED, headers={"WWW-Authenticate": "Bearer"})
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    description=(
+        "Prometheus text format. With `CALLERID_METRICS_TOKEN` set, send `Authorization: Bearer <token>`. Without "
+        "it, open on the embedded default (SQLite) and refused (403) with PostgreSQL (production)."
+    ),
+    include_in_schema=True,
+    response_class=PlainTextResponse,
+    responses={
+        200: {"description": "the metrics (Prometheus text exposition format)"},
+        401: documented(
+            "authorization-error: missing or wrong metrics token", authorization_error(METRICS_TOKEN_REQUIRED).body()
+        ),
+        403: documented(
+            "forbidden-error: production without CALLERID_METRICS_TOKEN",
+            ApiError(403, "forbidden-error", METRICS_NOT_PUBLIC).body(),
+        ),
+    },
+)
+async def metrics(request: Request) -> Response:
+    _check_metrics_access(request)
     payload, content_type = render_metrics()
     return Response(payload, media_type=content_type)

@@ -32,6 +32,7 @@ from callerid.db.pointread import point_session
 from callerid.db.sqlitewriter import WriteTransaction, sqlite_writer
 from callerid.delivery.service import DeliveryOutcome, PushMessage, deliver_many, plan_delivery, push_planned
 from callerid.delivery.service import outcome as delivery_outcome
+from callerid.display_text import cannot_display, is_displayable
 from callerid.http import parse_uuid
 from callerid.jobs import enqueue
 from callerid.jobs.service import INSERT_JOB, job_row, wake_local_runners
@@ -225,6 +226,8 @@ def _apply_rules(
         raise _Invalid(
             "label_name", f"{names['label_name'][0]} must be between {LABEL_NAME_MIN} and {LABEL_NAME_MAX} characters"
         )
+    elif not is_displayable(value):  # right after the length rule (callerid.display_text)
+        raise _Invalid("label_name", cannot_display(names["label_name"][0]))
     else:
         checked.label_name = value
 

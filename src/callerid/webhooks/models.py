@@ -41,11 +41,13 @@ class WebhookConfig(Base):
     name_key: Mapped[str] = mapped_column(String(50))
     url: Mapped[str] = mapped_column(Text)
     events: Mapped[list[Any]]
-    # The signing secret must be readable to sign (HMAC), so it is stored as is, unlike API-key secrets.
-    secret: Mapped[str] = mapped_column(String(100))
+    # The signing secret must be usable in clear to sign (HMAC), so it cannot be hashed like API-key secrets: it
+    # is stored encrypted with the operator's key (``enc:v1:...``, bound to this row's id). Never read it as a
+    # secret: open it with ``webhooks.secrets_at_rest`` (written there too).
+    secret: Mapped[str] = mapped_column(Text)
     # After a rotation the old secret keeps signing beside the new one until it expires (Standard Webhooks
-    # allows several signatures), so receivers can switch without losing deliveries.
-    previous_secret: Mapped[str | None] = mapped_column(String(100), default=None)
+    # allows several signatures), so receivers can switch without losing deliveries. Encrypted like ``secret``.
+    previous_secret: Mapped[str | None] = mapped_column(Text, default=None)
     previous_secret_expires_at: Mapped[datetime | None] = mapped_column(default=None)
     secret_rotated_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime]

@@ -23,14 +23,15 @@ import orjson
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from callerid import clock
+from callerid import clock, secretbox
 from callerid.accounts import members
 from callerid.accounts.models import ClientAccount
 from callerid.config import Settings
 from callerid.db import Database
+from callerid.display_text import storage_problem
 from callerid.jobs.service import enqueue, enqueue_many
 from callerid.timefmt import iso_z
-from callerid.webhooks import mail, signing
+from callerid.webhooks import mail, secrets_at_rest, signing
 from callerid.webhooks.batching import Batcher
 from callerid.webhooks.delivery import AttemptResult, WebhookBusy, deliverer_of
 from callerid.webhooks.models import (
@@ -86,6 +87,9 @@ def _clean_name(name: str) -> str:
         raise WebhooksError("name is required")
     if len(name) > MAX_NAME_LENGTH:
         raise WebhooksError(f"name must be at most {MAX_NAME_LENGTH} characters")
+    problem = storage_problem(name, "name")
+    if problem is not None:
+        raise WebhooksError(problem)
     return name
 
 
@@ -145,14 +149,15 @@ async def create_webhook(
         raise WebhooksError(f"a webhook named {name!r} already exists")
     now = clock.now()
     secret = signing.new_secret()
+    webhook_id = uuid.uuid4()
     webhook = WebhookConfig(
-        id=uuid.uuid4(),
+        id=webhook_id,
         account_id=account_id,
         name=name,
         name_key=name.casefold(),
         url=url,
         events=event_types,
-        secret=secret,
+        secret=secrets_at_rest.seal(settings, webhook_id, secret),  # encrypted at rest; shown in clear once
         created_at=now,
         updated_at=now,
     )
@@ -225,19 +230,21 @@ async def rotate_secret(
     now = clock.now()
     overlap = timedelta(hours=settings.webhook_secret_overlap_hours)
     secret = signing.new_secret()
-    webhook.previous_secret = webhook.secret if overlap > timedelta(0) else None
-    webhook.previous_secret_expires_at = now + overlap if overlap > timedelta(0) else None
-    webhook.secret = secret
+    # The kept secret is re-encrypted with the current key (legacy clear text too); one that no longer decrypts
+    # could not sign anyway, and rotating is the way out of that, so it is dropped rather than failing.
+    kept = secrets_at_rest.resealed(settings, webhook.id, webhook.secret) if overlap > timedelta(0) else None
+    webhook.previous_secret = kept
+    webhook.previous_secret_expires_at = now + overlap if kept is not None else None
+    webhook.secret = secrets_at_rest.seal(settings, webhook.id, secret)
     webhook.secret_rotated_at = now
     webhook.updated_at = now
     await session.flush()
     return CreatedWebhook(webhook, secret)
 
 
-def _secrets_of(webhook: WebhookConfig | WebhookRow) -> list[str]:
-    return signing.active_secrets(
-        webhook.secret, webhook.previous_secret, webhook.previous_secret_expires_at, clock.now()
-    )
+def _secrets_of(settings: Settings, webhook: WebhookConfig | WebhookRow) -> list[str]:
+    """The clear secrets to sign with now (the stored values are encrypted; see ``secrets_at_rest``)."""
+    return secrets_at_rest.signing_secrets(settings, webhook, clock.now())
 
 
 # --- events --------------------------------------------------------------------------------------------
@@ -413,7 +420,7 @@ class WebhookRow:
 
     id: uuid.UUID
     url: str
-    secret: str
+    secret: str  # as stored: encrypted (``secrets_at_rest`` opens it)
     previous_secret: str | None = None  # still signs beside ``secret`` until it expires (after a rotation)
     previous_secret_expires_at: datetime | None = None
 
@@ -521,7 +528,7 @@ async def attempt_delivery(
         result = await deliverer_of(services, settings).send(
             webhook_id=webhook.id,
             url=webhook.url,
-            secrets=_secrets_of(webhook),
+            secrets=_secrets_of(settings, webhook),
             event_id=event.id,
             body=event.body.encode(),
             wait_for_slot=BUSY_WAIT_SECONDS,
@@ -561,6 +568,10 @@ async def send_test_event(
         raise WebhooksError("event type must be cmb or user_feedback")
     async with db.transaction() as session:
         webhook = await get_webhook(session, account_id=account_id, webhook_id=webhook_id)
+        try:  # before the event is logged: a secret that cannot be opened leaves nothing half-done
+            signing_secrets = _secrets_of(settings, webhook)
+        except secretbox.DecryptionError as exc:
+            raise WebhooksError(f"the signing secret cannot be decrypted ({exc}); rotate it for a new one") from None
         event_id = uuid.uuid4()
         payload = sample_payload(event_type, event_id=str(event_id), account_id=account_id, now=clock.now())
         event = _new_event(webhook, event_id=event_id, event_type=event_type, payload=payload, is_test=True)
@@ -568,7 +579,7 @@ async def send_test_event(
     result = await deliverer_of(services, settings).send(
         webhook_id=webhook.id,
         url=webhook.url,
-        secrets=_secrets_of(webhook),
+        secrets=signing_secrets,
         event_id=event.id,
         body=event.body.encode(),
         excerpt=True,
