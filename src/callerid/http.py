@@ -102,18 +102,25 @@ class Page:
         return math.ceil(total_items / self.limit) if total_items else 0
 
 
-def _positive_int(name: str, raw: str | None, default: int, maximum: int | None) -> int:
+# The last page anyone can ask for: its offset (page x limit <= 10^9) stays far inside every database's integer
+# range (an offset past BIGINT failed on PostgreSQL with a 500), and no account has that many rows.
+MAX_PAGE = 1_000_000
+
+
+def _positive_int(name: str, raw: str | None, default: int, maximum: int) -> int:
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or int(raw) < 1 or (maximum is not None and int(raw) > maximum):
+    # ASCII digits only ("²".isdigit() is true, and int() refuses it), and few of them before converting.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(maximum)) or not 1 <= int(raw) <= maximum:
         raise invalid_input(f"{name} is invalid")
     return int(raw)
 
 
 def parse_page(request: Request, default_limit: int, max_limit: int = 1000) -> Page:
-    """``page`` and ``limit`` query parameters per SPEC §2.7: integers >= 1, limit <= max, else 400."""
+    """``page`` and ``limit`` query parameters per SPEC §2.7: integers >= 1, limit <= max, page <= MAX_PAGE, else
+    400 naming the parameter."""
     query = request.query_params
     return Page(
-        number=_positive_int("page", query.get("page"), 1, None),
+        number=_positive_int("page", query.get("page"), 1, MAX_PAGE),
         limit=_positive_int("limit", query.get("limit"), default_limit, max_limit),
     )

@@ -194,3 +194,10 @@ async def test_choosing_a_category_narrows_the_sub_categories(admin: httpx.Async
     assert options == ["", "141", "142", "143", "144", "145"]
     unknown = await admin.get("/console/caller-id/new/sub-categories?category=nope")
     assert len(re.findall(r'<option value="\d+"', unknown.text)) == 43  # every one, by group, as without JavaScript
+
+
+async def test_a_page_number_it_cannot_use_shows_the_first_page(admin: httpx.AsyncClient) -> None:
+    for value in ["\u00b2", "1" + "0" * 30, "0", "-3"]:
+        for path in ("/console/caller-id", "/console/webhooks/events"):
+            response = await admin.get(path, params={"page": value})
+            assert response.status_code == 200, (path, value)

@@ -445,7 +445,7 @@ def path_uuid(value: str) -> uuid.UUID:
 def page_number(request: Request) -> int:
     """``?page=`` of a listing: 1 unless a sensible positive number is given."""
     raw = request.query_params.get("page", "1")
-    return int(raw) if raw.isdigit() and 0 < int(raw) <= 100_000 else 1
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 6 and int(raw) > 0 else 1
 
 
 def field_of(message: str, prefixes: tuple[tuple[str, str], ...]) -> str:
