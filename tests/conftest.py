@@ -157,6 +157,9 @@ def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settin
         "public_base_url": "http://testserver",
         "log_json": True,
         "job_poll_seconds": 0.05,
+        # Most tests register phones directly; the proof of ownership (otp, trusted_backend) has its own tests
+        # (tests/delivery/test_device_verification.py), which set the verifier they test.
+        "device_verifier": "none",
     }
     values.update(overrides)
     return Settings(**values)

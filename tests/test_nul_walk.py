@@ -73,6 +73,8 @@ WALKED = {
     "/clients/{clientAccountId}/number_management/feature_sets/{featureSetId}/numbers/publish",
     "/clients/{clientAccountId}/number_management/feature_sets/{featureSetId}/numbers/delist",
     "/app/v1/devices",
+    "/app/v1/devices/verify",
+    "/app/v1/devices/resend",
     "/app/v1/call-me-back",
     "/app/v1/surveys/{survey_id}/responses",
 }
@@ -133,6 +135,8 @@ async def test_a_nul_in_any_field_is_answered_without_a_500(
         (f"{numbers}/publish", {"phone_numbers": ["911234567891"]}, auth),
         (f"{numbers}/delist", {"phone_numbers": ["911234567891"]}, auth),
         ("/app/v1/devices", {"phone_number": "919999999999", "platform": "android", "app_version": "2.0.0"}, {}),
+        ("/app/v1/devices/verify", {"registration_id": "0b7d7a53-7b0e-4a47-9b8e-2f4f4c1d6a10", "code": "123456"}, {}),
+        ("/app/v1/devices/resend", {"registration_id": "0b7d7a53-7b0e-4a47-9b8e-2f4f4c1d6a10"}, {}),
         (
             "/app/v1/call-me-back",
             {

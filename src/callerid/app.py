@@ -27,6 +27,7 @@ from callerid.fastlane import FastLane, FastRoute, add_to_openapi
 from callerid.http import set_max_json_depth
 from callerid.identity.signer import SIGNER, Signer
 from callerid.jobs.runner import JobRunner
+from callerid.openapi import finish as finish_openapi
 from callerid.ops.logging import flush_access_log
 from callerid.ops.middleware import ObservabilityMiddleware
 from callerid.request_limits import RequestLimits
@@ -37,6 +38,9 @@ from callerid.webhooks.delivery import close_deliverer
 # Modules that register job handlers at import. Add a domain's jobs module here.
 JOB_MODULES = (
     "callerid.accounts.jobs",
+    "callerid.delivery.jobs",
+    "callerid.engagement.jobs",
+    "callerid.jobs.housekeeping",
     "callerid.numbers.jobs",
     "callerid.personalisation.jobs",
     "callerid.webhooks.jobs",
@@ -144,7 +148,9 @@ def create_app(settings: Settings | None = None) -> CallerIdApp:
 
     # Hot endpoints answered before FastAPI's router (callerid.fastlane), inside the observability layer.
     app.fast_routes = [*ops_routes.fast_routes, *personalisation_routes.fast_routes, *identity_routes.fast_routes]
-    _document_fast_routes(app, app.fast_routes, identity_routes.openapi_schemas)
+    _document_fast_routes(
+        app, app.fast_routes, {**identity_routes.openapi_schemas, **personalisation_routes.openapi_schemas}
+    )
 
     app.include_router(ops_router)
     app.include_router(accounts_router)
@@ -175,14 +181,15 @@ def _die_with_parent() -> None:
 
 
 def _document_fast_routes(app: FastAPI, routes: list[FastRoute], schemas: dict[str, Any]) -> None:
-    """FastAPI builds the OpenAPI document from its own routes; the fast routes are added to it."""
+    """FastAPI builds the OpenAPI document from its own routes; the fast routes are added to it, then
+    ``callerid.openapi.finish`` adds what every operation of a family shares (error answers, security, ...)."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             document = build()
             add_to_openapi(document, routes, schemas)
-            app.openapi_schema = document
+            app.openapi_schema = finish_openapi(document)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -139,6 +140,45 @@ class Settings(BaseSettings):
         "replaced or removed device within this time); 0 disables",
     )
 
+    # --- phones prove their number (callerid.delivery.verification) -----------------------------------------
+    device_verifier: Literal["otp", "trusted_backend", "none"] = Field(
+        default="otp",
+        description="how POST /app/v1/devices proves the phone owns its number: otp (a code by SMS), "
+        "trusted_backend (the app vendor's server vouches with an app credential) or none (no proof: only when "
+        "set explicitly)",
+    )
+    device_code_ttl_minutes: int = Field(default=10, ge=1, description="an SMS registration code is valid this long")
+    device_code_max_tries: int = Field(
+        default=5, ge=1, description="wrong codes before a pending registration ends (counted over its resends)"
+    )
+    device_code_resend_seconds: int = Field(default=60, ge=0, description="wait before another code can be sent")
+    device_codes_per_number: str = Field(
+        default="5/hour", description="codes sent to one number (registrations and resends; limits notation)"
+    )
+    device_codes_per_address: str = Field(
+        default="20/hour", description="codes one client address may have sent (to any numbers)"
+    )
+    device_code_failures_per_number: str = Field(
+        default="10/hour", description="wrong codes for one number before its verifications are refused for a while"
+    )
+    device_code_failures_per_address: str = Field(
+        default="30/hour", description="wrong codes from one client address before its verifications are refused"
+    )
+    sms_webhook_url: str | None = Field(
+        default=None,
+        description="the operator's SMS gateway: each registration code is POSTed here as signed JSON "
+        "({to, message, code, expires_at}). Unset: codes go to the development SMS outbox (SQLite only)",
+    )
+    sms_webhook_secret: SecretStr | None = Field(
+        default=None, description="whsec_ secret signing the SMS webhook (Standard Webhooks); required with the URL"
+    )
+    sms_webhook_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="longest wait for the SMS gateway while a phone waits for its answer"
+    )
+    sms_code_message: str = Field(
+        default="Your callerid code is {code}", description="the SMS text; {code} is replaced by the code"
+    )
+
     # --- caller-ID lookup assertions (PASSporT, RFC 8225 / RFC 9795) ------------------------------------------
     assertion_ttl_seconds: int = Field(default=300, description="lifetime (exp - iat) of a signed call assertion")
     signing_process: bool = Field(
@@ -153,6 +193,58 @@ class Settings(BaseSettings):
     job_concurrency: int = 64
     job_max_attempts: int = 10
     job_shutdown_grace_seconds: float = 10.0
+
+    # --- data retention (callerid.jobs.purge): each domain's periodic purge deletes in chunks ------------------
+    retention_interval_minutes: int = Field(default=60, ge=1, description="how often each domain's purge job runs")
+    retention_chunk_rows: int = Field(
+        default=1000, ge=1, description="rows one purge statement deletes, in its own short transaction"
+    )
+    retention_chunk_pause_seconds: float = Field(
+        default=0.02, ge=0, description="a purge waits this long between two chunks (queued writers go first)"
+    )
+    retention_run_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="a purge job stops after this long (having deleted at least one full chunk) and continues in a "
+        "new run a second later",
+    )
+    call_record_retention_days: int = Field(
+        default=30,
+        ge=1,
+        description="call records, with their delivery outcome, are deleted this long after their window ended "
+        "(ends_at; records refused as invalid: after they arrived), and a batch with its last record; pending "
+        "records are never deleted",
+    )
+    device_retention_days: int = Field(
+        default=180,
+        ge=1,
+        description="a phone's device not seen for this long (registered, or push stream connected; an open "
+        "stream counts once a day) is forgotten: its token stops working and the app registers again",
+    )
+    cmb_request_retention_days: int = Field(
+        default=90,
+        ge=1,
+        description="Call Me Back requests are deleted this long after they were made; CMB exports (SPEC §5.10) "
+        "and webhook payloads already sent are unaffected within it, older ranges export nothing",
+    )
+    survey_response_retention_days: int = Field(
+        default=90,
+        ge=1,
+        description="survey answers are deleted this long after they were given; UF exports (SPEC §5.11) of "
+        "older ranges find none",
+    )
+    number_job_retention_days: int = Field(
+        default=30,
+        ge=1,
+        description="finished list/delist jobs are deleted this long after they finished (numbers keep their "
+        "state); unfinished jobs are never deleted",
+    )
+    dead_job_retention_days: int = Field(
+        default=30,
+        ge=1,
+        description="background jobs that gave up (status dead, kept for the operator to inspect) are deleted this "
+        "long after their last attempt",
+    )
 
     # --- number management (SPEC §7.3, §7.5) -----------------------------------------------------------
     number_request_max: int = 10_000
@@ -212,6 +304,29 @@ class Settings(BaseSettings):
         parse_schedule(value)  # raises ValueError with the bad part named
         return value
 
+    @field_validator(
+        "device_codes_per_number",
+        "device_codes_per_address",
+        "device_code_failures_per_number",
+        "device_code_failures_per_address",
+    )
+    @classmethod
+    def _check_limit(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError:
+            raise ValueError(f"not a rate limit: {value!r} (e.g. 5/hour)") from None
+        return value
+
+    @field_validator("sms_code_message")
+    @classmethod
+    def _check_sms_message(cls, value: str) -> str:
+        if "{code}" not in value:
+            raise ValueError("must contain {code}")
+        return value
+
     @field_validator("min_app_version")
     @classmethod
     def _check_min_app_version(cls, value: str) -> str:
@@ -231,6 +346,8 @@ class Settings(BaseSettings):
         "smtp_password",
         "secret_key",
         "metrics_token",
+        "sms_webhook_url",
+        "sms_webhook_secret",
         mode="before",
     )
     @classmethod

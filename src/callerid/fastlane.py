@@ -14,6 +14,7 @@ the route template, which this layer puts in ``scope["route"]``) from ``RequestO
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -226,29 +227,25 @@ def operation(
     description: str,
     tags: list[str],
     responses: dict[int, dict[str, Any]],
-    query: Sequence[tuple[str, bool, str]] = (),
-    request_example: Any = None,
+    parameters: Sequence[dict[str, Any]] = (),
+    request_body: dict[str, Any] | None = None,
     security: list[dict[str, list[str]]] | None = None,
     deprecated: bool = False,
 ) -> dict[str, Any]:
-    """An OpenAPI operation object. ``query`` = (name, required, description); path parameters come from the
-    route's template when the document is built."""
+    """An OpenAPI operation object. ``parameters``: parameter objects (``callerid.openapi.query_parameter``, ...);
+    path parameters not among them come from the route's template when the document is built. ``request_body``: a
+    ``requestBody`` object (``callerid.openapi.json_body``). ``callerid.openapi.finish`` adds what every operation
+    of the family shares."""
     op: dict[str, Any] = {
         "tags": tags,
         "summary": summary,
         "description": description,
         "operationId": operation_id,
-        "parameters": [
-            {"name": name, "in": "query", "required": required, "description": text, "schema": {"type": "string"}}
-            for name, required, text in query
-        ],
+        "parameters": list(parameters),
         "responses": {str(status): response for status, response in responses.items()},
     }
-    if request_example is not None:
-        op["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": {"type": "object"}, "example": request_example}},
-        }
+    if request_body is not None:
+        op["requestBody"] = request_body
     if security is not None:
         op["security"] = security
     if deprecated:
@@ -268,12 +265,14 @@ def add_to_openapi(document: dict[str, Any], routes: Sequence[FastRoute], schema
     """Add the fast routes' operations (and the component schemas they refer to) to an OpenAPI document."""
     paths = document.setdefault("paths", {})
     for route in routes:
+        declared = {p["name"] for p in route.operation.get("parameters", []) if p.get("in") == "path"}
         path_parameters = [
             {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
             for name in re.findall(r"\{(\w+)\}", route.path)
+            if name not in declared
         ]
         for method in route.methods:
-            op = dict(route.operation)
+            op = copy.deepcopy(route.operation)
             op["parameters"] = path_parameters + list(op.get("parameters", []))
             paths.setdefault(route.path, {})[method.lower()] = op
     if schemas:

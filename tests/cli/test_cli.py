@@ -230,6 +230,8 @@ async def walk_the_contract(cli: Cli, database_url: str, data_dir: Path, *, full
         assert {"client_account_id", "key_id", "api_key", "admin_email", "admin_password", "label_id"} <= set(first)
         assert first["admin_email"] == "admin@demo.example.com"
         assert first["urls"]["console"] == f"{PUBLIC_BASE_URL}/console"
+        if full:  # the embedded default without an SMS gateway: a phone's code shows on /phone
+            assert "'Demo SMS'" in first["phone_codes"]
         if full:
             text = cli.run("demo")
             shown.append(text)

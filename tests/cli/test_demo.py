@@ -267,3 +267,18 @@ async def test_demo_label_without_category_when_the_catalogue_lacks_it(
         None,
         None,
     )
+
+
+def test_the_demo_says_where_a_phones_code_shows(tmp_path: Any) -> None:
+    from callerid.cli.demo import phone_codes
+    from callerid.webhooks.signing import new_secret
+    from tests.conftest import make_settings
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'demo.db'}"
+    development = phone_codes(make_settings(url, tmp_path, device_verifier="otp"))
+    assert "'Demo SMS'" in development and "callerid sms outbox" in development
+    gateway = make_settings(
+        url, tmp_path, device_verifier="otp", sms_webhook_url="https://sms.example.com", sms_webhook_secret=new_secret()
+    )
+    assert phone_codes(gateway) == "a phone registering gets a code by SMS, through CALLERID_SMS_WEBHOOK_URL"
+    assert "without a code" in phone_codes(make_settings(url, tmp_path, device_verifier="none"))

@@ -84,12 +84,15 @@ def test_engagement_endpoints_are_documented() -> None:
     paths = spec["paths"]
     for path in ("/app/v1/call-me-back", "/app/v1/surveys/{survey_id}/responses"):
         operation = paths[path]["post"]
-        assert operation["security"] == [{"DeviceToken": []}]
+        assert operation["security"] == [{"DeviceToken": []}, {"DeviceTokenQuery": []}]
         assert "201" in operation["responses"]
         assert "business_number" in operation["requestBody"]["content"]["application/json"]["schema"]["properties"]
-    assert paths["/app/v1/surveys"]["get"]["security"] == [{"DeviceToken": []}]
+    assert paths["/app/v1/surveys"]["get"]["security"] == [{"DeviceToken": []}, {"DeviceTokenQuery": []}]
     cmb = paths["/clients/{clientAccountId}/openapi/callback-logs/summary"]["get"]
-    assert [(p["name"], p["required"]) for p in cmb["parameters"]] == [("from", True), ("to", True)]
+    assert [(p["name"], p["required"]) for p in cmb["parameters"] if p["in"] == "query"] == [
+        ("from", True),
+        ("to", True),
+    ]
     uf = paths["/clients/{clientAccountId}/openapi/feedback_stack/{surveyId}/export_report"]["get"]
     assert [(p["name"], p["required"]) for p in uf["parameters"] if p["in"] == "query"] == [
         ("from_date", True),

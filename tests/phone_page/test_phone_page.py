@@ -61,11 +61,16 @@ async def test_page_is_served_with_its_controls(http: httpx.AsyncClient) -> None
         "register-form", "phone-number", "platform", "app-version", "register", "registered", "forget",
         "simulate-form", "caller-number", "simulate-call", "connection", "incoming-call", "call-logo",
         "call-name", "call-verified", "call-reason", "call-number", "answer", "decline", "recent-calls",
+        "verify-form", "code", "verify", "resend", "restart", "verify-error", "demo-sms", "demo-sms-code",
     ):  # fmt: skip
         assert element_id in page.by_id, element_id
     # Every form control has a visible label.
-    for control in ("phone-number", "platform", "app-version", "caller-number"):
+    for control in ("phone-number", "platform", "app-version", "caller-number", "code"):
         assert control in page.label_for, control
+    # The code step (SMS code) and its development stand-in for the SMS wait hidden until the server asks.
+    assert "hidden" in page.by_id["verify-form"] and "hidden" in page.by_id["demo-sms"]
+    assert page.by_id["code"]["autocomplete"] == "one-time-code"
+    assert page.by_id["code"]["inputmode"] == "numeric"
     assert page.by_id["phone-number"]["type"] == "tel"
     assert re.findall(r'<option value="(\w+)"', response.text) == ["android", "ios"]
     assert page.by_id["connection"]["role"] == "status"

@@ -20,6 +20,7 @@ from callerid import clock
 from callerid.config import Settings
 from callerid.db import Database
 from callerid.jobs.models import Job
+from callerid.jobs.purge import purge
 from callerid.jobs.runner import JobRunner
 from callerid.webhooks import secrets_at_rest, service, signing
 from callerid.webhooks.delivery import Deliverer
@@ -584,8 +585,7 @@ async def test_old_retry_runs_are_purged(db: Database, settings: Settings, tenan
                     created_at=T0 - timedelta(days=age),
                 )
             )
-    async with db.transaction() as session:
-        await service.purge_old_logs(session, settings)
+    await purge(db, settings, service.LOG_PURGES)
     async with db.session() as session:
         kept = list((await session.scalars(select(RetryRun.created_at))).all())
     assert kept == [T0 - timedelta(days=29)]

@@ -17,6 +17,7 @@ from callerid import clock
 from callerid.config import Settings
 from callerid.db import Database
 from callerid.jobs.models import Job
+from callerid.jobs.purge import purge
 from callerid.jobs.runner import JobRunner
 from callerid.webhooks import service
 from callerid.webhooks.models import OutboxMail, WebhookAttempt, WebhookEvent
@@ -451,8 +452,7 @@ async def test_logs_older_than_30_days_are_purged(
     [recent] = await emit(db, tenant.account_id)
     await runner.run_until_idle()
     clock.advance(timedelta(days=29, seconds=1))  # old is 30 days + 1 s old, recent 29 days + 1 s
-    async with db.transaction() as session:
-        assert await service.purge_old_logs(session, settings) == 1
+    assert (await purge(db, settings, service.LOG_PURGES)).deleted["webhook_events"] == 1
     async with db.session() as session:
         assert await session.get(WebhookEvent, old) is None
         assert await session.get(WebhookEvent, recent) is not None

@@ -361,10 +361,3 @@ async def resolve_token(session: AsyncSession, token: str) -> TokenPrincipal | N
         features=row.features,
         created_by_email=row.created_by_email,
     )
-
-
-async def purge_expired_tokens(session: AsyncSession, settings: Settings) -> int:
-    """Tokens past expiry and outside the mint window are of no further use."""
-    cutoff = clock.now() - timedelta(seconds=max(settings.token_mint_window_seconds, settings.token_ttl_seconds))
-    result = await session.execute(delete(AccessToken).where(AccessToken.expires_at < cutoff))
-    return int(getattr(result, "rowcount", 0) or 0)

@@ -29,7 +29,6 @@ from callerid.accounts.models import (
     ClientAccount,
     ConsoleSession,
     Member,
-    MemberToken,
     TrustedBrowser,
 )
 from callerid.accounts.ratelimit import RateLimiter
@@ -471,16 +470,3 @@ async def accept_invitation(db: Database, settings: Settings, *, token: str, pas
         started = await _new_session(session, settings, member, client, ACTIVE)
         await _signed_in(session, member)
         return Started(started.token, ACTIVE, started.csrf_token, await _trust_browser(session, settings, member.id))
-
-
-async def purge_expired(session: AsyncSession) -> None:
-    """Sessions past their absolute expiry (idle ones are dropped when next seen, or here a day later), trusted
-    browsers past theirs, and one-time links a day after they expired or were used."""
-    now = clock.now()
-    await session.execute(
-        delete(ConsoleSession).where(
-            (ConsoleSession.expires_at <= now) | (ConsoleSession.last_seen_at <= now - timedelta(days=1))
-        )
-    )
-    await session.execute(delete(TrustedBrowser).where(TrustedBrowser.expires_at <= now))
-    await session.execute(delete(MemberToken).where(MemberToken.expires_at <= now - timedelta(days=1)))

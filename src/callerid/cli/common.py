@@ -88,17 +88,26 @@ def display_url(url: str) -> str:
         return "<unparsable database URL>"
 
 
-def settings_and_schema() -> Settings:
+def settings_and_schema(*, phones: bool = False) -> Settings:
     """Settings from the environment, with the schema created or upgraded first.
 
     Refused before the database is touched when secrets at rest have no usable key (PostgreSQL without
-    ``CALLERID_SECRET_KEY``, a malformed key); on SQLite the key file is generated here on first start.
+    ``CALLERID_SECRET_KEY``, a malformed key); on SQLite the key file is generated here on first start. With
+    ``phones`` (commands that register phones: ``serve``, ``devices register``), also when phones could not prove
+    their number (PostgreSQL with ``otp`` and no SMS gateway; see callerid.delivery.sms.check_startup).
     """
     settings = load_settings()
     try:
         secretbox.check_startup(settings)
     except (secretbox.SecretKeyError, OSError) as exc:
         fail(f"cannot start: {exc}")
+    if phones:
+        from callerid.delivery.sms import SmsConfigError, check_startup
+
+        try:
+            check_startup(settings)
+        except SmsConfigError as exc:
+            fail(f"cannot start: {exc}")
     try:
         with _sqlite_migration_lock(settings.database_url):
             upgrade(settings.database_url)
@@ -131,9 +140,9 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
-def run_with_db(fn: Callable[[Settings, Database], Awaitable[T]]) -> T:
+def run_with_db(fn: Callable[[Settings, Database], Awaitable[T]], *, phones: bool = False) -> T:
     """Run ``fn`` with a ready database; domain errors end the command with their message."""
-    settings = settings_and_schema()
+    settings = settings_and_schema(phones=phones)
 
     async def main() -> T:
         db = Database(settings.database_url, pool_size=2, null_pool=True)

@@ -196,12 +196,29 @@ def demo_summary(settings: Settings, saved: dict[str, Any]) -> dict[str, Any]:
             "openapi": f"{base}/openapi.json",
             "token": f"{base}/clients/{account_id}/token",
         },
+        "phone_codes": phone_codes(settings),
         "try": (
             f"curl -s -X POST {base}/clients/{account_id}/token -H 'X-Public-Access: allow' "
             f"-H 'Content-Type: application/json' "
             f'-d \'{{"key_id": "{saved["key_id"]}", "api_key": "{saved["api_key"]}"}}\''
         ),
     }
+
+
+def phone_codes(settings: Settings) -> str:
+    """How a phone proves its number on this server, for the demo's summary."""
+    from callerid.delivery.sms import development_outbox
+
+    if settings.device_verifier != "otp":
+        return f"phones register without a code (CALLERID_DEVICE_VERIFIER={settings.device_verifier})"
+    if development_outbox(settings):
+        return (
+            "a phone registering gets a code by SMS; with no SMS gateway (development) /phone shows it in a "
+            "'Demo SMS' box, and `callerid sms outbox` lists it"
+        )
+    if settings.sms_webhook_url is not None:
+        return "a phone registering gets a code by SMS, through CALLERID_SMS_WEBHOOK_URL"
+    return "a phone registering needs a code by SMS: set CALLERID_SMS_WEBHOOK_URL (serve refuses to start without it)"
 
 
 def demo_title(summary: dict[str, Any]) -> str:

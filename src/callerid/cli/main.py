@@ -20,7 +20,7 @@ from callerid.cli.demo import demo_summary, demo_title, ensure_demo
 from callerid.cli.labels import labels_app
 from callerid.cli.mail import mail_app
 from callerid.cli.numbers import departments_app, feature_sets_app, operations_app, processes_app
-from callerid.cli.phones import devices_app, signing_keys_app
+from callerid.cli.phones import app_credentials_app, devices_app, signing_keys_app, sms_app
 from callerid.cli.secret_key import secret_key_app
 from callerid.config import Settings, load_settings
 from callerid.db import Database
@@ -56,6 +56,8 @@ app.add_typer(operations_app, name="operations")
 app.add_typer(processes_app, name="processes")
 app.add_typer(feature_sets_app, name="feature-sets")
 app.add_typer(devices_app, name="devices")
+app.add_typer(app_credentials_app, name="app-credentials")
+app.add_typer(sms_app, name="sms")
 app.add_typer(signing_keys_app, name="signing-keys")
 app.add_typer(secret_key_app, name="secret-key")
 app.add_typer(webhooks_app, name="webhooks")
@@ -100,7 +102,7 @@ def serve(
         os.environ["CALLERID_PORT"] = str(port)
     if workers is not None:
         os.environ["CALLERID_WORKERS"] = str(workers)
-    settings = settings_and_schema()
+    settings = settings_and_schema(phones=True)
     metrics_dir: str | None = None
     if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Each worker writes its counts here and /metrics sums them (prometheus-client multiprocess mode).

@@ -159,6 +159,13 @@ class SqliteWriter:
             return result
         return await asyncio.get_running_loop().run_in_executor(self._thread, self._on_thread, work)
 
+    async def transaction_on_thread(self, work: Callable[[WriteTransaction], T]) -> T:
+        """``transaction`` on the worker thread's connection, for bulk writes that are not urgent (retention purges):
+        on the loop they would stall every request for their whole duration; here only writers wait (the write
+        lock is held all the same), while requests go on being read, pushed and answered."""
+        async with self._lock:
+            return await asyncio.get_running_loop().run_in_executor(self._thread, self._on_thread, work)
+
     def prepare_insert(
         self, statement: Any, rows: Sequence[Mapping[str, Any]], shared: Mapping[str, Any] | None = None
     ) -> PreparedInsert:

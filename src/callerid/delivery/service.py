@@ -121,10 +121,8 @@ def new_device_token() -> str:
     return "dev_" + secrets.token_urlsafe(32)
 
 
-async def register_device(
-    session: AsyncSession, *, phone_number: str, platform: str, app_version: str
-) -> RegisteredDevice:
-    """Register the app for ``phone_number``, replacing any device it had. Run inside ``db.transaction()``."""
+def check_registration(phone_number: str, platform: str, app_version: str) -> str:
+    """The normalised number of a registration request, or ApiError 400 naming the bad field."""
     number = normalise_phone(phone_number)
     if number is None:
         raise invalid_input("phone_number is invalid")
@@ -132,6 +130,17 @@ async def register_device(
         raise invalid_input("platform must be one of: android, ios")
     if not isinstance(app_version, str) or len(app_version) > 64 or parse_version(app_version) is None:
         raise invalid_input("app_version is invalid")
+    return number
+
+
+async def register_device(
+    session: AsyncSession, *, phone_number: str, platform: str, app_version: str
+) -> RegisteredDevice:
+    """Register the app for ``phone_number``, replacing any device it had. Run inside ``db.transaction()``.
+
+    No proof of ownership here: callers have it already (callerid.delivery.verification).
+    """
+    number = check_registration(phone_number, platform, app_version)
     if session.bind.dialect.name == "postgresql":
         # Serialise registrations of one number (SQLite's single writer already does): two concurrent ones
         # would both see no previous device and the second insert would break the unique number.

@@ -40,7 +40,10 @@ class CmbRequest(Base):
     """One call-back request from an app user; its fields are the ``cmb_payload`` values (SPEC §9.3)."""
 
     __tablename__ = "cmb_requests"
-    __table_args__ = (Index("ix_cmb_requests_account_requested", "account_id", "requested_at"),)
+    __table_args__ = (
+        Index("ix_cmb_requests_account_requested", "account_id", "requested_at"),
+        Index("ix_cmb_requests_requested_at", "requested_at"),  # retention, oldest first
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("client_accounts.id", ondelete="CASCADE"))
@@ -81,7 +84,10 @@ class SurveyResponse(Base):
     """One app user's answers to a survey; ``answers`` in survey order (the ``user_responses`` of §9.3)."""
 
     __tablename__ = "survey_responses"
-    __table_args__ = (Index("ix_survey_responses_survey_requested", "survey_id", "requested_at"),)
+    __table_args__ = (
+        Index("ix_survey_responses_survey_requested", "survey_id", "requested_at"),
+        Index("ix_survey_responses_requested_at", "requested_at"),  # retention, oldest first
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("client_accounts.id", ondelete="CASCADE"), index=True)

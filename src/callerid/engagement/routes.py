@@ -5,12 +5,13 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel
 from starlette.responses import StreamingResponse
 
+from callerid import openapi
 from callerid.accounts.dependencies import require_access
 from callerid.accounts.service import TokenPrincipal
 from callerid.delivery.auth import require_device
@@ -49,11 +50,17 @@ def _inline_definitions(schema: Any, definitions: dict[str, Any]) -> Any:
 def _body_schema(model: type[BaseModel]) -> dict[str, object]:
     full = model.model_json_schema()
     schema = _inline_definitions(full, full.get("$defs", {}))
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+    example = schema.pop("example")
+    return {"requestBody": openapi.json_body(schema, example)}
 
 
-def _query(name: str, description: str, *, required: bool) -> dict[str, object]:
-    return {"name": name, "in": "query", "required": required, "description": description, "schema": {"type": "string"}}
+_EPOCH_MS = "^[0-9]{1,15}$"
+# UF's dates: epoch milliseconds, or a day (service._date_param).
+_EPOCH_MS_OR_DAY = "^([0-9]{1,15}|[0-9]{4}-[0-9]{2}-[0-9]{2})$"
+_SURVEY_ID = Path(description="the survey's id (`id` of GET /app/v1/surveys)", json_schema_extra={"format": "uuid"})
+# "Nothing found" of CMB and UF, or (no such path) the common not-found.
+_NOTHING_FOUND = {"anyOf": [openapi.ref("Message"), openapi.error_schema("not-found")]}
+_APP_400 = {"description": "invalid-input naming the field", **_SLUG_ERROR}
 
 
 async def _body(request: Request) -> dict[str, object]:
@@ -82,8 +89,7 @@ async def _body(request: Request) -> dict[str, object]:
     openapi_extra=_body_schema(schemas.CallMeBackBody),
     response_model=schemas.Created,
     responses={
-        400: {"description": "invalid-input naming the field", **_SLUG_ERROR},
-        401: {"description": "authorization-error (device token)"},
+        400: _APP_400,
         404: {"description": "not-found: business_number is not a listed number"},
         409: {"description": "conflict: call me back is not enabled for business_number"},
     },
@@ -106,16 +112,25 @@ async def call_me_back(request: Request, device: DeviceInfo = Depends(require_de
     summary="The survey to show after a call",
     description="The survey of the feature set of `business_number` (questions in order).",
     response_model=schemas.SurveyOut,
+    openapi_extra={
+        "parameters": [
+            openapi.query_parameter(
+                "business_number",
+                f"the business number that called: {openapi.PHONE_DESCRIPTION}",
+                {"type": "string", "pattern": openapi.PHONE_PATTERN},
+                required=True,
+                example="910987654321",
+            )
+        ]
+    },
     responses={
-        400: {"description": "invalid-input: business_number"},
-        401: {"description": "authorization-error (device token)"},
+        400: {"description": "invalid-input: business_number missing or invalid"},
         404: {"description": "not-found: not a listed number, or no survey configured"},
         409: {"description": "conflict: surveys are not enabled for business_number"},
     },
 )
-async def get_survey(
-    request: Request, business_number: str | None = None, device: DeviceInfo = Depends(require_device)
-) -> JsonResponse:
+async def get_survey(request: Request, device: DeviceInfo = Depends(require_device)) -> JsonResponse:
+    business_number = request.query_params.get("business_number")
     if not business_number:
         raise invalid_input("business_number is required")
     async with runtime_of(request).db.session() as session:
@@ -135,13 +150,14 @@ async def get_survey(
     openapi_extra=_body_schema(schemas.SurveyAnswersBody),
     response_model=schemas.Created,
     responses={
-        400: {"description": "invalid-input naming the field"},
-        401: {"description": "authorization-error (device token)"},
+        400: _APP_400,
         404: {"description": "not-found: survey not found / business_number is not a listed number"},
         409: {"description": "conflict: surveys off, or not the survey of business_number"},
     },
 )
-async def answer_survey(survey_id: str, request: Request, device: DeviceInfo = Depends(require_device)) -> JsonResponse:
+async def answer_survey(
+    survey_id: Annotated[str, _SURVEY_ID], request: Request, device: DeviceInfo = Depends(require_device)
+) -> JsonResponse:
     parsed_id = parse_uuid(survey_id)
     if parsed_id is None:
         raise invalid_input("survey_id is invalid")
@@ -175,13 +191,28 @@ def _download_url(request: Request, token: str) -> str:
     response_model=schemas.DownloadLink,
     openapi_extra={
         "parameters": [
-            _query("from", "epoch milliseconds, e.g. 1753246858000", required=True),
-            _query("to", "epoch milliseconds, >= from", required=True),
+            openapi.query_parameter(
+                "from",
+                "epoch milliseconds",
+                {"type": "string", "pattern": _EPOCH_MS},
+                required=True,
+                example="1735689600000",
+            ),
+            openapi.query_parameter(
+                "to",
+                "epoch milliseconds, >= from",
+                {"type": "string", "pattern": _EPOCH_MS},
+                required=True,
+                example="4102444800000",
+            ),
         ]
     },
     responses={
-        400: {"content": {"application/json": {"example": {"slug": "invalid-input", "message": "from is required"}}}},
-        404: {"content": {"application/json": {"example": service.NO_CMB}}},
+        400: openapi.json_response(
+            "invalid-input: `from`/`to` missing or invalid, or `to` before `from`",
+            example={"slug": "invalid-input", "message": "from is required"},
+        ),
+        404: openapi.json_response("no Call Me Back request in the range", _NOTHING_FOUND, service.NO_CMB),
     },
 )
 async def cmb_logs(
@@ -208,30 +239,43 @@ async def cmb_logs(
     response_model=schemas.DownloadLink,
     openapi_extra={
         "parameters": [
-            _query(
-                "from_date", "epoch milliseconds or YYYY-MM-DD (start of that day, account timezone)", required=True
+            openapi.query_parameter(
+                "from_date",
+                "epoch milliseconds or YYYY-MM-DD (start of that day, account timezone)",
+                {"type": "string", "pattern": _EPOCH_MS_OR_DAY},
+                required=True,
+                example="2025-01-01",
             ),
-            _query("to_date", "epoch milliseconds or YYYY-MM-DD (end of that day); default now", required=False),
+            openapi.query_parameter(
+                "to_date",
+                "epoch milliseconds or YYYY-MM-DD (end of that day); default now",
+                {"type": "string", "pattern": _EPOCH_MS_OR_DAY},
+                empty_is_absent=True,
+                example="2099-12-31",
+            ),
         ]
     },
     responses={
-        400: {
-            "content": {"application/json": {"example": {"slug": "invalid-input", "message": "from_date is required"}}}
-        },
+        400: openapi.json_response(
+            "invalid-input: `surveyId`, `from_date` or `to_date` missing or invalid, or `to_date` before `from_date`",
+            example={"slug": "invalid-input", "message": "from_date is required"},
+        ),
         404: {
+            "description": "`survey not found` (unknown, or of another account), or no answers in the range",
             "content": {
-                "application/json": {
+                openapi.JSON: {
+                    "schema": _NOTHING_FOUND,
                     "examples": {
                         "no answers": {"value": service.NO_FEEDBACK},
                         "unknown survey": {"value": {"slug": "not-found", "message": "survey not found"}},
-                    }
+                    },
                 }
-            }
+            },
         },
     },
 )
 async def feedback_logs(
-    surveyId: str,  # the spec's path parameter name
+    surveyId: Annotated[str, Path(description="the survey's id", json_schema_extra={"format": "uuid"})],
     request: Request,
     principal: TokenPrincipal = Depends(require_access("user_feedback", "read")),
 ) -> JsonResponse:
@@ -258,7 +302,9 @@ async def feedback_logs(
     response_class=StreamingResponse,
     responses={200: {"content": {"text/csv": {}}}, 404: {"description": "not-found (unknown or expired link)"}},
 )
-async def download(token: str, request: Request) -> StreamingResponse:
+async def download(
+    token: Annotated[str, Path(description="the end of the `url` CMB or UF answered with")], request: Request
+) -> StreamingResponse:
     db = runtime_of(request).db
     async with db.session() as session:
         found = await service.find_download(session, token)

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from callerid.display_text import storage_problem
 from callerid.engagement.models import CmbConfig, CmbRequest, Survey, SurveyResponse
 from callerid.errors import invalid_input
+from callerid.openapi import PHONE_DESCRIPTION, PHONE_PATTERN
 from callerid.timefmt import epoch_seconds_str, iso_z
 
 # Limits of what a phone may send (no reference; generous for any real survey).
@@ -22,46 +23,86 @@ MAX_EPOCH_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z
 # --- app request bodies ------------------------------------------------------------------------------------
 
 
+# What ``parse_call_me_back`` accepts for a slot bound: epoch seconds as an integer or a digit string, or null.
+_EPOCH_SECONDS = {
+    "anyOf": [
+        {"type": "integer", "minimum": 0, "maximum": MAX_EPOCH_SECONDS},
+        {"type": "string", "pattern": "^[0-9]{1,12}$"},
+        {"type": "null"},
+    ]
+}
+
+
 class CallMeBackBody(BaseModel):
     """Documentation of ``POST /app/v1/call-me-back`` (the route parses the body itself)."""
 
-    business_number: str = Field(description="the business number that called (as shown by the app)")
+    business_number: str = Field(
+        description=f"the business number that called (as shown by the app): {PHONE_DESCRIPTION}",
+        pattern=PHONE_PATTERN,
+    )
     is_interested: bool = Field(description="false when the user declined the call back")
-    preferred_from_time: int | None = Field(
-        default=None, description="slot start, epoch seconds (required when interested and the slot picker is on)"
+    preferred_from_time: int | str | None = Field(
+        default=None,
+        description="slot start, epoch seconds (required when interested and the slot picker is on)",
+        json_schema_extra=_EPOCH_SECONDS,
     )
-    preferred_to_time: int | None = Field(default=None, description="slot end, epoch seconds")
+    preferred_to_time: int | str | None = Field(
+        default=None, description="slot end, epoch seconds", json_schema_extra=_EPOCH_SECONDS
+    )
     alternate_number: str | None = Field(
-        default=None, description="number typed by the user; required when interested and client_number_available=false"
+        default=None,
+        description="number typed by the user; required when interested and client_number_available=false",
+        json_schema_extra={"anyOf": [{"type": "string", "pattern": PHONE_PATTERN}, {"const": ""}, {"type": "null"}]},
     )
-    client_number_available: bool = Field(
-        default=True, description="false when the phone cannot read its SIM number ('Phone number not available')"
+    client_number_available: bool | None = Field(
+        default=True,
+        description="false when the phone cannot read its SIM number ('Phone number not available'); "
+        "absent or null: true",
+    )
+
+    # A slot is sent only when the configuration's slot picker is on (and must not be over); with it off, as here,
+    # the next callback window of the configuration is used.
+    model_config = {
+        "json_schema_extra": {
+            "example": {"business_number": "910987654321", "is_interested": True, "client_number_available": True}
+        }
+    }
+
+
+# Not blank (and no NUL, which no database stores).
+_TEXT_PATTERN = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"
+
+
+class Answer(BaseModel):
+    question: str = Field(description="a question of the survey, exactly as it reads", pattern=_TEXT_PATTERN)
+    response: str = Field(
+        description="the answer (ratings as text, e.g. `5`)", pattern=_TEXT_PATTERN, max_length=MAX_RESPONSE_LENGTH
+    )
+
+
+class SurveyAnswersBody(BaseModel):
+    """Documentation of ``POST /app/v1/surveys/{survey_id}/responses``."""
+
+    business_number: str = Field(
+        description=f"the business number that called: {PHONE_DESCRIPTION}", pattern=PHONE_PATTERN
+    )
+    answers: list[Answer] = Field(
+        description="answered questions (texts exactly as in the survey), each at most once",
+        min_length=1,
+        max_length=MAX_ANSWERS,
     )
 
     model_config = {
         "json_schema_extra": {
             "example": {
                 "business_number": "910987654321",
-                "is_interested": True,
-                "preferred_from_time": 1754116200,
-                "preferred_to_time": 1754118000,
-                "alternate_number": None,
-                "client_number_available": True,
+                "answers": [
+                    {"question": "How was the delivery experience?", "response": "5"},
+                    {"question": "Anything else?", "response": "The flowers were fresh"},
+                ],
             }
         }
     }
-
-
-class Answer(BaseModel):
-    question: str
-    response: str
-
-
-class SurveyAnswersBody(BaseModel):
-    """Documentation of ``POST /app/v1/surveys/{survey_id}/responses``."""
-
-    business_number: str
-    answers: list[Answer] = Field(description="answered questions (texts exactly as in the survey)")
 
 
 class Created(BaseModel):

@@ -12,6 +12,7 @@ from callerid.fastlane import FastRequest, FastResponse, FastRoute, component_sc
 from callerid.identity import service
 from callerid.identity.schemas import Jwks, UnverifiedCaller, VerifiedCaller
 from callerid.identity.signer import SIGNER, Signer, ensure_active_key, jwks
+from callerid.openapi import PHONE_DESCRIPTION, PHONE_PATTERN, query_parameter
 from callerid.phone import normalise_phone
 from callerid.responses import JsonResponse
 from callerid.runtime import runtime_of
@@ -60,12 +61,21 @@ fast_routes = [
                 '`{"verified": false}`. Authenticate with `Authorization: Bearer <device_token>`.'
             ),
             tags=["App: caller ID"],
-            query=[("caller", True, "the calling number (10-15 digits, an optional leading +)")],
-            security=[{"DeviceToken": []}],
+            parameters=[
+                query_parameter(
+                    "caller",
+                    f"the calling number: {PHONE_DESCRIPTION}",
+                    {"type": "string", "pattern": PHONE_PATTERN},
+                    required=True,
+                    example="911234567898",
+                ),
+            ],
             responses={
                 200: documented('verified identity, or `{"verified": false}`', schema=_CALLER_SCHEMAS),
-                400: documented("invalid-input (caller)", invalid_input("caller is invalid").body()),
-                401: documented("authorization-error", authorization_error(INVALID).body()),
+                400: documented("invalid-input: caller missing or invalid", invalid_input("caller is invalid").body()),
+                401: documented(
+                    "authorization-error: no device token, or one that is unknown", authorization_error(INVALID).body()
+                ),
             },
         ),
     )

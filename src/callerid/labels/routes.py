@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Request
 from starlette.responses import FileResponse
 
+from callerid import openapi
 from callerid.accounts.dependencies import require_access
 from callerid.accounts.service import TokenPrincipal
 from callerid.errors import not_found
@@ -30,17 +33,34 @@ _LABEL_EXAMPLE = {
     "label_type": "dynamic",
 }
 
+_NULLABLE_INT = {"type": ["integer", "null"]}
+_LABEL_SCHEMA = {
+    "type": "object",
+    "required": list(_LABEL_EXAMPLE),
+    "properties": {
+        "id": openapi.UUID,
+        "name": {"type": "string"},
+        "logo_url": {"type": "string", "description": "the logo (PNG, 200x200); public, no token needed"},
+        "category": {**_NULLABLE_INT, "description": "category id of the operator's catalogue"},
+        "sub_category": {**_NULLABLE_INT, "description": "sub-category id of the operator's catalogue"},
+        "created_by_email": {"type": "string"},
+        "created_at": {"type": "string", "format": "date-time"},
+        "label_type": {"const": "dynamic"},
+    },
+    "additionalProperties": False,
+}
+
 
 @router.get(
     "/clients/{clientAccountId}/labels",
     summary="List dynamic labels",
     description="All dynamic labels of the account, newest first. `page` (default 1), `limit` (default and max 1000).",
+    openapi_extra={"parameters": openapi.page_parameters(LABELS_DEFAULT_LIMIT)},
     responses={
-        200: {"description": "labels", "content": {"application/json": {"example": [_LABEL_EXAMPLE]}}},
-        400: {"description": "invalid-input (page or limit)"},
-        401: {"description": "authorization-error"},
-        403: {"description": "forbidden-error"},
-        429: {"description": "rate-limit-exceeded"},
+        200: openapi.json_response(
+            "the labels (`[]` if none)", {"type": "array", "items": _LABEL_SCHEMA}, [_LABEL_EXAMPLE]
+        ),
+        400: {"description": "invalid-input: `page is invalid` / `limit is invalid`"},
     },
 )
 async def list_labels(
@@ -60,9 +80,12 @@ async def list_labels(
     summary="A label's logo",
     description="The PNG a label's `logo_url` points at. Public: phones fetch it without a token.",
     response_class=FileResponse,
-    responses={200: {"content": {"image/png": {}}}, 404: {"description": "not-found"}},
+    responses={200: {"content": {"image/png": {}}}, 404: {"description": "not-found: no such logo"}},
 )
-async def get_logo(logo_key: str, request: Request) -> FileResponse:
+async def get_logo(
+    logo_key: Annotated[str, Path(description="the file name at the end of a label's `logo_url`")],
+    request: Request,
+) -> FileResponse:
     path = service.logo_store(runtime_of(request).settings).path_of(logo_key)
     if path is None:
         raise not_found()

@@ -1,11 +1,17 @@
-"""The list/delist job: verification, then the state change and any held requests (SPEC §7.3, §7.5)."""
+"""The list/delist job: verification, then the state change and any held requests (SPEC §7.3, §7.5); retention of
+finished jobs."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import bindparam
+
+from callerid.config import Settings
 from callerid.jobs import JobContext, handler
+from callerid.jobs.purge import Purge, retention_every, run_purges
 from callerid.jobs.service import wake_local_runners
 from callerid.numbers.models import JOB_DONE, NumberJob
 from callerid.numbers.service import JOB_KIND, finish_job
@@ -27,3 +33,27 @@ async def process_number_job(ctx: JobContext, payload: dict[str, Any]) -> None:
             return
         await finish_job(session, ctx.settings, job, failures)
     wake_local_runners()
+
+
+_JOBS = NumberJob.__table__
+
+
+def _job_cutoffs(settings: Settings, now: datetime) -> dict[str, Any]:
+    return {"finished_before": now - timedelta(days=settings.number_job_retention_days)}
+
+
+# Finished jobs only (an unfinished one has no finished_at), by ix_number_jobs_finished_at. Numbers point at a job
+# only while it runs (their job_id is SET NULL anyway).
+NUMBER_JOB_PURGES = (
+    Purge(
+        "number_jobs",
+        _JOBS,
+        (_JOBS.c.finished_at < bindparam("finished_before")) & (_JOBS.c.status == JOB_DONE),
+        _job_cutoffs,
+    ),
+)
+
+
+@handler("numbers.purge_jobs", every=retention_every)
+async def purge_number_jobs(ctx: JobContext, _payload: dict[str, Any]) -> None:
+    await run_purges(ctx, NUMBER_JOB_PURGES)

@@ -133,7 +133,7 @@ class NumberJob(Base):
     created_by_email: Mapped[str] = mapped_column(String(320), default="")
     status: Mapped[str] = mapped_column(String(16), default=JOB_PROCESSING)
     created_at: Mapped[datetime]
-    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None, index=True)  # retention, oldest first
 
 
 class BusinessNumber(Base):

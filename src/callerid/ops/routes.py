@@ -11,12 +11,21 @@ from starlette.responses import PlainTextResponse, Response
 
 from callerid.errors import ApiError, authorization_error
 from callerid.fastlane import FastRequest, FastResponse, FastRoute, documented, operation
+from callerid.openapi import error_schema
 from callerid.ops.metrics import render_metrics
 from callerid.responses import JsonResponse
 from callerid.runtime import runtime_of
 
 router = APIRouter(tags=["Operations"])
 log = structlog.get_logger("callerid.ops")
+
+
+_STATUS_OK = {
+    "type": "object",
+    "required": ["status"],
+    "properties": {"status": {"const": "ok"}},
+    "additionalProperties": False,
+}
 
 
 async def healthz(_: FastRequest) -> FastResponse:
@@ -35,7 +44,7 @@ fast_routes = [
             summary="The process is up",
             description="Liveness: answers as long as the process serves requests (no database access).",
             tags=["Operations"],
-            responses={200: documented("up", {"status": "ok"})},
+            responses={200: documented("up", {"status": "ok"}, _STATUS_OK)},
         ),
     )
 ]
@@ -49,7 +58,28 @@ readiness_timeout_seconds = 5.0
 # HEAD is served too (load balancers probe with it) but documented once, under GET: one route with both
 # methods would give both operations the same operation id.
 @router.head("/readyz", include_in_schema=False)
-@router.get("/readyz", summary="The database is reachable", operation_id="readyz")
+@router.get(
+    "/readyz",
+    summary="The database is reachable",
+    operation_id="readyz",
+    responses={
+        200: documented(
+            "ready",
+            {"status": "ok", "database": "ok"},
+            {
+                "type": "object",
+                "required": ["status", "database"],
+                "properties": {"status": {"const": "ok"}, "database": {"const": "ok"}},
+                "additionalProperties": False,
+            },
+        ),
+        503: documented(
+            "the database did not answer in time",
+            {"slug": "service-unavailable", "message": "database unreachable"},
+            error_schema("service-unavailable"),
+        ),
+    },
+)
 async def readyz(request: Request) -> JsonResponse:
     try:
         await asyncio.wait_for(runtime_of(request).db.ping(), timeout=readiness_timeout_seconds)

@@ -1,16 +1,63 @@
-"""Background work of call personalisation: delivering a stored batch (one job per batch)."""
+"""Background work of call personalisation: delivering a stored batch (one job per batch), retention."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
+from sqlalchemy import bindparam, exists
 
+from callerid.config import Settings
 from callerid.jobs import JobContext, handler
+from callerid.jobs.purge import Purge, retention_every, run_purges
 from callerid.personalisation import service
+from callerid.personalisation.models import PENDING, CallBatch, CallRecord
 
 log = structlog.get_logger("callerid.personalisation")
+
+_RECORDS = CallRecord.__table__
+_BATCHES = CallBatch.__table__
+
+
+def _record_cutoffs(settings: Settings, now: datetime) -> dict[str, Any]:
+    cutoff = now - timedelta(days=settings.call_record_retention_days)
+    return {"ended_before_ms": service.epoch_ms(cutoff), "created_before": cutoff}
+
+
+# In this order: records whose window ended (never a pending one: its delivery is still to come), records refused
+# as invalid (they have no window: by arrival), then batches left without records (a batch arrived with its
+# records, so one whose records are gone is older than the cutoff). ix_call_records_ends_created serves both record
+# kinds, ix_call_batches_created_at the batches (ix_call_records_batch_position the NOT EXISTS).
+RECORD_PURGES = (
+    Purge(
+        "call_records",
+        _RECORDS,
+        (_RECORDS.c.ends_at < bindparam("ended_before_ms")) & (_RECORDS.c.status != PENDING),
+        _record_cutoffs,
+    ),
+    Purge(
+        "invalid_call_records",
+        _RECORDS,
+        _RECORDS.c.ends_at.is_(None)
+        & (_RECORDS.c.created_at < bindparam("created_before"))
+        & (_RECORDS.c.status != PENDING),
+        _record_cutoffs,
+    ),
+    Purge(
+        "call_batches",
+        _BATCHES,
+        (_BATCHES.c.created_at < bindparam("created_before")) & ~exists().where(_RECORDS.c.batch_id == _BATCHES.c.id),
+        _record_cutoffs,
+    ),
+)
+
+
+@handler("personalisation.purge", every=retention_every)
+async def purge_records(ctx: JobContext, _payload: dict[str, Any]) -> None:
+    """Call records ``call_record_retention_days`` after their window ended, and their batches."""
+    await run_purges(ctx, RECORD_PURGES)
 
 
 @handler(service.DELIVER_BATCH_JOB)

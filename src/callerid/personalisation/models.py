@@ -24,6 +24,8 @@ class CallBatch(Base):
     """One accepted B1/B2 request (or R1 record). Its records carry the state; the batch only groups them."""
 
     __tablename__ = "call_batches"
+    # Retention: batches whose records are all gone, oldest first (callerid.personalisation.jobs).
+    __table_args__ = (Index("ix_call_batches_created_at", "created_at"),)
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("client_accounts.id", ondelete="CASCADE"), index=True)
@@ -40,6 +42,8 @@ class CallRecord(Base):
         Index("ix_call_records_pair_newest", "caller", "receiver", "created_at", "position"),
         # Batch status and batch processing read a batch's records in submission order.
         Index("ix_call_records_batch_position", "batch_id", "position"),
+        # Retention: records whose window ended, oldest first; invalid records (no ends_at) by arrival.
+        Index("ix_call_records_ends_created", "ends_at", "created_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 from typing import Any
 
 from callerid.jobs import JobContext, RetryLater, handler
+from callerid.jobs.purge import retention_every, run_purges
 from callerid.webhooks import mail, service
 
 
@@ -28,7 +28,6 @@ async def send_mail(ctx: JobContext, payload: dict[str, Any]) -> None:
     await mail.deliver_mail(ctx.db, ctx.settings, uuid.UUID(payload["mail_id"]))
 
 
-@handler("webhooks.purge_logs", every=lambda _settings: timedelta(hours=1))
+@handler("webhooks.purge_logs", every=retention_every)
 async def purge_logs(ctx: JobContext, _payload: dict[str, Any]) -> None:
-    async with ctx.db.transaction() as session:
-        await service.purge_old_logs(session, ctx.settings)
+    await run_purges(ctx, service.LOG_PURGES)

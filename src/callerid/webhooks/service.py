@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callerid import clock, secretbox
@@ -29,6 +29,7 @@ from callerid.accounts.models import ClientAccount
 from callerid.config import Settings
 from callerid.db import Database
 from callerid.display_text import storage_problem
+from callerid.jobs.purge import Purge
 from callerid.jobs.service import enqueue, enqueue_many
 from callerid.timefmt import iso_z
 from callerid.webhooks import mail, secrets_at_rest, signing
@@ -799,12 +800,21 @@ async def get_event(
     return EventDetails(event, attempts, planned)
 
 
-async def purge_old_logs(session: AsyncSession, settings: Settings) -> int:
-    """Delete events (with their attempts), notice mails and retry runs older than the retention period (SPEC §9.7)."""
-    cutoff = clock.now() - timedelta(days=settings.webhook_log_retention_days)
-    old_events = select(WebhookEvent.id).where(WebhookEvent.created_at < cutoff)
-    await session.execute(delete(WebhookAttempt).where(WebhookAttempt.event_id.in_(old_events)))
-    result = await session.execute(delete(WebhookEvent).where(WebhookEvent.created_at < cutoff))
-    await session.execute(delete(OutboxMail).where(OutboxMail.created_at < cutoff, OutboxMail.status != mail.QUEUED))
-    await session.execute(delete(RetryRun).where(RetryRun.created_at < cutoff))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+def _log_cutoffs(settings: Settings, now: datetime) -> dict[str, Any]:
+    return {"created_before": now - timedelta(days=settings.webhook_log_retention_days)}
+
+
+_EVENTS, _MAILS, _RUNS = WebhookEvent.__table__, OutboxMail.__table__, RetryRun.__table__
+# Events (their attempts go with them: ON DELETE CASCADE), notice mails no longer waiting to be sent and retry runs
+# older than the retention period (SPEC §9.7), run in chunks by the webhooks.purge_logs job (callerid.jobs.purge).
+# Events by ix_webhook_events_created; mails and retry runs are few (failure notices, console actions).
+LOG_PURGES = (
+    Purge("webhook_events", _EVENTS, _EVENTS.c.created_at < bindparam("created_before"), _log_cutoffs),
+    Purge(
+        "mail_outbox",
+        _MAILS,
+        (_MAILS.c.created_at < bindparam("created_before")) & (_MAILS.c.status != mail.QUEUED),
+        _log_cutoffs,
+    ),
+    Purge("webhook_retry_runs", _RUNS, _RUNS.c.created_at < bindparam("created_before"), _log_cutoffs),
+)

@@ -21,6 +21,17 @@
     appVersion: $("app-version"),
     register: $("register"),
     registerError: $("register-error"),
+    verifyForm: $("verify-form"),
+    verifyNumber: $("verify-number"),
+    demoSms: $("demo-sms"),
+    demoSmsCode: $("demo-sms-code"),
+    code: $("code"),
+    codeHint: $("code-hint"),
+    verify: $("verify"),
+    verifyError: $("verify-error"),
+    verifyStatus: $("verify-status"),
+    resend: $("resend"),
+    restart: $("restart"),
     registered: $("registered"),
     registeredNumber: $("registered-number"),
     registeredDetails: $("registered-details"),
@@ -49,6 +60,8 @@
   };
 
   var registration = null; // {device_id, device_token, phone_number, platform, app_version}
+  // A registration waiting for its SMS code: {registration_id, phone_number, platform, app_version}.
+  var pending = null;
   var socket = null;
   var reconnectTimer = null;
   var countdownTimer = null;
@@ -130,7 +143,9 @@
 
   function showRegistration() {
     var registered = registration !== null;
-    els.registerForm.hidden = registered;
+    var waiting = !registered && pending !== null;
+    els.registerForm.hidden = registered || waiting;
+    els.verifyForm.hidden = !waiting;
     els.registered.hidden = !registered;
     els.simulateCall.disabled = !registered;
     els.simulateNeedsRegistration.hidden = registered;
@@ -156,28 +171,135 @@
     }
     els.register.disabled = true;
     registration = null; // a new registration never sends an old token
+    pending = null;
     api("POST", "/app/v1/devices", request)
       .then(function (result) {
+        if (result.status === 202 && result.body) {
+          // The server sent a code to the number: the phone proves it owns the number by sending it back.
+          pending = {
+            registration_id: result.body.registration_id,
+            phone_number: request.phone_number,
+            platform: request.platform,
+            app_version: request.app_version,
+          };
+          els.code.value = "";
+          els.verifyError.textContent = "";
+          els.verifyStatus.textContent = "";
+          els.verifyNumber.textContent = displayNumber(request.phone_number.replace(/[^0-9]/g, ""));
+          showCodeSent(result.body);
+          showRegistration();
+          setConnection("idle", "Waiting for the SMS code");
+          els.code.focus();
+          return;
+        }
         if (result.status !== 201) {
           els.registerError.textContent = errorMessage(result.body, result.status);
           return;
         }
-        registration = {
-          device_id: result.body.device_id,
-          device_token: result.body.device_token,
-          phone_number: request.phone_number,
-          platform: request.platform,
-          app_version: request.app_version,
-        };
-        saveRegistration(registration);
-        showRegistration();
-        failures = 0;
-        connect();
+        becomeRegistered(result.body, request);
       })
       .catch(function () {
         els.registerError.textContent = "Cannot reach the server. Check the connection and try again.";
       })
       .then(function () { els.register.disabled = false; });
+  }
+
+  function becomeRegistered(device, request) {
+    registration = {
+      device_id: device.device_id,
+      device_token: device.device_token,
+      phone_number: request.phone_number,
+      platform: request.platform,
+      app_version: request.app_version,
+    };
+    pending = null;
+    saveRegistration(registration);
+    showRegistration();
+    failures = 0;
+    connect();
+  }
+
+  function showCodeSent(answer) {
+    var until = answer.expires_at ? formatTime(Date.parse(answer.expires_at)) : "";
+    els.codeHint.textContent = "The 6 digits in the SMS" + (until ? ", valid until " + until : "") + ".";
+    // "demo_code" comes only from a development server without an SMS gateway: show it as the SMS it stands for.
+    var demo = typeof answer.demo_code === "string" ? answer.demo_code : null;
+    els.demoSms.hidden = demo === null;
+    els.demoSmsCode.textContent = demo || "";
+    if (demo !== null) els.code.value = demo;
+  }
+
+  function endPending(message) {
+    // The registration is over (expired, too many wrong codes, unknown): start again from the number.
+    pending = null;
+    showRegistration();
+    setConnection("idle", "Not registered");
+    els.registerError.textContent = message;
+    els.phoneNumber.focus();
+  }
+
+  function verifyCode(event) {
+    event.preventDefault();
+    if (!pending) return;
+    els.verifyError.textContent = "";
+    els.verifyStatus.textContent = "";
+    var code = els.code.value.replace(/\s+/g, "");
+    if (!code) {
+      els.verifyError.textContent = "Enter the code from the SMS.";
+      els.code.focus();
+      return;
+    }
+    var waiting = pending;
+    els.verify.disabled = true;
+    api("POST", "/app/v1/devices/verify", { registration_id: waiting.registration_id, code: code })
+      .then(function (result) {
+        if (pending !== waiting) return; // abandoned meanwhile
+        if (result.status === 201 && result.body) {
+          becomeRegistered(result.body, waiting);
+        } else if (result.status === 404 || result.status === 410) {
+          endPending(errorMessage(result.body, result.status));
+        } else {
+          els.verifyError.textContent = errorMessage(result.body, result.status);
+          els.code.select();
+        }
+      })
+      .catch(function () {
+        els.verifyError.textContent = "Cannot reach the server. Check the connection and try again.";
+      })
+      .then(function () { els.verify.disabled = false; });
+  }
+
+  function resendCode() {
+    if (!pending) return;
+    els.verifyError.textContent = "";
+    els.verifyStatus.textContent = "";
+    var waiting = pending;
+    els.resend.disabled = true;
+    api("POST", "/app/v1/devices/resend", { registration_id: waiting.registration_id })
+      .then(function (result) {
+        if (pending !== waiting) return;
+        if (result.status === 202 && result.body) {
+          els.code.value = "";
+          showCodeSent(result.body);
+          els.verifyStatus.textContent = "A new code was sent.";
+          els.code.focus();
+        } else if (result.status === 404 || result.status === 410) {
+          endPending(errorMessage(result.body, result.status));
+        } else {
+          els.verifyError.textContent = errorMessage(result.body, result.status);
+        }
+      })
+      .catch(function () {
+        els.verifyError.textContent = "Cannot reach the server. Check the connection and try again.";
+      })
+      .then(function () { els.resend.disabled = false; });
+  }
+
+  function restart() {
+    pending = null;
+    showRegistration();
+    setConnection("idle", "Not registered");
+    els.phoneNumber.focus();
   }
 
   function forget() {
@@ -448,6 +570,9 @@
   // --- wiring ------------------------------------------------------------------------------------------
 
   els.registerForm.addEventListener("submit", register);
+  els.verifyForm.addEventListener("submit", verifyCode);
+  els.resend.addEventListener("click", resendCode);
+  els.restart.addEventListener("click", restart);
   els.forget.addEventListener("click", forget);
   els.simulateForm.addEventListener("submit", simulate);
   els.callLogo.addEventListener("load", onLogoLoaded);
