@@ -20,7 +20,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.e2e.serving import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, SKIP_REASON, Server
+from tests.e2e.serving import ARTIFACTS, SKIP_REASON, Server
 from tests.e2e.test_phone_browser import logo_png
 from tests.webhooks.receiver import Receiver
 
@@ -54,18 +54,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield running
     finally:
         running.stop()
-
-
-@pytest.fixture(scope="module")
-async def chromium() -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
 
 
 @pytest.fixture(scope="module")

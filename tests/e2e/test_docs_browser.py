@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.e2e.serving import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, SKIP_REASON, Server
+from tests.e2e.serving import ARTIFACTS, SKIP_REASON, Server
 
 UI_TIMEOUT_MS = 15_000
 SUMMARY = "List dynamic labels"
@@ -40,18 +40,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         running.stop()
 
 
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
-
-
 @dataclass
 class Visit:
     """A page, and what it did: the requests it made (those to another host blocked) and any console error."""
@@ -63,8 +51,8 @@ class Visit:
 
 
 @pytest.fixture
-async def visit(browser: Any, server: Server) -> AsyncIterator[Any]:
-    context = await browser.new_context(viewport={"width": 1280, "height": 1000})
+async def visit(chromium: Any, server: Server) -> AsyncIterator[Any]:
+    context = await chromium.new_context(viewport={"width": 1280, "height": 1000})
     opened: list[Visit] = []
 
     async def only_this_server(route: Any) -> None:

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 from PIL import Image, ImageDraw
 
-from tests.e2e.serving import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, SKIP_REASON, Server
+from tests.e2e.serving import ARTIFACTS, SKIP_REASON, Server
 
 SCREENSHOT = ARTIFACTS / "phone-incoming-call.png"
 UI_TIMEOUT_MS = 15_000
@@ -117,21 +117,9 @@ def business(server: Server) -> Business:
     return Business(server)
 
 
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
-
-
-async def open_phone(browser: Any, server: Server) -> tuple[Any, Any, list[str]]:
+async def open_phone(chromium: Any, server: Server) -> tuple[Any, Any, list[str]]:
     """A phone-sized page on /phone, collecting every console error and failed request."""
-    context = await browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2)
+    context = await chromium.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2)
     page = await context.new_page()
     page.set_default_timeout(UI_TIMEOUT_MS)
     problems: list[str] = []
@@ -216,9 +204,9 @@ async def recent_calls(page: Any) -> list[str]:
 
 
 async def test_phone_receives_a_pushed_call_and_looks_callers_up(
-    browser: Any, server: Server, business: Business
+    chromium: Any, server: Server, business: Business
 ) -> None:
-    context, page, problems = await open_phone(browser, server)
+    context, page, problems = await open_phone(chromium, server)
 
     # A fresh phone: nothing registered, nothing to look up with.
     assert await page.text_content("#connection-text") == "Not registered"
@@ -341,9 +329,9 @@ async def test_phone_receives_a_pushed_call_and_looks_callers_up(
 
 
 async def test_registration_is_reused_reconnects_and_is_forgotten(
-    browser: Any, server: Server, business: Business
+    chromium: Any, server: Server, business: Business
 ) -> None:
-    context, page, problems = await open_phone(browser, server)
+    context, page, problems = await open_phone(chromium, server)
     await page.fill("#phone-number", OTHER_PHONE)
     await page.click("#register")
     code = await wait_demo_sms(page)
