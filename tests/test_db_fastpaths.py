@@ -1,5 +1,6 @@
-"""The hot-path database helpers: statements compiled once (db/rawsql.py), point reads (db/pointread.py) and the
-SQLite writer (db/sqlitewriter.py) give exactly what SQLAlchemy gives, and never leave partial writes."""
+"""The database seam: statements compiled once (db/rawsql.py), point reads (db/pointread.py) and writes
+(``Database.write``/``transact``) give exactly what SQLAlchemy gives on both databases, never leave partial writes,
+wake the job runners after (and only after) a commit that enqueued work, and serialise on ``Database.lock``."""
 
 from __future__ import annotations
 
@@ -18,17 +19,20 @@ from callerid import clock
 from callerid.accounts.service import _TOKEN_QUERY
 from callerid.config import Settings
 from callerid.db import Database
-from callerid.db.pointread import point_session
 from callerid.db.rawsql import RawStatement
-from callerid.db.sqlitewriter import MAX_VARIABLES, sqlite_writer
+from callerid.db.sqlitewriter import MAX_VARIABLES
+from callerid.db.values import in_values
+from callerid.db.write import Step, WriteTx, add_local_waker, remove_local_waker
+from callerid.db.writers import SqliteWrites
+from callerid.jobs import enqueue, enqueue_in, enqueue_step
 from callerid.jobs.models import QUEUED, Job
-from callerid.jobs.service import INSERT_JOB, job_row
 from callerid.labels.service import find_dynamic_labels
 from callerid.personalisation.service import _ACTIVE_IDENTITY
 from tests.conftest import Tenant, mint
 from tests.personalisation.conftest import add_label
 
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+POSTGRES_ONLY = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 JOBS = Job.__table__
 
 
@@ -38,7 +42,7 @@ async def sqlalchemy_rows(db: Database, statement: Any, params: dict[str, Any]) 
 
 
 async def point_rows(db: Database, statement: Any, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-    async with point_session(db) as session:
+    async with db.point_session() as session:
         return [tuple(row) for row in (await session.execute(statement, params)).all()]
 
 
@@ -99,35 +103,132 @@ def test_many_row_parameters_convert_shared_values_once_and_match_single_rows() 
     assert raw.multi_row(2).endswith("VALUES (?, ?, ?, ?, ?), (?, ?, ?, ?, ?)")
 
 
-@SQLITE_ONLY
-async def test_writer_transactions_commit_or_leave_nothing(db: Database) -> None:
-    writer = sqlite_writer(db)
-    assert writer is not None
-    await writer.transaction(lambda tx: tx.execute(INSERT_JOB, job_row("test.kept", {})))
+async def test_writes_commit_or_leave_nothing(db: Database) -> None:
+    await db.write([enqueue_step("test.kept", {})])
 
-    def half_then_fail(tx: Any) -> None:
-        tx.execute(INSERT_JOB, job_row("test.rolled_back", {}))
+    async def half_then_fail(tx: WriteTx) -> None:
+        await enqueue_in(tx, "test.rolled_back", {})
         raise RuntimeError("after the first insert")
 
     with pytest.raises(RuntimeError):
-        await writer.transaction(half_then_fail)
+        await db.transact(half_then_fail)
     async with db.session() as session:
         kinds = list((await session.execute(select(Job.kind))).scalars())
     assert kinds == ["test.kept"]
 
 
+async def test_a_write_returns_rows_and_counts_per_step(db: Database) -> None:
+    rows = [{"kind": f"test.{i}", "payload": {"i": i}} for i in range(3)]
+    now = clock.now()
+    shared = {"status": QUEUED, "due_at": now, "attempts": 0, "created_at": now}
+    stamp = update(JOBS).where(in_values(JOBS.c.kind, "kinds")).values(attempts=bindparam("n"))
+    kinds = select(JOBS.c.kind).where(in_values(JOBS.c.kind, "kinds", negate=True)).order_by(JOBS.c.kind)
+    results = await db.write(
+        [
+            Step(insert(JOBS), rows=rows, shared=shared),
+            Step(stamp, {"kinds": ["test.0", "test.2", "absent"], "n": 5}),
+            Step(kinds, {"kinds": ["test.0"]}, returning=True),
+            Step(kinds, {"kinds": []}, returning=True),
+        ]
+    )
+    assert results[1] == 2  # rows changed
+    assert [row.kind for row in results[2]] == ["test.1", "test.2"]
+    assert [row.kind for row in results[3]] == ["test.0", "test.1", "test.2"]  # an empty list excludes nothing
+    async with db.session() as session:
+        stored = dict((await session.execute(select(Job.kind, Job.attempts))).all())
+    assert stored == {"test.0": 5, "test.1": 0, "test.2": 5}
+
+
+async def test_enqueuing_wakes_this_process_runners_after_commit_only(db: Database) -> None:
+    woken: list[str] = []
+
+    def waker() -> None:
+        woken.append("woken")
+
+    add_local_waker(waker)
+    try:
+
+        async def enqueue_then_fail(tx: WriteTx) -> None:
+            await enqueue_in(tx, "test.never", {})
+            assert woken == []  # not before the commit
+            raise RuntimeError("rolled back")
+
+        with pytest.raises(RuntimeError):
+            await db.transact(enqueue_then_fail)
+        assert woken == []  # nothing committed: nothing to wake for
+        await db.write([enqueue_step("test.a", {})])
+        assert woken == ["woken"]
+        async with db.transaction() as session:
+            await enqueue(session, "test.b", {})
+            assert woken == ["woken"]
+        assert woken == ["woken", "woken"]
+        with pytest.raises(RuntimeError):
+            async with db.transaction() as session:
+                await enqueue(session, "test.never", {})
+                raise RuntimeError("rolled back")
+        async with db.transaction() as session:
+            await session.execute(select(Job.id))  # a transaction that enqueued nothing
+        assert woken == ["woken", "woken"]
+    finally:
+        remove_local_waker(waker)
+
+
+@POSTGRES_ONLY
+async def test_other_processes_hear_of_enqueued_work(db: Database, settings: Settings) -> None:
+    other_process = Database(settings.database_url)
+    heard = asyncio.Event()
+    close = await other_process.listen_for_jobs(heard.set)
+    assert close is not None
+    try:
+        await db.write([enqueue_step("test.heard", {})])
+        await asyncio.wait_for(heard.wait(), 5)
+    finally:
+        await close()
+        await other_process.dispose()
+
+
+async def test_a_lock_serialises_transactions_on_its_key(db: Database) -> None:
+    order: list[str] = []
+    first_has_it = asyncio.Event()
+
+    async def first() -> None:
+        async with db.transaction() as session:
+            await db.lock(session, "test-key")
+            first_has_it.set()
+            await asyncio.sleep(0.2)
+            order.append("first done")
+
+    async def second() -> None:
+        await first_has_it.wait()
+        async with db.transaction() as session:
+            await db.lock(session, "test-key")
+            order.append("second has it")
+
+    await asyncio.gather(first(), second())
+    assert order == ["first done", "second has it"]
+
+
+@SQLITE_ONLY
+async def test_a_sqlite_write_must_not_await_anything_else(db: Database) -> None:
+    async def suspends(tx: WriteTx) -> None:
+        await enqueue_in(tx, "test.never", {})
+        await asyncio.sleep(0)  # would hold the write lock across other tasks' turns
+
+    with pytest.raises(RuntimeError, match="awaited something other"):
+        await db.transact(suspends)
+    async with db.session() as session:
+        assert list((await session.execute(select(Job.kind))).scalars()) == []
+
+
 @SQLITE_ONLY
 async def test_a_batch_too_big_for_one_statement_goes_in_several(db: Database) -> None:
-    writer = sqlite_writer(db)
-    assert writer is not None
+    assert isinstance(db.writer, SqliteWrites)
     count = MAX_VARIABLES // 6 + 7  # jobs rows have 6 columns here: more than one statement's worth
     rows = [{"kind": f"test.{i}", "payload": {"i": i}} for i in range(count)]
     now = clock.now()
-    prepared = writer.prepare_insert(
-        INSERT_JOB, rows, {"status": QUEUED, "due_at": now, "attempts": 0, "created_at": now}
-    )
-    assert len(prepared.statements) == 2
-    await writer.transaction(lambda tx: tx.run(prepared))
+    shared = {"status": QUEUED, "due_at": now, "attempts": 0, "created_at": now}
+    assert len(db.writer.sqlite.prepare_insert(insert(JOBS), rows, shared).statements) == 2
+    await db.write([Step(insert(JOBS), rows=rows, shared=shared)])
     async with db.session() as session:
         stored = sorted((await session.execute(select(Job.kind, Job.payload))).all(), key=lambda r: r.payload["i"])
     assert [(row.kind, row.payload) for row in stored] == [(row["kind"], row["payload"]) for row in rows]
@@ -137,12 +238,10 @@ async def test_a_batch_too_big_for_one_statement_goes_in_several(db: Database) -
 
 @SQLITE_ONLY
 async def test_when_another_process_holds_the_lock_the_write_waits_off_the_loop(db: Database) -> None:
-    writer = sqlite_writer(db)
-    assert writer is not None
     other = sqlite3.connect(str(Path(make_url(db.url).database or "")), isolation_level=None)
     other.execute("BEGIN IMMEDIATE")  # another process writing
     try:
-        write = asyncio.create_task(writer.transaction(lambda tx: tx.execute(INSERT_JOB, job_row("test.waited", {}))))
+        write = asyncio.create_task(db.write([enqueue_step("test.waited", {})]))
         ticks = 0
         while not write.done() and ticks < 20:  # the loop keeps running meanwhile
             await asyncio.sleep(0.01)

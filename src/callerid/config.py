@@ -360,12 +360,10 @@ class Settings(BaseSettings):
         return (self.public_base_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     @cached_property
-    def is_sqlite(self) -> bool:
+    def embedded(self) -> bool:
+        """The embedded default (a SQLite file, one machine): where conveniences that production must refuse are
+        allowed (an SMS outbox instead of a gateway, a generated key file, /metrics without a token)."""
         return self.database_url.startswith("sqlite")
-
-    @cached_property
-    def is_postgres(self) -> bool:
-        return self.database_url.startswith("postgresql")
 
 
 def load_settings(**overrides: object) -> Settings:

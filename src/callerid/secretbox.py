@@ -268,6 +268,6 @@ def check_startup(settings: Settings) -> Keyring:
     """Run by every ``callerid`` command before it touches the database: PostgreSQL without
     ``CALLERID_SECRET_KEY`` is refused (:class:`MissingSecretKey`, with how to make one); a malformed key is
     refused; the embedded default's key file is generated now, on first start, if it does not exist yet."""
-    if configured_key(settings) is None and not settings.is_sqlite:
+    if configured_key(settings) is None and not settings.embedded:
         raise MissingSecretKey(MISSING_KEY_MESSAGE)
     return keyring_for(settings)

@@ -14,7 +14,8 @@ from sqlalchemy import select
 from callerid import clock
 from callerid.config import Settings
 from callerid.db import Database
-from callerid.jobs import JobContext, RetryLater, enqueue, enqueue_many, enqueue_unique, wake_local_runners
+from callerid.db.write import wake_local_runners
+from callerid.jobs import JobContext, RetryLater, enqueue, enqueue_many, enqueue_unique
 from callerid.jobs.models import DEAD, QUEUED, RUNNING, Job
 from callerid.jobs.registry import Registry
 from callerid.jobs.runner import JobRunner

@@ -9,7 +9,6 @@ from collections.abc import Awaitable, Callable
 from starlette.requests import Request
 
 from callerid.accounts.service import TokenPrincipal, allows, resolve_token
-from callerid.db.pointread import point_session
 from callerid.errors import authorization_error, forbidden, rate_limited, token_parse_error
 from callerid.runtime import Runtime, runtime_of
 
@@ -36,7 +35,7 @@ async def check_access(
     match = _BEARER.match(authorization.strip())
     if match is None:
         raise token_parse_error()
-    async with point_session(runtime.db) as session:
+    async with runtime.db.point_session() as session:
         principal = await resolve_token(session, match.group(1))
     if principal is None:
         raise authorization_error("please login again")

@@ -43,7 +43,6 @@ from callerid.accounts.service import AccountsError
 from callerid.config import Settings
 from callerid.db import Database
 from callerid.display_text import unstorable
-from callerid.jobs import wake_local_runners
 from callerid.webhooks import mail
 
 ACTIVE = "active"
@@ -179,7 +178,6 @@ async def sign_in(
     member = matched[0][0]
     async with db.transaction() as session:
         started = await _start(session, settings, member, client, trusted_browser=trusted_browser)
-    wake_local_runners()  # a code e-mail may be waiting
     return started
 
 
@@ -332,7 +330,6 @@ async def resend_code(db: Database, settings: Settings, limiter: RateLimiter, *,
         assert member is not None and account is not None
         await throttle_mail(limiter, settings, member.email)
         await _send_code(session, settings, token, member, account)
-    wake_local_runners()
 
 
 async def current(db: Database, settings: Settings, token: str | None) -> Current | None:
@@ -443,7 +440,6 @@ async def request_password_reset(db: Database, settings: Settings, limiter: Rate
                     "If it was not you, ignore this e-mail: your password stays as it is.\n"
                 ),
             )
-    wake_local_runners()
 
 
 async def reset_password(db: Database, settings: Settings, *, token: str, password: str) -> Member:

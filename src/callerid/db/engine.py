@@ -10,15 +10,32 @@ one engine.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
+import structlog
 from sqlalchemy import event, text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
 
-SQLITE_BUSY_TIMEOUT_MS = 30_000
+from callerid.db.pointread import PointReader, PostgresPointReader, SessionPointReader, sqlite_point_reader
+from callerid.db.sqlitewriter import SQLITE_BUSY_TIMEOUT_MS, SqliteWriter
+from callerid.db.write import (
+    JOBS_CHANNEL,
+    SessionTx,
+    Step,
+    Work,
+    WriteTx,
+    lock_session,
+    wake_local_runners,
+)
+from callerid.db.writers import PostgresWrites, SessionWrites, SqliteWrites, Writes
+
+T = TypeVar("T")
+log = structlog.get_logger("callerid.db")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -53,7 +70,14 @@ def _make_sqlite_engine(url: str, *, immediate: bool, pool_size: int) -> AsyncEn
 
 
 class Database:
-    """The process's database handle: a read session factory and a write-transaction factory."""
+    """The process's database handle, and the only code that knows which database it is.
+
+    - ``session()``: read sessions (SQLAlchemy ORM); ``transaction()``: a write transaction in a session.
+    - ``point_session()``: a few small indexed reads on the hot paths (``reader``, see ``db.pointread``).
+    - ``write(steps)`` / ``transact(work)``: write transactions written once for both databases (``writer``,
+      see ``db.write``); ``lock(session, key)`` serialises transactions on a key.
+    - ``listen_for_jobs(callback)``: other processes' enqueues (PostgreSQL NOTIFY).
+    """
 
     def __init__(self, url: str, *, pool_size: int = 10, null_pool: bool = False):
         self.url = url
@@ -72,11 +96,23 @@ class Database:
                 kwargs.update(pool_size=pool_size, max_overflow=pool_size)
             self.engine = create_async_engine(url, **kwargs)
             self.write_engine = self.engine
-        # SQLite: this process's write transactions, of every path (sessions here, db.sqlitewriter), take turns
-        # here rather than in SQLite's busy handler, which sleeps in steps of milliseconds while the lock is held.
+        # SQLite: this process's write transactions, of every path (sessions here, the writer), take turns here
+        # rather than in SQLite's busy handler, which sleeps in steps of milliseconds while the lock is held.
         self.write_lock = asyncio.Lock()
         self._read = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
         self._write = async_sessionmaker(self.write_engine, expire_on_commit=False, autoflush=False)
+        path = _sqlite_file(url)
+        self.reader: PointReader
+        self.writer: Writes
+        if path is not None:
+            self.reader = sqlite_point_reader(path)
+            self.writer = SqliteWrites(SqliteWriter(path, SQLITE_BUSY_TIMEOUT_MS, self.write_lock))
+        elif self.is_postgres:
+            self.reader = PostgresPointReader(self.engine)
+            self.writer = PostgresWrites(self.reader.engine, self.reader.raw)
+        else:  # an in-memory SQLite database (tests): every connection of the pool is the same database
+            self.reader = SessionPointReader(self.session)
+            self.writer = SessionWrites(self.transaction)
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -86,7 +122,8 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A write transaction: committed when the block ends, rolled back if it raises."""
+        """A write transaction: committed when the block ends, rolled back if it raises. Jobs enqueued in it wake
+        this process's runners once it commits."""
         if self.is_sqlite:
             async with self.write_lock, self._write() as session, session.begin():
                 yield session
@@ -94,16 +131,79 @@ class Database:
         async with self._write() as session, session.begin():
             yield session
 
+    def point_session(self) -> contextlib.AbstractAsyncContextManager[AsyncSession]:
+        """A read session for a few small indexed queries (see ``db.pointread``)."""
+        return self.reader.session()
+
+    async def write(self, steps: Sequence[Step]) -> list[Any]:
+        """Run ``steps`` in one transaction; per step its rows (``returning``) or the count of rows it changed."""
+        return await self.writer.write(steps)
+
+    async def transact(self, work: Work[T], *, bulk: bool = False) -> T:
+        """Run ``await work(tx)`` in one write transaction and return its result. ``bulk``: a long write that is not
+        urgent (a retention purge), kept off the event loop where the database allows it."""
+        return await self.writer.transact(work, bulk=bulk)
+
+    async def lock(self, session: AsyncSession, key: str) -> None:
+        """Within ``session``'s write transaction, wait until no other transaction holds ``key`` (until commit).
+
+        PostgreSQL: a transaction-level advisory lock. SQLite: nothing to do, it has one writer at a time.
+        """
+        await lock_session(session, key)
+
+    def session_tx(self, session: AsyncSession) -> WriteTx:
+        """The ``WriteTx`` interface over a session's transaction, for statements shared with ``transact``."""
+        return SessionTx(session)
+
+    async def listen_for_jobs(self, callback: Callable[[], None]) -> Callable[[], Any] | None:
+        """Call ``callback`` when another process enqueues work (PostgreSQL NOTIFY); returns an async closer, or
+        None where there is nothing to listen to (SQLite: runners poll)."""
+        if not self.is_postgres:
+            return None
+
+        def on_notify(*_args: Any) -> None:
+            callback()
+
+        connection: AsyncConnection = await self.engine.connect()
+        try:
+            driver: Any = (await connection.get_raw_connection()).driver_connection
+            await driver.add_listener(JOBS_CHANNEL, on_notify)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await connection.close()
+            raise
+
+        async def close() -> None:
+            try:
+                await driver.remove_listener(JOBS_CHANNEL, on_notify)
+            except Exception:
+                log.warning("job_unlisten_failed", exc_info=True)
+            finally:
+                with contextlib.suppress(Exception):
+                    await connection.close()
+
+        return close
+
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
-        from callerid.db.pointread import dispose_point_reads  # these import this module
-        from callerid.db.sqlitewriter import close_sqlite_writer
-
-        dispose_point_reads(self)
-        close_sqlite_writer(self)
+        self.reader.close()
+        self.writer.close()
         await self.engine.dispose()
         if self.write_engine is not self.engine:
             await self.write_engine.dispose()
+
+
+def _sqlite_file(url: str) -> str | None:
+    """The file of a SQLite database URL; None for anything else (PostgreSQL, an in-memory database)."""
+    if not url.startswith("sqlite"):
+        return None
+    path = make_url(url).database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return None
+    return path
+
+
+__all__ = ["Database", "Step", "WriteTx", "wake_local_runners"]

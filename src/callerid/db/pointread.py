@@ -3,7 +3,7 @@
 On SQLite the async driver (aiosqlite) runs every call in a helper thread: one small indexed SELECT through an
 async session takes about 1.5 ms of CPU in thread hand-offs (BEGIN, cursor, execute, fetch, close, rollback,
 each a round trip through the event loop), while the query itself takes a few tens of microseconds. So on
-SQLite ``point_session(db)`` runs the statements synchronously on the event-loop thread, on one read-only
+SQLite ``db.point_session()`` runs the statements synchronously on the event-loop thread, on one read-only
 autocommit connection (stdlib sqlite3 through SQLAlchemy, so the same statements and column types): each
 statement sees everything committed before it, exactly like a fresh read session. WAL readers do not wait
 for the writer, so this does not block the loop on a write.
@@ -15,20 +15,17 @@ ROLLBACK around it); elsewhere (in-memory SQLite) it is an ordinary ``db.session
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, cast
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.engine import Result, make_url
+from sqlalchemy.engine import Result
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.pool import StaticPool
 
-from callerid.db.engine import SQLITE_BUSY_TIMEOUT_MS, Database
 from callerid.db.rawsql import RawResult, RawStatementCache
-
-_ENGINE_ATTRIBUTE = "_point_read_engine"
-_AUTOCOMMIT_ATTRIBUTE = "_point_read_autocommit_engine"
+from callerid.db.sqlitewriter import SQLITE_BUSY_TIMEOUT_MS
 
 
 class _SyncReadSession:
@@ -60,7 +57,7 @@ class _SqliteReader:
         self.engine = engine
         self._connection: Connection | None = None
         self._raw = RawStatementCache(engine.dialect)
-        self.session = _SyncReadSession(self)
+        self._session = _SyncReadSession(self)
 
     def execute(self, statement: Any, params: Any) -> Result[Any] | RawResult:
         if self._connection is None:
@@ -79,6 +76,9 @@ class _SqliteReader:
             self.close()  # the next statement starts from a fresh connection
             raise
 
+    def session(self) -> AbstractAsyncContextManager[AsyncSession]:
+        return cast(AbstractAsyncContextManager[AsyncSession], self._session)
+
     def close(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
@@ -93,23 +93,16 @@ def _read_only(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _reader_for(db: Database) -> _SqliteReader | None:
-    if not db.is_sqlite:
-        return None
-    reader: _SqliteReader | None = db.__dict__.get(_ENGINE_ATTRIBUTE)
-    if reader is None:
-        path = make_url(db.url).database
-        if not path or path == ":memory:" or path.startswith("file:"):
-            return None
-        engine = create_engine(
-            f"sqlite:///{path}",
-            poolclass=StaticPool,
-            isolation_level="AUTOCOMMIT",
-            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
-        )
-        event.listen(engine, "connect", _read_only)
-        reader = db.__dict__[_ENGINE_ATTRIBUTE] = _SqliteReader(engine)
-    return reader
+def sqlite_point_reader(path: str) -> _SqliteReader:
+    """The point reader of a SQLite database file."""
+    engine = create_engine(
+        f"sqlite:///{path}",
+        poolclass=StaticPool,
+        isolation_level="AUTOCOMMIT",
+        connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+    )
+    event.listen(engine, "connect", _read_only)
+    return _SqliteReader(engine)
 
 
 class _AutocommitReadSession:
@@ -134,35 +127,34 @@ class _AutocommitReadSession:
         return RawResult(raw.rows([tuple(record) for record in records]))
 
 
-def _autocommit_engine_for(db: Database) -> tuple[AsyncEngine, RawStatementCache]:
-    found: tuple[AsyncEngine, RawStatementCache] | None = db.__dict__.get(_AUTOCOMMIT_ATTRIBUTE)
-    if found is None:
-        # Same pool as db.engine; the option only changes how checked-out connections run statements.
-        engine = db.engine.execution_options(isolation_level="AUTOCOMMIT")
-        found = db.__dict__[_AUTOCOMMIT_ATTRIBUTE] = (engine, RawStatementCache(db.engine.dialect))
-    return found
+class PostgresPointReader:
+    """PostgreSQL: point reads on a pooled connection in autocommit (see ``_AutocommitReadSession``)."""
+
+    def __init__(self, engine: AsyncEngine):
+        # Same pool as the engine's; the option only changes how checked-out connections run statements.
+        self.engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self.raw = RawStatementCache(engine.dialect)
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        async with self.engine.connect() as connection:
+            yield cast(AsyncSession, _AutocommitReadSession(connection, self.raw))
+
+    def close(self) -> None:
+        return None
 
 
-def point_session(db: Database) -> AbstractAsyncContextManager[AsyncSession]:
-    """A read session for a few small indexed queries (see the module docstring)."""
-    reader = _reader_for(db)
-    if reader is not None:
-        return cast(AbstractAsyncContextManager[AsyncSession], reader.session)
-    return _pooled_point_session(db)
+class SessionPointReader:
+    """Elsewhere (an in-memory SQLite database): ordinary read sessions."""
+
+    def __init__(self, sessions: Callable[[], AbstractAsyncContextManager[AsyncSession]]):
+        self._sessions = sessions
+
+    def session(self) -> AbstractAsyncContextManager[AsyncSession]:
+        return self._sessions()
+
+    def close(self) -> None:
+        return None
 
 
-@asynccontextmanager
-async def _pooled_point_session(db: Database) -> AsyncIterator[AsyncSession]:
-    if db.is_postgres:
-        engine, raw = _autocommit_engine_for(db)
-        async with engine.connect() as connection:
-            yield cast(AsyncSession, _AutocommitReadSession(connection, raw))
-    else:
-        async with db.session() as session:
-            yield session
-
-
-def dispose_point_reads(db: Database) -> None:
-    reader: _SqliteReader | None = db.__dict__.pop(_ENGINE_ATTRIBUTE, None)
-    if reader is not None:
-        reader.close()
+PointReader = _SqliteReader | PostgresPointReader | SessionPointReader

@@ -155,19 +155,23 @@ class RawStatement:
 
 
 class RawStatementCache:
-    """Compiled forms per statement object (statements on the hot paths are module-level constants)."""
+    """Compiled forms per statement object (statements on the hot paths are module-level constants), and per row
+    shape for INSERTs (the columns given)."""
 
     def __init__(self, dialect: Dialect):
         self.dialect = dialect
-        self._compiled: WeakKeyDictionary[Any, RawStatement | None] = WeakKeyDictionary()
+        self._compiled: WeakKeyDictionary[Any, dict[tuple[str, ...] | None, RawStatement | None]] = WeakKeyDictionary()
 
     def get(self, statement: Any, column_keys: Sequence[str] | None = None) -> RawStatement | None:
-        if column_keys is not None:  # INSERT/UPDATE compiled for a row shape
-            return RawStatement.compile(statement, self.dialect, column_keys)
+        """The compiled form, or None for a statement that cannot be run raw (see the module docstring)."""
+        shape = tuple(column_keys) if column_keys is not None else None
+        shapes = self._compiled.get(statement)
+        if shapes is None:
+            shapes = self._compiled[statement] = {}
         try:
-            return self._compiled[statement]
+            return shapes[shape]
         except KeyError:
-            compiled = self._compiled[statement] = RawStatement.compile(statement, self.dialect)
+            compiled = shapes[shape] = RawStatement.compile(statement, self.dialect, shape)
             return compiled
 
 

@@ -28,18 +28,16 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from weakref import WeakKeyDictionary
 
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
-from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.engine import Dialect
 
-from callerid.db.engine import SQLITE_BUSY_TIMEOUT_MS, Database
-from callerid.db.rawsql import RawStatement
+from callerid.db.rawsql import RawStatement, RawStatementCache
 
 T = TypeVar("T")
 # The loop connection's commits between two checkpoints (WAL pages are ~4 KiB; a group commit adds a few).
 CHECKPOINT_EVERY_COMMITS = 200
-_ATTRIBUTE = "_sqlite_writer"
+SQLITE_BUSY_TIMEOUT_MS = 30_000  # other processes' write transactions are waited for this long
 # Bound parameters per statement: SQLITE_MAX_VARIABLE_NUMBER is 32766 since SQLite 3.32, 999 before.
 MAX_VARIABLES = 32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
 
@@ -66,7 +64,8 @@ class WriteTransaction:
         """An INSERT (or UPDATE) once per row; every row has the same keys."""
         if not rows:
             return
-        raw = self._compiled.get(statement, tuple(rows[0]))
+        keys = tuple(rows[0]) if getattr(statement, "is_insert", False) else None
+        raw = self._compiled.get(statement, keys)
         self._connection.executemany(raw.sql, [raw.parameters(row) for row in rows])
 
     def run(self, prepared: PreparedInsert) -> None:
@@ -92,20 +91,15 @@ class PreparedInsert:
 
 
 class _CompiledStatements:
-    """Statements compiled for the SQLite dialect: once per statement object (and row shape for executemany)."""
+    """Statements compiled for the SQLite dialect (``RawStatementCache``); refuses those that cannot run raw."""
 
     def __init__(self, dialect: Dialect):
-        self._dialect = dialect
-        self._cache: WeakKeyDictionary[Any, dict[tuple[str, ...] | None, RawStatement]] = WeakKeyDictionary()
+        self._cache = RawStatementCache(dialect)
 
     def get(self, statement: Any, column_keys: tuple[str, ...] | None) -> RawStatement:
-        shapes = self._cache.setdefault(statement, {})
-        raw = shapes.get(column_keys)
+        raw = self._cache.get(statement, column_keys)
         if raw is None:
-            compiled = RawStatement.compile(statement, self._dialect, column_keys)
-            if compiled is None:
-                raise ValueError(f"not a plain statement (expanding or escaped parameters): {statement}")
-            raw = shapes[column_keys] = compiled
+            raise ValueError(f"not a plain statement (expanding or escaped parameters): {statement}")
         return raw
 
 
@@ -131,11 +125,29 @@ class SqliteWriter:
     def __init__(self, path: str, busy_timeout_ms: int, lock: asyncio.Lock):
         self._lock = lock  # Database.write_lock: one write transaction of this process at a time
         self._compiled = _CompiledStatements(SQLiteDialect_pysqlite())
-        self._loop_connection = _connect(path, 0, autocheckpoint=False)
-        self._thread_connection = _connect(path, busy_timeout_ms, autocheckpoint=True)
+        self._path = path
+        self._busy_timeout_ms = busy_timeout_ms
+        # Opened at the first write: a Database is made before its file may exist (the CLI, migrations).
+        self._connections: tuple[sqlite3.Connection, sqlite3.Connection] | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="callerid-sqlite-writer")
         self._commits = 0
         self._checkpointing: asyncio.Future[None] | None = None
+
+    @property
+    def _loop_connection(self) -> sqlite3.Connection:
+        return self._open()[0]
+
+    @property
+    def _thread_connection(self) -> sqlite3.Connection:
+        return self._open()[1]
+
+    def _open(self) -> tuple[sqlite3.Connection, sqlite3.Connection]:
+        if self._connections is None:
+            self._connections = (
+                _connect(self._path, 0, autocheckpoint=False),
+                _connect(self._path, self._busy_timeout_ms, autocheckpoint=True),
+            )
+        return self._connections
 
     async def transaction(self, work: Callable[[WriteTransaction], T]) -> T:
         """Run ``work`` in one committed transaction (rolled back if it raises) and return its result."""
@@ -207,24 +219,6 @@ class SqliteWriter:
 
     def close(self) -> None:
         self._thread.shutdown(wait=True)
-        self._loop_connection.close()
-        self._thread_connection.close()
-
-
-def sqlite_writer(db: Database) -> SqliteWriter | None:
-    """The process's writer for ``db`` when it is a SQLite file, else None (PostgreSQL, in-memory SQLite)."""
-    if not db.is_sqlite:
-        return None
-    writer: SqliteWriter | None = db.__dict__.get(_ATTRIBUTE)
-    if writer is None:
-        path = make_url(db.url).database
-        if not path or path == ":memory:" or path.startswith("file:"):
-            return None
-        writer = db.__dict__[_ATTRIBUTE] = SqliteWriter(path, SQLITE_BUSY_TIMEOUT_MS, db.write_lock)
-    return writer
-
-
-def close_sqlite_writer(db: Database) -> None:
-    writer: SqliteWriter | None = db.__dict__.pop(_ATTRIBUTE, None)
-    if writer is not None:
-        writer.close()
+        connections, self._connections = self._connections, None
+        for connection in connections or ():
+            connection.close()

@@ -10,7 +10,6 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection, Request
 
 from callerid import clock
-from callerid.db.pointread import point_session
 from callerid.delivery.service import DeviceInfo, authenticate_device
 from callerid.errors import authorization_error
 from callerid.runtime import Runtime, runtime_of
@@ -95,7 +94,7 @@ async def authenticate(
     cache = device_auth_cache(runtime) if cached else None
     device = cache.get(token, now) if cache is not None else None
     if device is None:
-        async with point_session(runtime.db) as session:
+        async with runtime.db.point_session() as session:
             device = await authenticate_device(session, token)
         if device is None:
             raise authorization_error(INVALID)

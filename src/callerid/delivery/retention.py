@@ -21,8 +21,7 @@ from sqlalchemy import bindparam, or_, select, update
 from callerid import clock
 from callerid.config import Settings
 from callerid.db import Database
-from callerid.db.pointread import point_session
-from callerid.db.sqlitewriter import sqlite_writer
+from callerid.db.write import Step
 from callerid.delivery.models import Device, PendingRegistration, SmsOutbox
 from callerid.delivery.sms import OUTBOX_KEPT
 from callerid.delivery.verification import EXPIRED_KEPT
@@ -61,19 +60,14 @@ async def mark_seen(db: Database, services: dict[str, Any], device_id: str) -> b
         recently.clear()  # bounded; the read below still keeps it at once a day per device
     key = uuid.UUID(device_id)
     # A read first (no write lock): after a restart every phone reconnects, and most were seen today already.
-    async with point_session(db) as session:
+    async with db.point_session() as session:
         stored = (await session.execute(_LAST_SEEN, {"device_id": key})).scalar()
     if stored is not None and now - stored < SEEN_EVERY:
         recently[device_id] = stored
         return False
     recently[device_id] = now
     values = {"device_id": key, "stale_before": now - SEEN_EVERY, "now": now}
-    writer = sqlite_writer(db)
-    if writer is not None:
-        return bool(await writer.transaction(lambda tx: tx.execute(_MARK_SEEN, values)))
-    async with db.transaction() as session:
-        result = await session.execute(_MARK_SEEN, values)
-        return bool(getattr(result, "rowcount", 0))
+    return bool((await db.write([Step(_MARK_SEEN, values)]))[0])
 
 
 async def keep_seen(db: Database, services: dict[str, Any], device_id: str) -> None:

@@ -13,14 +13,15 @@ import orjson
 import structlog
 from packaging.version import InvalidVersion, Version
 from prometheus_client import Counter, Gauge
-from sqlalchemy import bindparam, delete, func, literal_column, select, text
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callerid import clock
 from callerid.accounts.secrets import sha256_hex
 from callerid.config import Settings
 from callerid.db import Database
-from callerid.db.pointread import point_session
+from callerid.db.values import in_values
+from callerid.db.write import lock_session
 from callerid.delivery.hub import PUSH_HUB, LocalHub
 from callerid.delivery.models import Device
 from callerid.errors import invalid_input
@@ -141,10 +142,9 @@ async def register_device(
     No proof of ownership here: callers have it already (callerid.delivery.verification).
     """
     number = check_registration(phone_number, platform, app_version)
-    if session.bind.dialect.name == "postgresql":
-        # Serialise registrations of one number (SQLite's single writer already does): two concurrent ones
-        # would both see no previous device and the second insert would break the unique number.
-        await session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": "device:" + number})
+    # Serialise registrations of one number: two concurrent ones would both see no previous device and the second
+    # insert would break the unique number.
+    await lock_session(session, "device:" + number)
     previous = (await session.execute(select(Device.id).where(Device.phone_number == number))).scalar_one_or_none()
     if previous is not None:
         await session.execute(delete(Device).where(Device.id == previous))
@@ -212,8 +212,8 @@ _DEVICES = Device.__table__.c
 _DEVICE_BY_NUMBER = select(_DEVICES.phone_number, _DEVICES.id, _DEVICES.platform, _DEVICES.app_version).where(
     _DEVICES.phone_number == bindparam("number")
 )
-_DEVICES_BY_NUMBERS_SQLITE = select(_DEVICES.phone_number, _DEVICES.id, _DEVICES.platform, _DEVICES.app_version).where(
-    _DEVICES.phone_number.in_(select(literal_column("value")).select_from(func.json_each(bindparam("numbers"))))
+_DEVICES_BY_NUMBERS = select(_DEVICES.phone_number, _DEVICES.id, _DEVICES.platform, _DEVICES.app_version).where(
+    in_values(_DEVICES.phone_number, "numbers")
 )
 _DEVICE_BY_TOKEN = select(_DEVICES.id, _DEVICES.phone_number, _DEVICES.platform, _DEVICES.app_version).where(
     _DEVICES.token_hash == bindparam("token_hash")
@@ -226,27 +226,16 @@ async def devices_for(db: Database, numbers: list[str]) -> dict[str, tuple[str, 
     if not numbers:
         return found
     if len(numbers) == 1:  # R2: a point read with a statement built once
-        async with point_session(db) as session:
+        async with db.point_session() as session:
             for row in (await session.execute(_DEVICE_BY_NUMBER, {"number": numbers[0]})).all():
                 found[row.phone_number] = (str(row.id), row.platform, row.app_version)
         return found
-    if db.is_sqlite:
-        # All numbers as one JSON array parameter: one statement built once, on the point reader.
-        async with point_session(db) as session:
-            result = await session.execute(_DEVICES_BY_NUMBERS_SQLITE, {"numbers": orjson.dumps(numbers).decode()})
-            for row in result.all():
-                found[row.phone_number] = (str(row.id), row.platform, row.app_version)
-        return found
-    async with db.session() as session:
+    # All numbers as one list parameter: one statement built once, on the point reader, in chunks (a batch has
+    # at most 500 receivers; the chunks bound the work of one read for larger callers).
+    async with db.point_session() as session:
         for start in range(0, len(numbers), _QUERY_CHUNK):
-            chunk = numbers[start : start + _QUERY_CHUNK]
-            query = select(Device.phone_number, Device.id, Device.platform, Device.app_version)
-            query = (
-                query.where(Device.phone_number.in_(chunk))
-                if len(chunk) > 1
-                else query.where(Device.phone_number == chunk[0])
-            )
-            for row in (await session.execute(query)).all():
+            rows = await session.execute(_DEVICES_BY_NUMBERS, {"numbers": numbers[start : start + _QUERY_CHUNK]})
+            for row in rows.all():
                 found[row.phone_number] = (str(row.id), row.platform, row.app_version)
     return found
 

@@ -70,7 +70,7 @@ def development_outbox(settings: Settings) -> bool:
 
     Only with no SMS gateway configured AND on SQLite: the one place this is decided.
     """
-    return settings.sms_webhook_url is None and settings.is_sqlite
+    return settings.sms_webhook_url is None and settings.embedded
 
 
 def check_startup(settings: Settings) -> None:
@@ -89,7 +89,7 @@ def check_startup(settings: Settings) -> None:
             signing.sign(settings.sms_webhook_secret.get_secret_value(), "check", 0, b"")
         except (binascii.Error, ValueError):
             raise SmsConfigError("CALLERID_SMS_WEBHOOK_SECRET must be whsec_ followed by base64") from None
-    if settings.device_verifier == "otp" and settings.sms_webhook_url is None and not settings.is_sqlite:
+    if settings.device_verifier == "otp" and settings.sms_webhook_url is None and not settings.embedded:
         raise SmsConfigError(
             "CALLERID_DEVICE_VERIFIER=otp (the default) needs CALLERID_SMS_WEBHOOK_URL with PostgreSQL: phones prove "
             "their number with a code sent by SMS, and only the embedded default (SQLite) keeps codes in a "

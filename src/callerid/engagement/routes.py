@@ -19,7 +19,6 @@ from callerid.delivery.service import DeviceInfo
 from callerid.engagement import schemas, service
 from callerid.errors import invalid_input
 from callerid.http import parse_uuid, read_json_object
-from callerid.jobs.service import wake_local_runners
 from callerid.responses import JsonResponse
 from callerid.runtime import runtime_of
 
@@ -98,11 +97,9 @@ async def call_me_back(request: Request, device: DeviceInfo = Depends(require_de
     submission = schemas.parse_call_me_back(await _body(request))
     runtime = runtime_of(request)
     async with runtime.db.transaction() as session:
-        cmb_request, event_ids = await service.submit_call_me_back(
+        cmb_request, _ = await service.submit_call_me_back(
             session, runtime.settings, device=device, submission=submission
         )
-    if event_ids:
-        wake_local_runners()
     return JsonResponse({"id": str(cmb_request.id)}, status_code=201)
 
 
@@ -164,11 +161,9 @@ async def answer_survey(
     submission = schemas.parse_survey_answers(await _body(request))
     runtime = runtime_of(request)
     async with runtime.db.transaction() as session:
-        response, event_ids = await service.submit_survey_answers(
+        response, _ = await service.submit_survey_answers(
             session, device=device, survey_id=parsed_id, submission=submission
         )
-    if event_ids:
-        wake_local_runners()
     return JsonResponse({"id": str(response.id)}, status_code=201)
 
 

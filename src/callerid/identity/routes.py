@@ -5,7 +5,6 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from callerid import clock
-from callerid.db.pointread import point_session
 from callerid.delivery.auth import INVALID, authenticate, device_token
 from callerid.errors import authorization_error, invalid_input
 from callerid.fastlane import FastRequest, FastResponse, FastRoute, component_schemas, documented, operation
@@ -38,7 +37,7 @@ async def caller_id(request: FastRequest) -> FastResponse:
     signer: Signer = runtime.services[SIGNER]
     # Warm the key before taking a pooled connection (a cold start reads the key with its own connection).
     await signer.active_key(now)
-    async with point_session(runtime.db) as session:
+    async with runtime.db.point_session() as session:
         found = await service.lookup(session, runtime.settings, signer, caller, device.phone_number, now)
     return FastResponse(found.to_json() if found is not None else service.NOT_VERIFIED)
 

@@ -22,12 +22,13 @@ import structlog
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
-from sqlalchemy import or_, select, text, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callerid import clock
 from callerid.config import Settings
 from callerid.db import Database
+from callerid.db.write import lock_session
 from callerid.identity.models import SigningKey
 from callerid.identity.signing_worker import SigningWorker, raw_signature
 from callerid.timefmt import iso_z
@@ -41,8 +42,8 @@ KEY_REFRESH_SECONDS = 10.0
 # on the re-read itself. Retired keys stay published for this plus the assertion lifetime.
 _KEY_REFRESH = timedelta(seconds=KEY_REFRESH_SECONDS)
 RETIRED_SIGNING_GRACE_SECONDS = KEY_REFRESH_SECONDS + 60.0
-# Any constant: serialises first-key creation between processes on PostgreSQL.
-_KEY_LOCK_ID = 0x63616C6C
+# Serialises first-key creation between processes (Database.lock).
+_KEYS_LOCK = "signing-keys"
 
 
 @dataclass(frozen=True)
@@ -101,8 +102,7 @@ def _active_query() -> Any:
 
 
 async def _lock_keys(session: AsyncSession) -> None:
-    if session.bind.dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _KEY_LOCK_ID})
+    await lock_session(session, _KEYS_LOCK)
 
 
 async def ensure_active_key(session: AsyncSession) -> str:

@@ -32,7 +32,6 @@ from sqlalchemy import ColumnElement, Integer, Table, bindparam, delete, select
 from callerid import clock
 from callerid.config import Settings
 from callerid.db import Database
-from callerid.db.sqlitewriter import sqlite_writer
 from callerid.jobs.registry import JobContext, RetryLater
 
 log = structlog.get_logger("callerid.retention")
@@ -127,12 +126,7 @@ async def purge(
 
 async def _delete_chunk(db: Database, item: Purge, values: dict[str, Any]) -> int:
     """One chunk in its own transaction; the number of rows it deleted."""
-    writer = sqlite_writer(db)
-    if writer is not None:
-        return await writer.transaction_on_thread(lambda tx: tx.execute(item.statement, values))
-    async with db.transaction() as session:
-        result = await session.execute(item.statement, values)
-        return int(getattr(result, "rowcount", 0) or 0)
+    return await db.transact(lambda tx: tx.execute(item.statement, values), bulk=True)
 
 
 async def run_purges(ctx: JobContext, purges: Sequence[Purge]) -> PurgeRun:

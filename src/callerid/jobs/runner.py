@@ -14,8 +14,8 @@ leases in one UPDATE; and the runner claims a batch at a time, refilling when a 
 free rather than after every job. A handler's job counts as done only once its outcome is committed: a
 crash before that leaves the job leased, and it runs again after the lease expires.
 
-New work is noticed by polling (``job_poll_seconds``), by ``wake_local_runners()`` in this process and,
-on PostgreSQL, by ``LISTEN``/``NOTIFY`` from other processes.
+New work is noticed by polling (``job_poll_seconds``), at once after a commit that enqueued work in this process,
+and from other processes where the database tells (``Database.listen_for_jobs``: PostgreSQL's LISTEN/NOTIFY).
 """
 
 from __future__ import annotations
@@ -26,37 +26,31 @@ import os
 import socket
 import traceback
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import orjson
 import structlog
 from sqlalchemy import (
     Integer,
-    String,
     bindparam,
     delete,
     exists,
-    func,
-    literal_column,
     or_,
     select,
-    type_coerce,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from callerid import clock
 from callerid.config import Settings
 from callerid.db import Database
-from callerid.db.pointread import point_session
-from callerid.db.sqlitewriter import WriteTransaction, sqlite_writer
+from callerid.db.values import in_values
+from callerid.db.write import WriteTx, add_local_waker, remove_local_waker
 from callerid.jobs.models import DEAD, QUEUED, RUNNING, Job
 from callerid.jobs.registry import JobContext, Registry, RetryLater
 from callerid.jobs.registry import registry as default_registry
-from callerid.jobs.service import NOTIFY_CHANNEL, add_local_waker, enqueue_unique, periodic_key, remove_local_waker
+from callerid.jobs.service import enqueue_in, enqueue_unique, periodic_key
 
 log = structlog.get_logger("callerid.jobs")
 
@@ -100,15 +94,11 @@ _RESCHEDULE_LATER = (
 )
 
 
-# SQLite: the runner's frequent writes as statements built once, run by db.sqlitewriter on the loop thread (an
-# aiosqlite transaction takes several event-loop turns, holding SQLite's write lock all along). Lists of ids or
-# kinds go in as one JSON array each.
-def _json_list(name: str, item_type: Any) -> Any:
-    return select(type_coerce(literal_column("value"), item_type)).select_from(
-        func.json_each(bindparam(name, type_=String))
-    )
-
-
+# The runner's frequent writes as statements built once for both databases (``Database.transact``); lists of ids
+# or kinds are one parameter each (``db.values``). Claims are two statements rather than one with OR over the two
+# statuses: with OR, SQLite merges both indexes and sorts every due row (milliseconds per claim with a backlog of
+# 10,000); each of these walks its own index in order and stops at ``limit``. On PostgreSQL the sub-selects skip
+# rows other runners are claiming (FOR UPDATE SKIP LOCKED; SQLite, with one writer, has nothing to skip).
 _RETURNING = (_TABLE.c.id, _TABLE.c.kind, _TABLE.c.payload, _TABLE.c.attempts)
 _LEASE_VALUES = {
     "status": RUNNING,
@@ -117,59 +107,58 @@ _LEASE_VALUES = {
     "attempts": _TABLE.c.attempts + 1,
 }
 _NOW_AT = bindparam("now", type_=_TABLE.c.due_at.type)
-_CLAIM_EXPIRED_SQLITE = (
+_OWNER = bindparam("owner", type_=_TABLE.c.lease_owner.type)
+_CLAIM_EXPIRED = (
     update(_TABLE)
     .where(
         _TABLE.c.id.in_(
             select(_TABLE.c.id)
             .where(
-                _TABLE.c.kind.in_(_json_list("kinds", String)),
+                in_values(_TABLE.c.kind, "kinds"),
                 _TABLE.c.status == RUNNING,
                 _TABLE.c.lease_expires_at <= _NOW_AT,
-                _TABLE.c.id.not_in(_json_list("held", Integer)),
+                # A job of ours whose lease lapsed (e.g. the loop was blocked) is still ours: never twice.
+                in_values(_TABLE.c.id, "held", negate=True),
             )
             .order_by(_TABLE.c.lease_expires_at)
             .limit(bindparam("limit", type_=Integer))
+            .with_for_update(skip_locked=True)
             .scalar_subquery()
         )
     )
     .values(**_LEASE_VALUES)
     .returning(*_RETURNING)
 )
-_CLAIM_QUEUED_SQLITE = (
+_CLAIM_QUEUED = (
     update(_TABLE)
     .where(
         _TABLE.c.id.in_(
             select(_TABLE.c.id)
-            .where(
-                _TABLE.c.kind.in_(_json_list("kinds", String)), _TABLE.c.status == QUEUED, _TABLE.c.due_at <= _NOW_AT
-            )
+            .where(in_values(_TABLE.c.kind, "kinds"), _TABLE.c.status == QUEUED, _TABLE.c.due_at <= _NOW_AT)
             .order_by(_TABLE.c.due_at, _TABLE.c.id)
             .limit(bindparam("limit", type_=Integer))
+            .with_for_update(skip_locked=True)
             .scalar_subquery()
         )
     )
     .values(**_LEASE_VALUES)
     .returning(*_RETURNING)
 )
-_COMPLETE_SQLITE = (
+_COMPLETE = (
     delete(_TABLE)
-    .where(
-        _TABLE.c.id.in_(_json_list("ids", Integer)),
-        _TABLE.c.lease_owner == bindparam("owner", type_=_TABLE.c.lease_owner.type),
-        _TABLE.c.status == RUNNING,
-    )
+    .where(in_values(_TABLE.c.id, "ids"), _TABLE.c.lease_owner == _OWNER, _TABLE.c.status == RUNNING)
     .returning(_TABLE.c.id)
 )
-_EXTEND_SQLITE = (
+_EXTEND = (
     update(_TABLE)
-    .where(
-        _TABLE.c.id.in_(_json_list("ids", Integer)),
-        _TABLE.c.lease_owner == bindparam("owner", type_=_TABLE.c.lease_owner.type),
-        _TABLE.c.status == RUNNING,
-    )
+    .where(in_values(_TABLE.c.id, "ids"), _TABLE.c.lease_owner == _OWNER, _TABLE.c.status == RUNNING)
     .values(lease_expires_at=bindparam("lease_until", type_=_TABLE.c.lease_expires_at.type))
     .returning(_TABLE.c.id)
+)
+_RELEASE = (
+    update(_TABLE)
+    .where(_TABLE.c.lease_owner == _OWNER, _TABLE.c.status == RUNNING)
+    .values(status=QUEUED, lease_owner=None, lease_expires_at=None, attempts=_TABLE.c.attempts - 1)
 )
 
 
@@ -289,7 +278,7 @@ class JobRunner:
         self._loop_task: asyncio.Task[None] | None = None
         self._heartbeat_stop = asyncio.Event()
         self._heartbeat_task: asyncio.Task[None] | None = None
-        self._listen_connection: AsyncConnection | None = None
+        self._unlisten_db: Callable[[], Awaitable[None]] | None = None
 
     # --- lifecycle -------------------------------------------------------------------------------------
 
@@ -346,37 +335,16 @@ class JobRunner:
                     await asyncio.wait_for(self._wake.wait(), timeout=self.settings.job_poll_seconds)
 
     async def _listen(self) -> None:
-        """On PostgreSQL, wake on NOTIFY from enqueues in other processes (polling remains the fallback)."""
-        if not self.db.is_postgres:
-            return
-        connection: AsyncConnection | None = None
+        """Wake on other processes' enqueues where the database tells (polling remains the fallback)."""
         try:
-            connection = await self.db.engine.connect()
-            raw = await connection.get_raw_connection()
-            await raw.driver_connection.add_listener(NOTIFY_CHANNEL, self._on_notify)  # type: ignore[union-attr]
+            self._unlisten_db = await self.db.listen_for_jobs(self._wake.set)
         except Exception:
             log.warning("job_listen_failed", exc_info=True)
-            if connection is not None:
-                with contextlib.suppress(Exception):
-                    await connection.close()
-            return
-        self._listen_connection = connection
-
-    def _on_notify(self, *_args: Any) -> None:
-        self._wake.set()
 
     async def _unlisten(self) -> None:
-        connection, self._listen_connection = self._listen_connection, None
-        if connection is None:
-            return
-        try:
-            raw = await connection.get_raw_connection()
-            await raw.driver_connection.remove_listener(NOTIFY_CHANNEL, self._on_notify)  # type: ignore[union-attr]
-        except Exception:
-            log.warning("job_unlisten_failed", exc_info=True)
-        finally:
-            with contextlib.suppress(Exception):
-                await connection.close()
+        close, self._unlisten_db = self._unlisten_db, None
+        if close is not None:
+            await close()
 
     # --- claiming ------------------------------------------------------------------------------------
 
@@ -398,29 +366,24 @@ class JobRunner:
         if limit <= 0 or not kinds:
             return []
         now = clock.now()
-        if self.db.is_sqlite and not await self._anything_due(now):
+        if not await self._anything_due(now):
             return []
-        writer = sqlite_writer(self.db)
-        if writer is not None:
-            values = {
-                "kinds": orjson.dumps(kinds).decode(),
-                "held": orjson.dumps(list(self._held)).decode(),
-                "now": now,
-                "owner": self.owner,
-                "lease_until": now + timedelta(seconds=self.settings.job_lease_seconds),
-                "limit": limit,
-            }
+        values = {
+            "kinds": kinds,
+            "held": list(self._held),
+            "now": now,
+            "owner": self.owner,
+            "lease_until": now + timedelta(seconds=self.settings.job_lease_seconds),
+            "limit": limit,
+        }
 
-            def lease_due(tx: WriteTransaction) -> list[Any]:
-                # Two statements rather than one with OR: see the note in _claim_with_session.
-                found = tx.query(_CLAIM_EXPIRED_SQLITE, values)
-                if len(found) < limit:
-                    found += tx.query(_CLAIM_QUEUED_SQLITE, {**values, "limit": limit - len(found)})
-                return found
+        async def lease_due(tx: WriteTx) -> list[Any]:
+            found = await tx.query(_CLAIM_EXPIRED, values)
+            if len(found) < limit:
+                found += await tx.query(_CLAIM_QUEUED, {**values, "limit": limit - len(found)})
+            return found
 
-            rows = await writer.transaction(lease_due)
-        else:
-            rows = await self._claim_with_session(kinds, limit, now)
+        rows = await self.db.transact(lease_due)
         jobs = [ClaimedJob(r.id, r.kind, r.payload, r.attempts) for r in rows]
         # attempts only exceeds the maximum when earlier runs were lost with their runner (crash, kill):
         # a job that keeps killing its runner must not be retried for ever.
@@ -436,64 +399,10 @@ class JobRunner:
             self._held[job.id] = job
         return runnable
 
-    async def _claim_with_session(self, kinds: list[str], limit: int, now: datetime) -> list[Any]:
-        lease = {
-            "status": RUNNING,
-            "lease_owner": self.owner,
-            "lease_expires_at": now + timedelta(seconds=self.settings.job_lease_seconds),
-            "attempts": Job.attempts + 1,
-        }
-        # Two statements rather than one with OR over the two statuses: with OR, SQLite merges both
-        # indexes and sorts every due row (milliseconds per claim with a backlog of 10,000); each of these
-        # walks its own index in order and stops at ``limit``.
-        expired_conditions = [Job.kind.in_(kinds), Job.status == RUNNING, Job.lease_expires_at <= now]
-        if self._held:
-            # A job of ours whose lease lapsed (e.g. the loop was blocked) is still ours: never twice.
-            expired_conditions.append(Job.id.not_in(list(self._held)))
-        expired = (
-            select(Job.id)
-            .where(*expired_conditions)
-            .order_by(Job.lease_expires_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-            .scalar_subquery()
-        )
-        queued = (
-            select(Job.id)
-            .where(Job.kind.in_(kinds), Job.status == QUEUED, Job.due_at <= now)
-            .order_by(Job.due_at, Job.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        returning = (Job.id, Job.kind, Job.payload, Job.attempts)
-        async with self.db.transaction() as session:
-            rows = list(
-                (
-                    await session.execute(
-                        update(Job)
-                        .where(Job.id.in_(expired))
-                        .values(**lease)
-                        .returning(*returning)
-                        .execution_options(synchronize_session=False)
-                    )
-                ).all()
-            )
-            if len(rows) < limit:
-                rows += (
-                    await session.execute(
-                        update(Job)
-                        .where(Job.id.in_(queued.limit(limit - len(rows)).scalar_subquery()))
-                        .values(**lease)
-                        .returning(*returning)
-                        .execution_options(synchronize_session=False)
-                    )
-                ).all()
-        return rows
-
     async def _anything_due(self, now: datetime) -> bool:
-        """SQLite: whether a claim could find work, asked without the write lock. An idle runner polls several
-        times a second, and each claim is a write transaction that would make the real-time writers wait."""
-        async with point_session(self.db) as session:
+        """Whether a claim could find work, asked without a write transaction. An idle runner polls several times a
+        second, and each claim is a write transaction (on SQLite it would make the real-time writers wait)."""
+        async with self.db.point_session() as session:
             return bool((await session.execute(_ANY_DUE, {"now": now})).scalar())
 
     async def claim_and_dispatch(self) -> int:
@@ -589,20 +498,8 @@ class JobRunner:
         ids = [job_id for job_id in self._held if job_id not in self._lease_lost]
         if not ids:
             return
-        writer = sqlite_writer(self.db)
-        if writer is not None:
-            values = {"ids": orjson.dumps(ids).decode(), "owner": self.owner, "lease_until": self._lease_until()}
-            extended = {row.id for row in await writer.transaction(lambda tx: tx.query(_EXTEND_SQLITE, values))}
-        else:
-            async with self.db.transaction() as session:
-                result = await session.execute(
-                    update(Job)
-                    .where(Job.id.in_(ids), Job.lease_owner == self.owner, Job.status == RUNNING)
-                    .values(lease_expires_at=self._lease_until())
-                    .returning(Job.id)
-                    .execution_options(synchronize_session=False)
-                )
-                extended = set(result.scalars().all())
+        values = {"ids": ids, "owner": self.owner, "lease_until": self._lease_until()}
+        extended = {row.id for row in await self.db.transact(lambda tx: tx.query(_EXTEND, values))}
         for job_id in ids:
             # Still held: not one whose outcome was committed while this update waited for the write lock.
             if job_id not in extended and job_id in self._held:
@@ -637,48 +534,24 @@ class JobRunner:
 
         Returns, per outcome, whether it was written (for reschedules: True, not checked per row).
         """
-        writer = sqlite_writer(self.db)
-        periodic_done = any(outcome.done and outcome.job.kind in self.registry.periodic for outcome in outcomes)
-        if writer is not None and not periodic_done:
-            return await writer.transaction(lambda tx: self._write_outcomes_sqlite(tx, outcomes))
-        async with self.db.transaction() as session:
-            return await self._write_outcomes_in(session, outcomes)
+        return await self.db.transact(lambda tx: self._write_outcomes_in(tx, outcomes))
 
-    def _write_outcomes_sqlite(self, tx: WriteTransaction, outcomes: list[_Outcome]) -> list[bool]:
-        """``_write_outcomes_in`` on db.sqlitewriter (no periodic job among the finished ones: re-enqueueing
-        those stays on the session path)."""
+    async def _write_outcomes_in(self, tx: WriteTx, outcomes: list[_Outcome]) -> list[bool]:
         done_ids = [outcome.job.id for outcome in outcomes if outcome.done]
         deleted: set[int] = set()
         if done_ids:
-            values = {"ids": orjson.dumps(done_ids).decode(), "owner": self.owner}
-            deleted = {row.id for row in tx.query(_COMPLETE_SQLITE, values)}
-        for statement, retry_later in ((_RESCHEDULE_LATER, True), (_RESCHEDULE_FAILED, False)):
-            for outcome in outcomes:
-                if not outcome.done and outcome.retry_later == retry_later:
-                    tx.execute(statement, {"b_id": outcome.job.id, "b_owner": self.owner, **(outcome.reschedule or {})})
-        return [outcome.job.id in deleted if outcome.done else True for outcome in outcomes]
-
-    async def _write_outcomes_in(self, session: AsyncSession, outcomes: list[_Outcome]) -> list[bool]:
-        done_ids = [outcome.job.id for outcome in outcomes if outcome.done]
-        deleted: set[int] = set()
-        if done_ids:
-            result = await session.execute(
-                delete(Job)
-                .where(Job.id.in_(done_ids), Job.lease_owner == self.owner, Job.status == RUNNING)
-                .returning(Job.id)
-                .execution_options(synchronize_session=False)
-            )
-            deleted = set(result.scalars().all())
+            deleted = {row.id for row in await tx.query(_COMPLETE, {"ids": done_ids, "owner": self.owner})}
             for outcome in outcomes:
                 periodic = self.registry.periodic.get(outcome.job.kind)
                 if outcome.done and periodic is not None and outcome.job.id in deleted:
-                    # Same transaction as the delete: a crash cannot lose the periodic job.
-                    await enqueue_unique(
-                        session,
+                    # Same transaction as the delete: a crash cannot lose the periodic job. Its key is free: the
+                    # one job holding it was just deleted, and only this runner held that job's lease.
+                    await enqueue_in(
+                        tx,
                         outcome.job.kind,
-                        periodic_key(outcome.job.kind),
                         {},
                         due_at=clock.now() + periodic.every(self.settings),
+                        unique_key=periodic_key(outcome.job.kind),
                     )
         for statement, retry_later in ((_RESCHEDULE_LATER, True), (_RESCHEDULE_FAILED, False)):
             parameters = [
@@ -687,18 +560,13 @@ class JobRunner:
                 if not outcome.done and outcome.retry_later == retry_later
             ]
             if parameters:
-                await session.execute(statement, parameters)
+                await tx.executemany(statement, parameters)
         return [outcome.job.id in deleted if outcome.done else True for outcome in outcomes]
 
     async def _release_leases(self) -> None:
         """Hand unfinished jobs back at once instead of making others wait for lease expiry."""
         try:
-            async with self.db.transaction() as session:
-                await session.execute(
-                    update(Job)
-                    .where(Job.lease_owner == self.owner, Job.status == RUNNING)
-                    .values(status=QUEUED, lease_owner=None, lease_expires_at=None, attempts=Job.attempts - 1)
-                )
+            await self.db.transact(lambda tx: tx.execute(_RELEASE, {"owner": self.owner}))
         except Exception:
             log.exception("job_release_failed")
 

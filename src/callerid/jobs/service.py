@@ -1,40 +1,20 @@
-"""Putting work on the queue. Enqueue inside the caller's transaction so work and state commit together."""
+"""Putting work on the queue. Enqueue inside the caller's transaction so work and state commit together; the
+database seam wakes the runners (this process's at once, other processes' by NOTIFY on PostgreSQL) once the
+transaction commits, so callers never wake them themselves."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, text
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callerid import clock
+from callerid.db.write import Step, WriteTx, insert_unless_exists, mark_enqueued
 from callerid.jobs.models import QUEUED, Job
 
-# PostgreSQL channel that enqueues NOTIFY (delivered at commit) so runners in other processes wake at once.
-NOTIFY_CHANNEL = "callerid_jobs"
-
-# Runners in this process register a callback here so that new work is picked up without waiting
-# for the next poll. Other processes learn of it by NOTIFY (PostgreSQL) or by polling (SQLite).
-_local_wakers: list[Callable[[], None]] = []
-
-
-def add_local_waker(waker: Callable[[], None]) -> None:
-    _local_wakers.append(waker)
-
-
-def remove_local_waker(waker: Callable[[], None]) -> None:
-    if waker in _local_wakers:
-        _local_wakers.remove(waker)
-
-
-def wake_local_runners() -> None:
-    """Call after committing enqueued work."""
-    for waker in list(_local_wakers):
-        waker()
+_INSERT_JOB = insert(Job.__table__)
 
 
 def periodic_key(kind: str) -> str:
@@ -42,18 +22,7 @@ def periodic_key(kind: str) -> str:
     return f"periodic:{kind}"
 
 
-async def _notify(session: AsyncSession) -> None:
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
-
-
-async def enqueue(session: AsyncSession, kind: str, payload: dict[str, Any], *, due_at: datetime | None = None) -> None:
-    await enqueue_many(session, kind, [payload], due_at=due_at)
-
-
-def job_row(kind: str, payload: dict[str, Any], *, due_at: datetime | None = None) -> dict[str, Any]:
-    """The ``jobs`` row of a new job, for writers that insert it themselves (``INSERT_JOB``) in their own
-    transaction; they call ``wake_local_runners()`` after committing."""
+def _job_row(kind: str, payload: dict[str, Any], *, due_at: datetime | None = None) -> dict[str, Any]:
     now = clock.now()
     return {
         "kind": kind,
@@ -65,7 +34,24 @@ def job_row(kind: str, payload: dict[str, Any], *, due_at: datetime | None = Non
     }
 
 
-INSERT_JOB = insert(Job.__table__)
+def enqueue_step(kind: str, payload: dict[str, Any], *, due_at: datetime | None = None) -> Step:
+    """A job as one step of a ``Database.write`` (the hot writers' way to enqueue)."""
+    return Step(_INSERT_JOB, _job_row(kind, payload, due_at=due_at), wakes_runners=True)
+
+
+async def enqueue_in(
+    tx: WriteTx, kind: str, payload: dict[str, Any], *, due_at: datetime | None = None, unique_key: str | None = None
+) -> None:
+    """A job in a ``Database.transact`` transaction (``unique_key``: one the caller knows to be free)."""
+    row = _job_row(kind, payload, due_at=due_at)
+    if unique_key is not None:
+        row["unique_key"] = unique_key
+    await tx.execute(_INSERT_JOB, row)
+    await tx.wake_runners()
+
+
+async def enqueue(session: AsyncSession, kind: str, payload: dict[str, Any], *, due_at: datetime | None = None) -> None:
+    await enqueue_many(session, kind, [payload], due_at=due_at)
 
 
 async def enqueue_many(
@@ -73,8 +59,8 @@ async def enqueue_many(
 ) -> None:
     if not payloads:
         return
-    await session.execute(insert(Job), [job_row(kind, payload, due_at=due_at) for payload in payloads])
-    await _notify(session)
+    await session.execute(_INSERT_JOB, [_job_row(kind, payload, due_at=due_at) for payload in payloads])
+    await mark_enqueued(session)
 
 
 async def enqueue_unique(
@@ -84,21 +70,8 @@ async def enqueue_unique(
 
     The key is free again once the job succeeded (its row is deleted); a ``dead`` job keeps it.
     """
-    now = clock.now()
-    values = {
-        "kind": kind,
-        "payload": payload,
-        "status": QUEUED,
-        "due_at": due_at or now,
-        "attempts": 0,
-        "unique_key": key,
-        "created_at": now,
-    }
-    dialect = session.get_bind().dialect.name
-    insert_fn = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    statement = insert_fn(Job).values(**values).on_conflict_do_nothing(index_elements=["unique_key"])
-    result = await session.execute(statement.returning(Job.id))
-    added = result.scalar_one_or_none() is not None
+    values = {**_job_row(kind, payload, due_at=due_at), "unique_key": key}
+    added = await insert_unless_exists(session, Job.__table__, values, unique=["unique_key"])
     if added:
-        await _notify(session)
+        await mark_enqueued(session)
     return added

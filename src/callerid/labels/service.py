@@ -20,7 +20,6 @@ from callerid import clock
 from callerid.accounts import service as accounts
 from callerid.config import Settings
 from callerid.db import Database
-from callerid.db.pointread import point_session
 from callerid.display_text import display_problem
 from callerid.http import Page
 from callerid.labels.models import DYNAMIC, STATIC, Label
@@ -266,7 +265,7 @@ async def find_dynamic_labels(
         else:
             found[label_id] = label
     if len(missing) == 1:
-        async with point_session(db) as session:
+        async with db.point_session() as session:
             rows = await session.execute(_DYNAMIC_LABEL, {"account_id": account_id, "label_id": missing[0]})
             fetched = {row.id: DynamicLabel(row.id, row.name, row.logo_key) for row in rows}
     elif missing:

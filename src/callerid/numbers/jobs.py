@@ -12,7 +12,6 @@ from sqlalchemy import bindparam
 from callerid.config import Settings
 from callerid.jobs import JobContext, handler
 from callerid.jobs.purge import Purge, retention_every, run_purges
-from callerid.jobs.service import wake_local_runners
 from callerid.numbers.models import JOB_DONE, NumberJob
 from callerid.numbers.service import JOB_KIND, finish_job
 from callerid.numbers.verification import load_verifier
@@ -32,7 +31,6 @@ async def process_number_job(ctx: JobContext, payload: dict[str, Any]) -> None:
         if job is None:
             return
         await finish_job(session, ctx.settings, job, failures)
-    wake_local_runners()
 
 
 _JOBS = NumberJob.__table__

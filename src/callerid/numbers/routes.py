@@ -13,7 +13,6 @@ from callerid.accounts.dependencies import require_access
 from callerid.accounts.service import TokenPrincipal
 from callerid.errors import invalid_input
 from callerid.http import JsonResponse, parse_page, parse_uuid, read_json_object
-from callerid.jobs.service import wake_local_runners
 from callerid.numbers import schemas, service
 from callerid.runtime import runtime_of
 
@@ -279,8 +278,6 @@ async def publish(
             raw_numbers=raw_numbers,
             created_by_email=principal.created_by_email,
         )
-    if outcome.job_id is not None:
-        wake_local_runners()
     return JsonResponse(schemas.list_response(principal.account_id, principal.created_by_email, outcome))
 
 
@@ -308,6 +305,4 @@ async def delist(
             raw_numbers=raw_numbers,
             created_by_email=principal.created_by_email,
         )
-    if outcome.job_id is not None:
-        wake_local_runners()
     return JsonResponse(schemas.delist_response(principal.account_id, outcome))

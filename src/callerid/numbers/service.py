@@ -9,7 +9,6 @@ accounts and two concurrent requests for one number must not both take it.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import ARRAY, ColumnElement, Select, String, bindparam, func, insert, literal, or_, select, text, update
+from sqlalchemy import ColumnElement, Select, String, func, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -25,6 +24,8 @@ from callerid import clock
 from callerid.accounts import service as accounts
 from callerid.call_reason import call_reason_problem
 from callerid.config import Settings
+from callerid.db.values import values_source
+from callerid.db.write import lock_session
 from callerid.display_text import display_problem, storage_problem
 from callerid.errors import ApiError, invalid_input, not_found
 from callerid.jobs import enqueue
@@ -61,7 +62,7 @@ JOB_KIND = "numbers.process"
 # Bound parameters per IN (...) chunk; well under SQLite's and asyncpg's limits (32,766 / 32,767).
 CHUNK = 1000
 # Any constant: the key of the PostgreSQL advisory lock that serialises number-state writes.
-_PG_LOCK_KEY = 0x6E756D62  # "numb"
+NUMBER_STATES_LOCK = "number-states"  # every change of numbers' states takes it (Database.lock)
 # Number states NN shows (SPEC §5.9 lists pending/listed/delisting; failed is shown so a client sees why).
 VISIBLE_STATES = (PENDING, LISTED, DELISTING, FAILED)
 
@@ -516,9 +517,7 @@ def split_numbers(raw_numbers: Iterable[str]) -> tuple[list[str], list[str]]:
 
 
 async def _lock_number_states(session: AsyncSession) -> None:
-    # SQLite: the write transaction already holds the database's single write lock (BEGIN IMMEDIATE).
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+    await lock_session(session, NUMBER_STATES_LOCK)
 
 
 @dataclass(frozen=True)
@@ -568,17 +567,11 @@ async def _update_numbers(session: AsyncSession, numbers: Sequence[str], values:
 async def _insert_numbers(session: AsyncSession, numbers: Sequence[str], values: dict[str, Any]) -> None:
     """New rows for ``numbers``, all with the same ``values``: one INSERT ... SELECT over the list.
 
-    The list travels as one parameter (a JSON array unpacked by ``json_each`` on SQLite, an array unnested on
-    PostgreSQL): an executemany of 10,000 rows spends most of its time binding parameters row by row.
+    The list travels as one parameter (``db.values.values_source``).
     """
     if not numbers:
         return
-    if session.get_bind().dialect.name == "postgresql":
-        source = (
-            func.unnest(bindparam("numbers", list(numbers), type_=ARRAY(String))).table_valued("value").render_derived()
-        )
-    else:
-        source = func.json_each(bindparam("numbers", json.dumps(list(numbers)), type_=String)).table_valued("value")
+    source = values_source(session, "numbers", numbers, String())
     table = BusinessNumber.__table__
     columns = list(values)
     constants = [literal(values[name], type_=table.c[name].type) for name in columns]

@@ -102,7 +102,7 @@ def _check_metrics_access(request: Request) -> None:
     tell anyone on the network about traffic and accounts."""
     settings = runtime_of(request).settings
     if settings.metrics_token is None:
-        if not settings.is_sqlite:
+        if not settings.embedded:
             raise ApiError(403, "forbidden-error", METRICS_NOT_PUBLIC)
         return
     scheme, _, given = request.headers.get("authorization", "").partition(" ")

@@ -18,9 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
 import structlog
-from sqlalchemy import Integer, String, bindparam, func, insert, literal_column, select, type_coerce, update
+from sqlalchemy import bindparam, insert, select, type_coerce, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callerid import clock
@@ -28,14 +27,13 @@ from callerid.call_reason import call_reason_problem
 from callerid.config import Settings
 from callerid.db import Database
 from callerid.db.base import UuidText
-from callerid.db.pointread import point_session
-from callerid.db.sqlitewriter import WriteTransaction, sqlite_writer
+from callerid.db.values import in_values
+from callerid.db.write import Step
 from callerid.delivery.service import DeliveryOutcome, PushMessage, deliver_many, plan_delivery, push_planned
 from callerid.delivery.service import outcome as delivery_outcome
 from callerid.display_text import cannot_display, is_displayable
 from callerid.http import parse_uuid
-from callerid.jobs import enqueue
-from callerid.jobs.service import INSERT_JOB, job_row, wake_local_runners
+from callerid.jobs import enqueue_step
 from callerid.labels.models import Label
 from callerid.labels.service import DynamicLabel, find_dynamic_labels, logo_url
 from callerid.personalisation.models import ERROR, INVALID_INPUT, PENDING, SUCCESS, CallBatch, CallRecord
@@ -362,28 +360,12 @@ async def _store_batch(
     the batch cannot be lost, and its processing is already queued."""
     batch = {"id": batch_id, "account_id": account_id, "version": version, "record_count": len(rows)}
     batch["created_at"] = created_at
-    job = job_row(DELIVER_BATCH_JOB, {"batch_id": str(batch_id)}) if deliver else None
-    writer = sqlite_writer(db)
-    if writer is not None:
-        # Values every record shares are converted once; the rows go in as a few multi-row INSERTs.
-        shared = {"account_id": account_id, "batch_id": batch_id, "version": version, "created_at": created_at}
-        records = writer.prepare_insert(_INSERT_RECORDS, rows, shared)
-
-        def write(tx: WriteTransaction) -> None:
-            tx.execute(_INSERT_BATCH, batch)
-            tx.run(records)
-            if job is not None:
-                tx.execute(INSERT_JOB, job)
-
-        await writer.transaction(write)
-    else:
-        async with db.transaction() as session:
-            await session.execute(_INSERT_BATCH, batch)
-            await session.execute(_INSERT_RECORDS, rows)
-            if job is not None:
-                await enqueue(session, DELIVER_BATCH_JOB, job["payload"])
+    # Values every record shares are converted once.
+    shared = {"account_id": account_id, "batch_id": batch_id, "version": version, "created_at": created_at}
+    steps = [Step(_INSERT_BATCH, batch), Step(_INSERT_RECORDS, rows=rows, shared=shared)]
     if deliver:
-        wake_local_runners()
+        steps.append(enqueue_step(DELIVER_BATCH_JOB, {"batch_id": str(batch_id)}))
+    await db.write(steps)
 
 
 @dataclass(frozen=True)
@@ -509,7 +491,7 @@ _PENDING_RECEIVERS = (
     .order_by(_RECORDS.position)
 )
 # ... then everything a push message needs, for the records that get pushed (ids as text: they only go into the
-# messages). On SQLite the positions are one JSON array, so that one statement built once serves any number of them.
+# messages). The positions are one list parameter, so that one statement built once serves any number of them.
 _TO_PUSH = (
     select(
         type_coerce(_RECORDS.id, UuidText()).label("id"),
@@ -524,27 +506,16 @@ _TO_PUSH = (
         LABELS.c.logo_key,
     )
     .select_from(RECORDS_WITH_LABELS)
+    .where(_RECORDS.batch_id == bindparam("batch_id"), in_values(_RECORDS.position, "positions"))
     .order_by(_RECORDS.position)
 )
-_TO_PUSH_SQLITE = _TO_PUSH.where(
-    _RECORDS.batch_id == bindparam("batch_id"),
-    _RECORDS.position.in_(
-        select(type_coerce(literal_column("value"), Integer)).select_from(
-            func.json_each(bindparam("positions", type_=String))
-        )
-    ),
-)
-_TO_PUSH_LIST = _TO_PUSH.where(
-    _RECORDS.batch_id == bindparam("batch_id"), _RECORDS.position.in_(bindparam("positions", expanding=True))
-)
-# SQLite: one outcome for the still-pending records of a batch at the positions in a JSON array (one statement,
-# whatever the number of positions, so it can be built once; PostgreSQL uses an IN list below).
-_SET_OUTCOME_SQLITE = (
+# One outcome for the still-pending records of a batch at the listed positions.
+_SET_OUTCOME = (
     update(CallRecord.__table__)
     .where(
         _RECORDS.batch_id == bindparam("batch_id"),
         _RECORDS.status == PENDING,
-        _RECORDS.position.in_(select(literal_column("value")).select_from(func.json_each(bindparam("positions")))),
+        in_values(_RECORDS.position, "positions"),
     )
     .values(status=bindparam("new_status"), reason=bindparam("new_reason"), message=bindparam("new_message"))
 )
@@ -553,19 +524,16 @@ _SET_OUTCOME_SQLITE = (
 async def deliver_batch(services: dict[str, Any], db: Database, settings: Settings, batch_id: uuid.UUID) -> int:
     """Deliver a batch's pending records and store each outcome. Idempotent: only pending records are
     taken and only pending records are updated, so a job run again after a crash finishes the rest."""
-    async with point_session(db) as session:
+    async with db.point_session() as session:
         rows = (await session.execute(_PENDING_RECEIVERS, {"batch_id": batch_id})).all()
     if not rows:
         return 0
     plan = await plan_delivery(db, settings, [row.receiver for row in rows])
     messages: list[PushMessage] = []
     if plan.pushes:
-        positions: Any = [rows[index].position for index, _ in plan.pushes]
-        statement = _TO_PUSH_LIST
-        if db.is_sqlite:
-            statement, positions = _TO_PUSH_SQLITE, orjson.dumps(positions).decode()
-        async with point_session(db) as session:
-            details = (await session.execute(statement, {"batch_id": batch_id, "positions": positions})).all()
+        positions = [rows[index].position for index, _ in plan.pushes]
+        async with db.point_session() as session:
+            details = (await session.execute(_TO_PUSH, {"batch_id": batch_id, "positions": positions})).all()
         logo_urls: dict[str, str] = {}  # a batch mostly uses one or a few labels
         for row in details:
             url = logo_urls.get(row.logo_key)
@@ -589,35 +557,21 @@ async def deliver_batch(services: dict[str, Any], db: Database, settings: Settin
     by_outcome: dict[tuple[str | None, str | None], list[int]] = defaultdict(list)
     for row, outcome in zip(rows, outcomes, strict=True):
         by_outcome[(outcome.reason, outcome.message)].append(row.position)
-    updates = [
-        {
-            "batch_id": batch_id,
-            "positions": orjson.dumps(positions).decode(),
-            "new_status": SUCCESS if reason is None else ERROR,
-            "new_reason": reason,
-            "new_message": message,
-        }
-        for (reason, message), positions in by_outcome.items()
-    ]
-    writer = sqlite_writer(db)
-    if writer is not None:
-
-        def write(tx: WriteTransaction) -> None:
-            for values in updates:
-                tx.execute(_SET_OUTCOME_SQLITE, values)
-
-        await writer.transaction(write)
-        return len(rows)
-    async with db.transaction() as session:
-        for (reason, message), positions in by_outcome.items():
-            values: dict[str, Any] = (
-                {"status": SUCCESS} if reason is None else {"status": ERROR, "reason": reason, "message": message}
+    await db.write(
+        [
+            Step(
+                _SET_OUTCOME,
+                {
+                    "batch_id": batch_id,
+                    "positions": positions,
+                    "new_status": SUCCESS if reason is None else ERROR,
+                    "new_reason": reason,
+                    "new_message": message,
+                },
             )
-            await session.execute(
-                update(CallRecord.__table__)
-                .where(_RECORDS.batch_id == batch_id, _RECORDS.position.in_(positions), _RECORDS.status == PENDING)
-                .values(**values)
-            )
+            for (reason, message), positions in by_outcome.items()
+        ]
+    )
     return len(rows)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Table, insert
 
 from callerid.db import Database
-from callerid.db.sqlitewriter import sqlite_writer
+from callerid.db.write import Step
 
 MAX_GROUP = 500  # rows per transaction; the rest wait for the next one
 
@@ -57,12 +57,7 @@ class GroupInserter:
                 self._settle(group, None)
 
     async def _write(self, rows: list[dict[str, Any]]) -> None:
-        writer = sqlite_writer(self._db)
-        if writer is not None:
-            await writer.transaction(lambda tx: tx.executemany(self._insert, rows))
-            return
-        async with self._db.transaction() as session:
-            await session.execute(self._insert, rows)
+        await self._db.write([Step(self._insert, rows=rows)])
 
     @staticmethod
     def _settle(group: list[tuple[dict[str, Any], asyncio.Future[None]]], error: BaseException | None) -> None:

@@ -10,7 +10,6 @@ import typer
 from callerid.cli.common import JSON_OPTION, emit, fail, parse_uuid_option, run_with_db
 from callerid.config import Settings
 from callerid.db import Database
-from callerid.jobs import wake_local_runners
 from callerid.timefmt import iso_z
 from callerid.webhooks import mail, service
 from callerid.webhooks.delivery import close_deliverer
@@ -184,7 +183,6 @@ def resend(
                 await service.resend_event(session, account_id=account_id, event_id=parsed_event_id)
         except service.WebhooksError as exc:
             fail(str(exc))
-        wake_local_runners()
         return {"event_id": str(parsed_event_id), "state": "pending", "queued": True}
 
     emit(run_with_db(run), as_json, title="Event queued to be sent again (a worker or serve delivers it)")
@@ -225,7 +223,6 @@ def retry_failed(
                 )
         except service.WebhooksError as exc:
             fail(str(exc))
-        wake_local_runners()
         return {
             "run_id": str(retry.id),
             "since": iso_z(since_at),

@@ -282,8 +282,7 @@ async def emit_event(
     ``event_id`` (SPEC §9.2, §12 #32), and enqueue its delivery, in the caller's transaction.
 
     ``payload_for(event_id)`` returns the full JSON payload for that event (see ``payloads.envelope``).
-    Returns the event ids; none when no webhook is subscribed. After the caller's commit, call
-    ``callerid.jobs.service.wake_local_runners()`` so that an in-process runner starts at once.
+    Returns the event ids; none when no webhook is subscribed. The runners wake once the caller commits.
     """
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown webhook event type {event_type!r}")
@@ -602,7 +601,7 @@ async def resend_event(session: AsyncSession, *, account_id: uuid.UUID, event_id
 
     The event goes back to ``pending`` and one manual attempt is queued: numbered after the previous ones,
     logged like any other, no retries and no failure e-mail. If the webhook was deleted meanwhile, the attempt
-    ends the event as ``webhook_deleted``. After the commit, call ``callerid.jobs.wake_local_runners()``.
+    ends the event as ``webhook_deleted``.
     """
     event = await session.get(WebhookEvent, event_id, with_for_update=True, populate_existing=True)
     if event is None or event.account_id != account_id:
@@ -656,7 +655,7 @@ async def retry_failed_since(
     Test events are left out (they are samples, not business data). At most ``limit`` events per run
     (default ``webhook_retry_all_max_events``), the newest first: older ones beyond the limit stay failed
     for another run. Raises :class:`WebhooksError` when there is nothing to retry. The returned run records
-    the event ids, for :func:`retry_run_progress`. After the commit, call ``callerid.jobs.wake_local_runners()``.
+    the event ids, for :func:`retry_run_progress`.
     """
     limit = settings.webhook_retry_all_max_events if limit is None else limit
     events = WebhookEvent.__table__

@@ -14,7 +14,6 @@ from callerid.accounts.models import MEMBER_INVITED
 from callerid.accounts.permissions import Permission
 from callerid.accounts.service import AccountsError, NotFound
 from callerid.console import web
-from callerid.jobs import wake_local_runners
 from callerid.numbers.nodes import TreeNode
 
 router = APIRouter()
@@ -110,7 +109,6 @@ async def invite(request: Request) -> Response:
         context = await _role_form(page, role)
         context.update(email=email, scope=web.text(form, "scope"), errors={exc.field or "form": exc.message})
         return web.render(request, "members/invite.html", context, page=page, status_code=400)
-    wake_local_runners()
     return web.redirect(
         f"/console/members/{invitation.member.id}", flash=f"Invitation sent to {invitation.member.email}"
     )
@@ -185,6 +183,5 @@ async def act(request: Request, member: str, action: str) -> Response:
         context = await _role_form(page, view.member.role)
         context.update(view=view, manageable=True, scope=str(view.member.scope_id or ""), errors={"form": exc.message})
         return web.render(request, "members/member.html", context, page=page, status_code=400)
-    wake_local_runners()
     target = "/console/members" if action == "delete" else f"/console/members/{view.member.id}"
     return web.redirect(target, flash=message)

@@ -20,7 +20,6 @@ from callerid import clock
 from callerid.accounts.permissions import Permission
 from callerid.console import web
 from callerid.http import Page
-from callerid.jobs import wake_local_runners
 from callerid.timefmt import iso_z
 from callerid.webhooks import service
 from callerid.webhooks.models import EVENT_STATES, EVENT_TYPES, FAILED, SUCCESS, WebhookConfig
@@ -276,7 +275,6 @@ async def retry_failed(request: Request) -> Response:
             page=page,
             status_code=400,
         )
-    wake_local_runners()
     return web.redirect(f"/console/webhooks/retry-runs/{run.id}", flash=f"Retrying {len(run.event_ids)} failed events")
 
 
@@ -349,7 +347,6 @@ async def resend(request: Request, event_id: str) -> Response:
         raise web.not_found() from None
     except service.WebhooksError as exc:
         return web.redirect(f"/console/webhooks/events/{details.event.id}", flash=f"Not resent: {exc}")
-    wake_local_runners()
     return web.redirect(f"/console/webhooks/events/{details.event.id}", flash="Event queued to be sent again")
 
 
