@@ -90,8 +90,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     from callerid.config import Settings
     from callerid.db import Database
     from callerid.db.migrate import upgrade_async
-    from callerid.jobs.runner import JobRunner
     from callerid.db.write import wake_local_runners
+    from callerid.jobs.runner import JobRunner
     from callerid.webhooks import service
     from callerid.webhooks.delivery import close_deliverer
     from callerid.webhooks.models import WebhookAttempt, WebhookEvent
