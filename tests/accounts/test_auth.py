@@ -6,6 +6,7 @@ endpoints added later are covered automatically.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -17,7 +18,7 @@ from fastapi import Depends, FastAPI
 
 from callerid import clock
 from callerid.accounts.dependencies import require_access
-from callerid.accounts.ratelimit import MemoryWindows
+from callerid.accounts.ratelimit import MemoryWindows, RateLimiter
 from callerid.accounts.service import TokenPrincipal
 from callerid.app import create_app
 from tests.conftest import REDIS_URL, Tenant, create_tenant, make_settings, mint, requires_redis
@@ -316,3 +317,53 @@ def test_memory_windows_drop_idle_keys_but_keep_live_ones(monkeypatch: pytest.Mo
     windows.hit("new", 5, 1.0, 30.0)  # the 5th key: sweeps the idle ones first
     assert len(windows) == 2
     assert windows.hit("long", 1, 60.0, 30.0) is not None  # its hit at 0 still counts
+
+
+# --- the Redis windows: one script per check -------------------------------------------------------------------
+
+
+@requires_redis
+async def test_redis_windows_count_all_limits_or_none_and_say_how_long_to_wait(tmp_path: Any) -> None:
+    from limits import parse
+
+    limiter = RateLimiter(make_settings("sqlite://", tmp_path, redis_url=REDIS_URL))
+    identity = f"test-{uuid.uuid4().hex}"
+    general, batches = parse("5/minute"), parse("2/minute")
+    try:
+        calls: list[Any] = []
+        original = limiter.redis.client.evalsha  # type: ignore[union-attr]
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            calls.append(args)
+            return await original(*args, **kwargs)
+
+        limiter.redis.client.evalsha = counted  # type: ignore[union-attr,method-assign]
+        assert await limiter.hit_all((general, batches), identity) is None
+        assert await limiter.hit_all((general, batches), identity) is None
+        assert len(calls) == 2  # one round trip per check, for both limits
+        wait = await limiter.hit_all((general, batches), identity)  # the batch limit is full
+        assert wait is not None and 59 <= wait <= 60
+        assert len(calls) == 3  # the refusal and its wait came in the same answer
+        # The refused request was counted nowhere: three more general hits fit, the fourth does not.
+        assert [await limiter.hit(general, identity) for _ in range(4)] == [None, None, None, 60]
+        assert await limiter.blocked(general, identity) == 60  # looking counts nothing either
+        assert await limiter.blocked(parse("1/second"), identity) is None
+    finally:
+        await limiter.reset()
+        await limiter.close()
+
+
+@requires_redis
+async def test_redis_windows_are_moving_windows(tmp_path: Any) -> None:
+    from limits import parse
+
+    limiter = RateLimiter(make_settings("sqlite://", tmp_path, redis_url=REDIS_URL))
+    identity = f"test-{uuid.uuid4().hex}"
+    try:
+        item = parse("2/second")
+        assert [await limiter.hit(item, identity) for _ in range(3)] == [None, None, 1]
+        await asyncio.sleep(1.05)  # Redis's own clock times these windows
+        assert await limiter.hit(item, identity) is None
+    finally:
+        await limiter.reset()
+        await limiter.close()

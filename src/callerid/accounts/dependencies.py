@@ -44,9 +44,8 @@ async def check_access(
     if feature not in principal.features or not allows(principal.access, feature, level):
         raise forbidden()
     limiter = runtime.limiter
-    wait = await limiter.hit(limiter.general, principal.token_hash)
-    if wait is None and batch_v2:
-        wait = await limiter.hit(limiter.batch_v2, principal.token_hash)
+    limits = (limiter.general, limiter.batch_v2) if batch_v2 else (limiter.general,)
+    wait = await limiter.hit_all(limits, principal.token_hash)
     if wait is not None:
         raise rate_limited(wait)
     return principal

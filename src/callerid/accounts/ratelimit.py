@@ -1,9 +1,13 @@
 """Per-token request limits (SPEC §4): exact moving ("rolling") windows.
 
-With ``CALLERID_REDIS_URL`` set, the windows live in Redis (the ``limits`` library's moving-window strategy),
-so every process shares them. Without Redis they live in this process (``MemoryWindows``): one process
-serves everything in the embedded default. Their times come from ``callerid.clock`` (the one clock), so tests move
-time over HTTP instead of sleeping; Redis windows are timed by the ``limits`` library itself.
+With ``CALLERID_REDIS_URL`` set, the windows live in Redis (``RedisWindows``), so every process shares them: one
+server-side script checks every limit of a request and counts the hit in one round trip, timed by Redis's own clock
+(the same for every host). Without Redis they live in this process (``MemoryWindows``): one process serves
+everything in the embedded default. Their times come from ``callerid.clock`` (the one clock), so tests move time
+over HTTP instead of sleeping.
+
+``RedisWindows`` is a script of our own rather than the ``limits`` library's moving window: that one needs one
+round trip per limit and another for the wait time of a refused hit (three for a refused batch request).
 
 ``MemoryWindows`` is written here rather than taken from ``limits``' MemoryStorage because that storage
 starts a ``threading.Timer`` thread every 10 ms while hits keep coming, and each run walks every key under
@@ -14,12 +18,10 @@ the GIL (measured with bench/personalisation.py).
 from __future__ import annotations
 
 import math
-import time
 from collections import deque
 
 from limits import RateLimitItem, parse
-from limits.aio.storage import RedisStorage
-from limits.aio.strategies import MovingWindowRateLimiter
+from redis.asyncio import Redis
 
 from callerid import clock
 from callerid.config import Settings
@@ -72,31 +74,96 @@ class MemoryWindows:
         self._hits.clear()
 
 
+# KEYS: one list per (identity, limit), the newest hit first. ARGV: 1 to count the hit (0 to only look), then per
+# key its limit and its window in milliseconds. Answers 0 when every limit allows the hit (then counted in every
+# list, or none), else the milliseconds until all would. A list keeps at most ``limit`` hits: the window is full
+# while its oldest kept hit is younger than the window (the exact moving window).
+_WINDOWS_SCRIPT = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local count = tonumber(ARGV[1])
+local wait = 0
+for i, key in ipairs(KEYS) do
+  local limit = tonumber(ARGV[2 * i])
+  local window = tonumber(ARGV[2 * i + 1])
+  local oldest = redis.call('LINDEX', key, limit - 1)
+  if oldest then
+    local free_at = tonumber(oldest) + window
+    if free_at > now and free_at - now > wait then
+      wait = free_at - now
+    end
+  end
+end
+if wait == 0 and count == 1 then
+  for i, key in ipairs(KEYS) do
+    local limit = tonumber(ARGV[2 * i])
+    redis.call('LPUSH', key, now)
+    redis.call('LTRIM', key, 0, limit - 1)
+    redis.call('PEXPIRE', key, tonumber(ARGV[2 * i + 1]))
+  end
+end
+return wait
+"""
+KEY_PREFIX = "callerid-limits:"
+
+
+class RedisWindows:
+    """The windows in Redis, shared by every process (see the module docstring)."""
+
+    def __init__(self, url: str):
+        self.client = Redis.from_url(url)  # hiredis parses the answers when installed (a dependency)
+        self._script = self.client.register_script(_WINDOWS_SCRIPT)
+
+    async def check(self, items: tuple[RateLimitItem, ...], identity: str, *, count: bool) -> float | None:
+        """None when every limit of ``items`` allows a hit (counted when ``count``), else the seconds to wait."""
+        keys = [f"{KEY_PREFIX}{identity}:{item.amount}/{item.get_expiry()}" for item in items]
+        arguments: list[int] = [1 if count else 0]
+        for item in items:
+            arguments += [item.amount, item.get_expiry() * 1000]
+        wait_ms = int(await self._script(keys=keys, args=arguments))
+        return None if wait_ms == 0 else wait_ms / 1000
+
+    async def reset(self) -> None:
+        async for key in self.client.scan_iter(match=KEY_PREFIX + "*", count=1000):
+            await self.client.delete(key)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
 class RateLimiter:
     def __init__(self, settings: Settings):
         self.general: RateLimitItem = parse(settings.rate_limit_general)
         self.batch_v2: RateLimitItem = parse(settings.rate_limit_batch_v2)
-        self._redis: MovingWindowRateLimiter | None = None
+        self.redis: RedisWindows | None = None
         self._memory: MemoryWindows | None = None
-        self.storage: RedisStorage | None = None
         if settings.redis_url:
-            self.storage = RedisStorage(
-                "async+" + settings.redis_url, implementation="redispy", key_prefix="callerid-limits"
-            )
-            self._redis = MovingWindowRateLimiter(self.storage)
+            self.redis = RedisWindows(settings.redis_url)
         else:
             self._memory = MemoryWindows()
 
     async def hit(self, item: RateLimitItem, identity: str) -> int | None:
         """Count one request; None when allowed, else the whole seconds to wait (for ``Retry-After``)."""
+        return await self.hit_all((item,), identity)
+
+    async def hit_all(self, items: tuple[RateLimitItem, ...], identity: str) -> int | None:
+        """Count one request against every limit of ``items`` if all allow it (else against none): None when
+        allowed, else the whole seconds until all would (one round trip with Redis)."""
         if self._memory is not None:
-            wait = self._memory.hit(identity, item.amount, item.get_expiry(), clock.now().timestamp())
+            now = clock.now().timestamp()
+            waits = (
+                [self._memory.peek(identity, i.amount, i.get_expiry(), now) for i in items] if len(items) > 1 else []
+            )
+            wait = max((w for w in waits if w is not None), default=None)
+            if wait is None:
+                for item in items:
+                    wait = self._memory.hit(identity, item.amount, item.get_expiry(), now)
+                    if wait is not None:  # only with one item (several were all peeked free)
+                        break
             return None if wait is None else max(1, math.ceil(wait))
-        assert self._redis is not None
-        if await self._redis.hit(item, identity):
-            return None
-        stats = await self._redis.get_window_stats(item, identity)
-        return max(1, math.ceil(stats.reset_time - time.time()))
+        assert self.redis is not None
+        wait = await self.redis.check(items, identity, count=True)
+        return None if wait is None else max(1, math.ceil(wait))
 
     async def blocked(self, item: RateLimitItem, identity: str) -> int | None:
         """Whether ``identity`` is over ``item`` already, without counting: None, or the whole seconds to wait.
@@ -105,15 +172,17 @@ class RateLimiter:
         """
         if self._memory is not None:
             wait = self._memory.peek(identity, item.amount, item.get_expiry(), clock.now().timestamp())
-            return None if wait is None else max(1, math.ceil(wait))
-        assert self._redis is not None
-        if await self._redis.test(item, identity):
-            return None
-        stats = await self._redis.get_window_stats(item, identity)
-        return max(1, math.ceil(stats.reset_time - time.time()))
+        else:
+            assert self.redis is not None
+            wait = await self.redis.check((item,), identity, count=False)
+        return None if wait is None else max(1, math.ceil(wait))
 
     async def reset(self) -> None:
-        if self.storage is not None:
-            await self.storage.reset()
+        if self.redis is not None:
+            await self.redis.reset()
         elif self._memory is not None:
             self._memory.clear()
+
+    async def close(self) -> None:
+        if self.redis is not None:
+            await self.redis.close()
