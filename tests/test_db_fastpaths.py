@@ -27,7 +27,7 @@ from callerid.db.writers import SqliteWrites
 from callerid.jobs import enqueue, enqueue_in, enqueue_step
 from callerid.jobs.models import QUEUED, Job
 from callerid.labels.service import find_dynamic_labels
-from callerid.personalisation.service import _ACTIVE_IDENTITY
+from callerid.personalisation.reading import _ACTIVE_IDENTITY
 from tests.conftest import Tenant, mint
 from tests.personalisation.conftest import add_label
 

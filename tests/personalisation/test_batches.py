@@ -17,6 +17,7 @@ from callerid.delivery.service import PUSH_HUB, register_device
 from callerid.jobs.models import Job
 from callerid.jobs.runner import JobRunner
 from callerid.labels.models import Label
+from callerid.personalisation import delivery as personalisation_delivery
 from callerid.personalisation import service
 from tests.conftest import Tenant, create_tenant, mint
 from tests.personalisation.conftest import (
@@ -474,7 +475,7 @@ async def test_delivery_errors_are_retried_then_records_get_a_final_outcome(
     async def broken(*_: Any) -> list[Any]:
         raise RuntimeError("push backend down")
 
-    monkeypatch.setattr(service, "push_planned", broken)  # the push step of batch delivery
+    monkeypatch.setattr(personalisation_delivery, "push_planned", broken)  # the push step of batch delivery
     response = await client.post(b2_path(tenant), json={"call_records": [record_v2(label, now_ms)]}, headers=auth)
     batch_id = response.json()["batch_id"]
     assert await runner.run_until_idle() == 1  # first attempt fails: retried later, records stay pending

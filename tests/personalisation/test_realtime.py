@@ -17,7 +17,7 @@ from callerid.delivery.service import PUSH_HUB, register_device
 from callerid.jobs.models import Job
 from callerid.jobs.runner import JobRunner
 from callerid.labels.models import Label
-from callerid.personalisation import service
+from callerid.personalisation import storing
 from tests.conftest import Tenant, create_tenant, mint
 from tests.personalisation.conftest import (
     CALLER,
@@ -352,7 +352,7 @@ async def test_r2_push_error_is_a_failed_to_push_outcome_not_a_500(
     async def broken(*_: Any) -> list[Any]:
         raise RuntimeError("push backend down")
 
-    monkeypatch.setattr(service, "deliver_many", broken)
+    monkeypatch.setattr(storing, "deliver_many", broken)
     response = await client.post(r2_path(tenant), json=record_v2(label, now_ms), headers=auth)
     assert response.status_code == 200
     assert response.json() == {
