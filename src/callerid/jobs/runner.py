@@ -26,140 +26,29 @@ import os
 import socket
 import traceback
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import (
-    Integer,
-    bindparam,
-    delete,
-    exists,
-    or_,
-    select,
-    update,
-)
 
 from callerid import clock
+from callerid.batching import Batcher
 from callerid.config import Settings
 from callerid.db import Database
-from callerid.db.values import in_values
 from callerid.db.write import WriteTx, add_local_waker, remove_local_waker
-from callerid.jobs.models import DEAD, QUEUED, RUNNING, Job
+from callerid.jobs import statements
+from callerid.jobs.models import DEAD, QUEUED
 from callerid.jobs.registry import JobContext, Registry, RetryLater
 from callerid.jobs.registry import registry as default_registry
 from callerid.jobs.service import enqueue_in, enqueue_unique, periodic_key
 
 log = structlog.get_logger("callerid.jobs")
 
-_NOW = bindparam("now", type_=Job.due_at.type)
-# Due work of any kind: queued and due, or running with a lapsed lease (two index walks, each stops at a row).
-_ANY_DUE = select(
-    or_(
-        exists().where(Job.status == QUEUED, Job.due_at <= _NOW),
-        exists().where(Job.status == RUNNING, Job.lease_expires_at <= _NOW),
-    ).label("due")
-)
-
 MAX_ERROR_CHARS = 2000
 # Outcomes written in one transaction at most (bounded statement size; SQLite allows 32766 parameters).
 MAX_OUTCOME_BATCH = 500
-
-_TABLE = Job.__table__
-# Rescheduling outcomes differ per job (due time, attempts, error): one statement run for many parameter sets.
-_RESCHEDULE_FAILED = (
-    update(_TABLE)
-    .where(_TABLE.c.id == bindparam("b_id"), _TABLE.c.lease_owner == bindparam("b_owner"), _TABLE.c.status == RUNNING)
-    .values(
-        status=bindparam("b_status", type_=_TABLE.c.status.type),
-        due_at=bindparam("b_due_at", type_=_TABLE.c.due_at.type),
-        attempts=bindparam("b_attempts", type_=_TABLE.c.attempts.type),
-        lease_owner=None,
-        lease_expires_at=None,
-        last_error=bindparam("b_error", type_=_TABLE.c.last_error.type),
-    )
-)
-_RESCHEDULE_LATER = (
-    update(_TABLE)
-    .where(_TABLE.c.id == bindparam("b_id"), _TABLE.c.lease_owner == bindparam("b_owner"), _TABLE.c.status == RUNNING)
-    .values(
-        status=QUEUED,
-        due_at=bindparam("b_due_at", type_=_TABLE.c.due_at.type),
-        lease_owner=None,
-        lease_expires_at=None,
-        attempts=_TABLE.c.attempts - 1,  # not a failure
-    )
-)
-
-
-# The runner's frequent writes as statements built once for both databases (``Database.transact``); lists of ids
-# or kinds are one parameter each (``db.values``). Claims are two statements rather than one with OR over the two
-# statuses: with OR, SQLite merges both indexes and sorts every due row (milliseconds per claim with a backlog of
-# 10,000); each of these walks its own index in order and stops at ``limit``. On PostgreSQL the sub-selects skip
-# rows other runners are claiming (FOR UPDATE SKIP LOCKED; SQLite, with one writer, has nothing to skip).
-_RETURNING = (_TABLE.c.id, _TABLE.c.kind, _TABLE.c.payload, _TABLE.c.attempts)
-_LEASE_VALUES = {
-    "status": RUNNING,
-    "lease_owner": bindparam("owner", type_=_TABLE.c.lease_owner.type),
-    "lease_expires_at": bindparam("lease_until", type_=_TABLE.c.lease_expires_at.type),
-    "attempts": _TABLE.c.attempts + 1,
-}
-_NOW_AT = bindparam("now", type_=_TABLE.c.due_at.type)
-_OWNER = bindparam("owner", type_=_TABLE.c.lease_owner.type)
-_CLAIM_EXPIRED = (
-    update(_TABLE)
-    .where(
-        _TABLE.c.id.in_(
-            select(_TABLE.c.id)
-            .where(
-                in_values(_TABLE.c.kind, "kinds"),
-                _TABLE.c.status == RUNNING,
-                _TABLE.c.lease_expires_at <= _NOW_AT,
-                # A job of ours whose lease lapsed (e.g. the loop was blocked) is still ours: never twice.
-                in_values(_TABLE.c.id, "held", negate=True),
-            )
-            .order_by(_TABLE.c.lease_expires_at)
-            .limit(bindparam("limit", type_=Integer))
-            .with_for_update(skip_locked=True)
-            .scalar_subquery()
-        )
-    )
-    .values(**_LEASE_VALUES)
-    .returning(*_RETURNING)
-)
-_CLAIM_QUEUED = (
-    update(_TABLE)
-    .where(
-        _TABLE.c.id.in_(
-            select(_TABLE.c.id)
-            .where(in_values(_TABLE.c.kind, "kinds"), _TABLE.c.status == QUEUED, _TABLE.c.due_at <= _NOW_AT)
-            .order_by(_TABLE.c.due_at, _TABLE.c.id)
-            .limit(bindparam("limit", type_=Integer))
-            .with_for_update(skip_locked=True)
-            .scalar_subquery()
-        )
-    )
-    .values(**_LEASE_VALUES)
-    .returning(*_RETURNING)
-)
-_COMPLETE = (
-    delete(_TABLE)
-    .where(in_values(_TABLE.c.id, "ids"), _TABLE.c.lease_owner == _OWNER, _TABLE.c.status == RUNNING)
-    .returning(_TABLE.c.id)
-)
-_EXTEND = (
-    update(_TABLE)
-    .where(in_values(_TABLE.c.id, "ids"), _TABLE.c.lease_owner == _OWNER, _TABLE.c.status == RUNNING)
-    .values(lease_expires_at=bindparam("lease_until", type_=_TABLE.c.lease_expires_at.type))
-    .returning(_TABLE.c.id)
-)
-_RELEASE = (
-    update(_TABLE)
-    .where(_TABLE.c.lease_owner == _OWNER, _TABLE.c.status == RUNNING)
-    .values(status=QUEUED, lease_owner=None, lease_expires_at=None, attempts=_TABLE.c.attempts - 1)
-)
 
 
 @dataclass(frozen=True)
@@ -189,69 +78,6 @@ def _default_owner() -> str:
     return f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-class _OutcomeWriter:
-    """Group commit of job outcomes: outcomes that arrive while a write is in progress go together in the
-    next transaction; the first one after a quiet spell is written at once (no timer, no added delay).
-
-    Hand-written rather than a library: it is a few lines, and the write must stay in this module's
-    lease-checked statements.
-    """
-
-    def __init__(self, runner: JobRunner):
-        self._runner = runner
-        self._pending: list[tuple[_Outcome, asyncio.Future[bool]]] = []
-        self._worker: asyncio.Task[None] | None = None
-
-    async def submit(self, outcome: _Outcome) -> bool:
-        """Wait until ``outcome`` is committed. Returns False when the lease was lost (nothing written)."""
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._pending.append((outcome, future))
-        if self._worker is None or self._worker.done():
-            self._worker = asyncio.create_task(self._drain(), name="callerid-job-outcomes")
-        # Shielded: a handler task cancelled at shutdown must not cancel a write that others wait for.
-        return await asyncio.shield(future)
-
-    async def idle(self) -> None:
-        """Wait until every submitted outcome is written (or failed)."""
-        while self._worker is not None and not self._worker.done():
-            await asyncio.shield(self._worker)
-
-    async def _drain(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending[:MAX_OUTCOME_BATCH], self._pending[MAX_OUTCOME_BATCH:]
-            try:
-                results = await self._runner._write_outcomes([outcome for outcome, _ in batch])
-            except Exception as exc:
-                if len(batch) == 1:
-                    _settle(batch, None, exc=exc)
-                    continue
-                # One bad outcome must not fail the others: write each on its own.
-                log.warning("job_outcome_batch_failed", size=len(batch), exc_info=True)
-                for item in batch:
-                    try:
-                        _settle([item], await self._runner._write_outcomes([item[0]]))
-                    except Exception as exc:
-                        _settle([item], None, exc=exc)
-            else:
-                _settle(batch, results)
-
-
-def _settle(
-    batch: list[tuple[_Outcome, asyncio.Future[bool]]],
-    results: Sequence[bool] | None,
-    *,
-    exc: BaseException | None = None,
-) -> None:
-    """Hand each waiting submitter its result, or the exception that stopped its write."""
-    for index, (_, future) in enumerate(batch):
-        if future.done():
-            continue
-        if results is not None:
-            future.set_result(results[index])
-        else:
-            future.set_exception(exc or RuntimeError("job outcome write failed"))
-
-
 class JobRunner:
     def __init__(
         self,
@@ -274,7 +100,10 @@ class JobRunner:
         self._held: dict[int, ClaimedJob] = {}
         self._lease_lost: set[int] = set()  # held jobs whose lease the heartbeat found taken
         self._more_due = False  # the last claim was full: the queue may hold more due work
-        self._outcomes = _OutcomeWriter(self)
+        # Outcomes are group-committed: every outcome that arrives while one write is in progress goes into the next.
+        self._outcomes: Batcher[_Outcome, bool] = Batcher(
+            self._write_outcomes, max_batch=MAX_OUTCOME_BATCH, alone_on_error=True, name="callerid-job-outcomes"
+        )
         self._loop_task: asyncio.Task[None] | None = None
         self._heartbeat_stop = asyncio.Event()
         self._heartbeat_task: asyncio.Task[None] | None = None
@@ -378,9 +207,9 @@ class JobRunner:
         }
 
         async def lease_due(tx: WriteTx) -> list[Any]:
-            found = await tx.query(_CLAIM_EXPIRED, values)
+            found = await tx.query(statements.CLAIM_EXPIRED, values)
             if len(found) < limit:
-                found += await tx.query(_CLAIM_QUEUED, {**values, "limit": limit - len(found)})
+                found += await tx.query(statements.CLAIM_QUEUED, {**values, "limit": limit - len(found)})
             return found
 
         rows = await self.db.transact(lease_due)
@@ -403,7 +232,7 @@ class JobRunner:
         """Whether a claim could find work, asked without a write transaction. An idle runner polls several times a
         second, and each claim is a write transaction (on SQLite it would make the real-time writers wait)."""
         async with self.db.point_session() as session:
-            return bool((await session.execute(_ANY_DUE, {"now": now})).scalar())
+            return bool((await session.execute(statements.ANY_DUE, {"now": now})).scalar())
 
     async def claim_and_dispatch(self) -> int:
         jobs = await self.claim(self._free_slots())
@@ -499,7 +328,7 @@ class JobRunner:
         if not ids:
             return
         values = {"ids": ids, "owner": self.owner, "lease_until": self._lease_until()}
-        extended = {row.id for row in await self.db.transact(lambda tx: tx.query(_EXTEND, values))}
+        extended = {row.id for row in await self.db.transact(lambda tx: tx.query(statements.EXTEND, values))}
         for job_id in ids:
             # Still held: not one whose outcome was committed while this update waited for the write lock.
             if job_id not in extended and job_id in self._held:
@@ -540,7 +369,7 @@ class JobRunner:
         done_ids = [outcome.job.id for outcome in outcomes if outcome.done]
         deleted: set[int] = set()
         if done_ids:
-            deleted = {row.id for row in await tx.query(_COMPLETE, {"ids": done_ids, "owner": self.owner})}
+            deleted = {row.id for row in await tx.query(statements.COMPLETE, {"ids": done_ids, "owner": self.owner})}
             for outcome in outcomes:
                 periodic = self.registry.periodic.get(outcome.job.kind)
                 if outcome.done and periodic is not None and outcome.job.id in deleted:
@@ -553,7 +382,7 @@ class JobRunner:
                         due_at=clock.now() + periodic.every(self.settings),
                         unique_key=periodic_key(outcome.job.kind),
                     )
-        for statement, retry_later in ((_RESCHEDULE_LATER, True), (_RESCHEDULE_FAILED, False)):
+        for statement, retry_later in ((statements.RESCHEDULE_LATER, True), (statements.RESCHEDULE_FAILED, False)):
             parameters = [
                 {"b_id": outcome.job.id, "b_owner": self.owner, **(outcome.reschedule or {})}
                 for outcome in outcomes
@@ -566,7 +395,7 @@ class JobRunner:
     async def _release_leases(self) -> None:
         """Hand unfinished jobs back at once instead of making others wait for lease expiry."""
         try:
-            await self.db.transact(lambda tx: tx.execute(_RELEASE, {"owner": self.owner}))
+            await self.db.transact(lambda tx: tx.execute(statements.RELEASE, {"owner": self.owner}))
         except Exception:
             log.exception("job_release_failed")
 

@@ -1,19 +1,18 @@
-"""Group commit for the real-time endpoints' single-row INSERTs.
+"""Group commit for the real-time endpoints' single-row INSERTs (``callerid.batching``).
 
 SQLite has one writer: one transaction per R2 request would serialise the requests on the write lock, with one
-COMMIT each. Rows that arrive while a transaction is running (or in the same event-loop turn) go together into
-the next one (one executemany INSERT, one COMMIT), so the lock is taken once per group instead of once per
-request. Every caller is
-answered only after the transaction holding its row has committed, exactly as with its own transaction.
+COMMIT each (on PostgreSQL one WAL flush each). Rows that arrive while a transaction is running go together into
+the next one (one multi-row INSERT, one COMMIT). Every caller is answered only after the transaction holding its
+row has committed, exactly as with its own transaction; one bad row does not fail the others.
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from sqlalchemy import Table, insert
 
+from callerid.batching import Batcher
 from callerid.db import Database
 from callerid.db.write import Step
 
@@ -24,47 +23,14 @@ class GroupInserter:
     def __init__(self, db: Database, table: Table):
         self._db = db
         self._insert = insert(table)
-        self._waiting: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
-        self._drainer: asyncio.Task[None] | None = None
+        self._batcher: Batcher[dict[str, Any], None] = Batcher(
+            self._write, max_batch=MAX_GROUP, alone_on_error=True, name=f"callerid-insert-{table.name}"
+        )
 
     async def insert(self, row: dict[str, Any]) -> None:
         """Returns once ``row`` is committed; raises what its INSERT raised."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.append((row, done))
-        if self._drainer is None or self._drainer.done():
-            self._drainer = asyncio.create_task(self._drain())
-        # shield: a caller that goes away (client disconnect) must not cancel the others' transaction.
-        await asyncio.shield(done)
+        await self._batcher.submit(row)
 
-    async def _drain(self) -> None:
-        while self._waiting:
-            group, self._waiting = self._waiting[:MAX_GROUP], self._waiting[MAX_GROUP:]
-            try:
-                await self._write([row for row, _ in group])
-            except Exception as exc:
-                if len(group) == 1:
-                    self._settle(group, exc)
-                    continue
-                # One bad row must not fail the others: redo them one by one, so each gets its own answer.
-                for item in group:
-                    try:
-                        await self._write([item[0]])
-                    except Exception as exc:
-                        self._settle([item], exc)
-                    else:
-                        self._settle([item], None)
-            else:
-                self._settle(group, None)
-
-    async def _write(self, rows: list[dict[str, Any]]) -> None:
+    async def _write(self, rows: list[dict[str, Any]]) -> list[None]:
         await self._db.write([Step(self._insert, rows=rows)])
-
-    @staticmethod
-    def _settle(group: list[tuple[dict[str, Any], asyncio.Future[None]]], error: BaseException | None) -> None:
-        for _, done in group:
-            if done.done():
-                continue
-            if error is None:
-                done.set_result(None)
-            else:
-                done.set_exception(error)
+        return [None] * len(rows)

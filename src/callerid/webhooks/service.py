@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from callerid import clock, secretbox
 from callerid.accounts import members
 from callerid.accounts.models import ClientAccount
+from callerid.batching import Batcher
 from callerid.config import Settings
 from callerid.db import Database
 from callerid.display_text import storage_problem
@@ -33,7 +34,6 @@ from callerid.jobs.purge import Purge
 from callerid.jobs.service import enqueue, enqueue_many
 from callerid.timefmt import iso_z
 from callerid.webhooks import mail, secrets_at_rest, signing
-from callerid.webhooks.batching import Batcher
 from callerid.webhooks.delivery import AttemptResult, WebhookBusy, deliverer_of
 from callerid.webhooks.models import (
     EVENT_TYPES,
