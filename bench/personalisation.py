@@ -170,7 +170,7 @@ def run_wrk(base: str, script: str, args: argparse.Namespace, folder: Path, name
     raise SystemExit(f"wrk gave no result:\n{done.stdout}\n{done.stderr}")
 
 
-def report(name: str, unit: str, result: dict[str, Any], ceiling: dict[str, Any]) -> None:
+def report(name: str, unit: str, result: dict[str, Any], ceiling: dict[str, Any]) -> dict[str, Any]:
     ratio = result["per_second"] / ceiling["per_second"]
     print(
         f"  {name}: {result['requests']:,} in {result['duration_us'] / 1e6:.1f} s: "
@@ -178,6 +178,7 @@ def report(name: str, unit: str, result: dict[str, Any], ceiling: dict[str, Any]
         f"p50 {result['p50_us'] / 1000:.1f} ms, p99 {result['p99_us'] / 1000:.1f} ms, "
         f"{ratio:.1%} of the ceiling"
     )
+    return result
     if result["non200"] or result["socket_errors"]:
         raise SystemExit(
             f"  {name}: {result['non200']} non-200 answers, {result['socket_errors']} socket errors; "
@@ -205,7 +206,7 @@ async def python_ceiling(base: str, concurrency: int, seconds: float) -> float:
         return count / (time.perf_counter() - started)
 
 
-async def bench_b2(base: str, tenants: list[dict[str, Any]], args: argparse.Namespace) -> None:
+async def bench_b2(base: str, tenants: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, float]:
     now_ms = int(time.time() * 1000)
     # (account, auth, body) per batch, rotating over every token; bodies serialised before the clock starts.
     pairs = [(t["account_id"], auth, t["label_id"]) for t in tenants for auth in t["auths"]]
@@ -271,6 +272,7 @@ async def bench_b2(base: str, tenants: list[dict[str, Any]], args: argparse.Name
         f"  B2 fully processed: all {records:,} records in {processed:.2f} s: "
         f"{records / processed * 60:,.0f} records/min"
     )
+    return {"accepted_per_minute": records / accept_seconds * 60, "processed_per_minute": records / processed * 60}
 
 
 # --- setup -----------------------------------------------------------------------------------------------------
@@ -321,7 +323,9 @@ def prepare(base: str, tenants: list[dict[str, Any]], phones: int) -> list[str]:
     return device_tokens
 
 
-def run_backend(backend: str, args: argparse.Namespace) -> None:
+def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Runs the phases against one backend; their figures by phase name."""
+    figures: dict[str, Any] = {}
     folder = Path(tempfile.mkdtemp(prefix=f"callerid-bench-{backend}-"))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLERID_")}
@@ -390,15 +394,14 @@ def run_backend(backend: str, args: argparse.Namespace) -> None:
                 for a in t["auths"]
             ]
             result = run_wrk(base, wrk_script_r2(targets, int(time.time() * 1000)), args, folder, "r2")
-            report("R2", "records", result, ceiling)
+            figures["r2"] = report("R2", "records", result, ceiling)
         if "lookup" in args.only:
-            report(
-                "lookup", "lookups", run_wrk(base, wrk_script_lookup(device_tokens), args, folder, "lookup"), ceiling
-            )
+            result = run_wrk(base, wrk_script_lookup(device_tokens), args, folder, "lookup")
+            figures["lookup"] = report("lookup", "lookups", result, ceiling)
         if profiler is not None:
             profiler.wait(timeout=120)
         if "b2" in args.only and args.batches:
-            asyncio.run(bench_b2(base, tenants, args))
+            figures["b2"] = asyncio.run(bench_b2(base, tenants, args))
     finally:
         if server is not None:
             server.terminate()
@@ -407,6 +410,24 @@ def run_backend(backend: str, args: argparse.Namespace) -> None:
             subprocess.run(["psql", args.postgres_admin, "-qc", f"DROP DATABASE IF EXISTS {database}"], check=False)
             subprocess.run(["redis-cli", "-u", env["CALLERID_REDIS_URL"], "flushdb"], check=False, capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
+    return figures
+
+
+def compare(embedded: dict[str, Any], production: dict[str, Any]) -> None:
+    """Production (PostgreSQL + Redis) as a share of the embedded default, same run (issue 15: at least 60 %)."""
+    print("postgres / sqlite, one serve process each:")
+    rows = [
+        ("R2 records/s", "r2", lambda f: f["per_second"]),
+        ("lookups/s", "lookup", lambda f: f["per_second"]),
+        ("B2 records/min accepted", "b2", lambda f: f["accepted_per_minute"]),
+        ("B2 records/min processed", "b2", lambda f: f["processed_per_minute"]),
+    ]
+    for label, phase, value in rows:
+        if phase in embedded and phase in production:
+            ratio = value(production[phase]) / value(embedded[phase])
+            print(f"  {label}: {value(production[phase]):,.0f} / {value(embedded[phase]):,.0f} = {ratio:.0%}")
+    if "r2" in production:
+        print(f"  R2 p99 on postgres: {production['r2']['p99_us'] / 1000:.1f} ms (target < 50 ms)")
 
 
 def main() -> None:
@@ -432,8 +453,11 @@ def main() -> None:
     args.only = set(args.only.split(","))
     if not shutil.which(args.wrk):
         raise SystemExit("wrk is not installed (Debian: apt-get install wrk)")
+    figures = {}
     for backend in ["sqlite", "postgres"] if args.backend == "both" else [args.backend]:
-        run_backend(backend, args)
+        figures[backend] = run_backend(backend, args)
+    if len(figures) == 2:
+        compare(figures["sqlite"], figures["postgres"])
 
 
 if __name__ == "__main__":
