@@ -29,7 +29,7 @@ from callerid.db.write import lock_session
 from callerid.display_text import display_problem, storage_problem
 from callerid.errors import ApiError, invalid_input, not_found
 from callerid.jobs import enqueue
-from callerid.labels.models import Label
+from callerid.labels.shared import LABELS, get_label
 from callerid.numbers.models import (
     ARCHIVED,
     DELIST,
@@ -199,8 +199,8 @@ async def create_feature_set(
     process = await session.get(Process, process_id)
     if process is None or process.account_id != account_id:
         raise NumbersError(f"process {process_id} not found in this account")
-    label = await session.get(Label, label_id)
-    if label is None or label.account_id != account_id:
+    label = await get_label(session, account_id, label_id)
+    if label is None:
         raise NumbersError(f"label {label_id} not found in this account")
     if len(description) > 500:
         raise NumbersError("description must be at most 500 characters")
@@ -419,7 +419,7 @@ async def list_numbers(
             CallingOperation.name,
             _Root.name,
             _Attached.name,
-            Label.name,
+            LABELS.c.name,
         )
         .outerjoin(FeatureSet, FeatureSet.id == BusinessNumber.feature_set_id)
         .outerjoin(_Attached, _Attached.id == FeatureSet.process_id)
@@ -427,7 +427,7 @@ async def list_numbers(
         .outerjoin(Department, Department.id == FeatureSet.department_id)
         .outerjoin(Operation, Operation.id == FeatureSet.operation_id)
         .outerjoin(CallingOperation, CallingOperation.id == Operation.calling_operation_id)
-        .outerjoin(Label, Label.id == FeatureSet.label_id)
+        .outerjoin(LABELS, LABELS.c.id == FeatureSet.label_id)
         .where(*where)
         .order_by(BusinessNumber.created_at.desc(), BusinessNumber.phone_number)
         .offset(offset)
@@ -897,10 +897,10 @@ async def listed_identity(session: AsyncSession, caller: str) -> ListedIdentity 
         return None
     row = (
         await session.execute(
-            select(Label.id, Label.name, Label.logo_key, CallReason.text, FeatureSet.id, FeatureSet.name)
+            select(LABELS.c.id, LABELS.c.name, LABELS.c.logo_key, CallReason.text, FeatureSet.id, FeatureSet.name)
             .select_from(BusinessNumber)
             .join(FeatureSet, FeatureSet.id == BusinessNumber.feature_set_id)
-            .join(Label, Label.id == FeatureSet.label_id)
+            .join(LABELS, LABELS.c.id == FeatureSet.label_id)
             .outerjoin(CallReason, CallReason.id == FeatureSet.call_reason_id)
             .where(BusinessNumber.phone_number == number, BusinessNumber.status.in_((LISTED, DELISTING)))
         )

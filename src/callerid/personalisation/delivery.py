@@ -16,8 +16,9 @@ from callerid.db.write import Step
 from callerid.delivery.service import PushMessage, plan_delivery, push_planned
 from callerid.delivery.service import outcome as delivery_outcome
 from callerid.labels.service import logo_url
+from callerid.labels.shared import LABELS
 from callerid.personalisation.models import ERROR, PENDING, SUCCESS, CallRecord
-from callerid.personalisation.reading import LABELS, RECORDS_WITH_LABELS
+from callerid.personalisation.reading import RECORDS_WITH_LABELS
 
 _RECORDS = CallRecord.__table__.c
 # A batch's records still to deliver, in submission order: first only who receives them (most receivers of a batch

@@ -11,14 +11,12 @@ from sqlalchemy import bindparam, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callerid.db.base import UuidText
-from callerid.labels.models import Label
+from callerid.labels.shared import LABELS
 from callerid.personalisation.models import CallRecord
 from callerid.personalisation.rules import epoch_ms
 from callerid.personalisation.schemas import StoredRecord
 from callerid.phone import normalise_phone
 
-# Core tables, not ORM entities, in the hot queries: rows come back without the ORM's loading overhead.
-LABELS = Label.__table__
 RECORDS_WITH_LABELS = CallRecord.__table__.join(LABELS, LABELS.c.id == CallRecord.__table__.c.label_id)
 
 
