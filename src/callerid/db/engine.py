@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from callerid.db.driverpool import DriverPool
 from callerid.db.pointread import PointReader, PostgresPointReader, SessionPointReader, sqlite_point_reader
 from callerid.db.sqlitewriter import SQLITE_BUSY_TIMEOUT_MS, SqliteWriter
 from callerid.db.write import (
@@ -108,8 +109,10 @@ class Database:
             self.reader = sqlite_point_reader(path)
             self.writer = SqliteWrites(SqliteWriter(path, SQLITE_BUSY_TIMEOUT_MS, self.write_lock))
         elif self.is_postgres:
-            self.reader = PostgresPointReader(self.engine)
-            self.writer = PostgresWrites(self.reader.engine, self.reader.raw)
+            # Short-lived processes (null_pool: the CLI) keep no pool of their own either.
+            driver_pool = None if null_pool else DriverPool(url, pool_size)
+            self.reader = PostgresPointReader(self.engine, driver_pool)
+            self.writer = PostgresWrites(self.reader.engine, self.reader.raw, driver_pool)
         else:  # an in-memory SQLite database (tests): every connection of the pool is the same database
             self.reader = SessionPointReader(self.session)
             self.writer = SessionWrites(self.transaction)
@@ -190,7 +193,7 @@ class Database:
 
     async def dispose(self) -> None:
         self.reader.close()
-        self.writer.close()
+        await self.writer.close()
         await self.engine.dispose()
         if self.write_engine is not self.engine:
             await self.write_engine.dispose()

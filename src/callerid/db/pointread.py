@@ -24,6 +24,7 @@ from sqlalchemy.engine import Result
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from sqlalchemy.pool import StaticPool
 
+from callerid.db.driverpool import DriverPool
 from callerid.db.rawsql import RawResult, RawStatementCache
 from callerid.db.sqlitewriter import SQLITE_BUSY_TIMEOUT_MS
 
@@ -127,16 +128,44 @@ class _AutocommitReadSession:
         return RawResult(raw.rows([tuple(record) for record in records]))
 
 
-class PostgresPointReader:
-    """PostgreSQL: point reads on a pooled connection in autocommit (see ``_AutocommitReadSession``)."""
+class _DriverReadSession:
+    """PostgreSQL: statements on one of asyncpg's pooled connections (``db.driverpool``), each its own implicit
+    transaction, so a point read is one round trip (an ORM session adds BEGIN before and ROLLBACK after it). Plain
+    SELECTs run with their compiled form cached (``db.rawsql``); anything else goes through SQLAlchemy."""
 
-    def __init__(self, engine: AsyncEngine):
+    __slots__ = ("_driver", "_engine", "_raw")
+
+    def __init__(self, driver: Any, raw: RawStatementCache, engine: AsyncEngine):
+        self._driver = driver
+        self._raw = raw
+        self._engine = engine
+
+    async def execute(self, statement: Any, params: Any = None) -> Result[Any] | RawResult:
+        raw = self._raw.get(statement)
+        if raw is None or raw.row_type is None:
+            async with self._engine.connect() as connection:
+                result = await connection.execute(statement, params)
+                return result.freeze()()
+        records = await self._driver.fetch(raw.sql, *raw.parameters(params))
+        return RawResult(raw.rows([tuple(record) for record in records]))
+
+
+class PostgresPointReader:
+    """PostgreSQL: point reads on asyncpg's pool (``db.driverpool``), or, where there is none (short-lived CLI
+    processes), on SQLAlchemy's pooled connections in autocommit."""
+
+    def __init__(self, engine: AsyncEngine, driver_pool: DriverPool | None):
         # Same pool as the engine's; the option only changes how checked-out connections run statements.
         self.engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         self.raw = RawStatementCache(engine.dialect)
+        self._driver_pool = driver_pool
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
+        if self._driver_pool is not None:
+            async with self._driver_pool.connection() as driver:
+                yield cast(AsyncSession, _DriverReadSession(driver, self.raw, self.engine))
+            return
         async with self.engine.connect() as connection:
             yield cast(AsyncSession, _AutocommitReadSession(connection, self.raw))
 

@@ -111,21 +111,27 @@ class SqliteTx:
 
 class PostgresTx:
     """``WriteTx`` on an asyncpg connection inside its own transaction. A statement that cannot be compiled once
-    (expanding parameters) goes through SQLAlchemy on the same connection, so in the same transaction."""
+    (expanding parameters) goes through SQLAlchemy on the same connection (so in the same transaction) where there
+    is one; on asyncpg's own pool, every statement of a write must be plain, as on SQLite's writer."""
 
     __slots__ = ("_connection", "_driver", "_raw", "woke")
 
-    def __init__(self, connection: AsyncConnection, driver: Any, raw: RawStatementCache):
+    def __init__(self, connection: AsyncConnection | None, driver: Any, raw: RawStatementCache):
         self._connection = connection
         self._driver = driver
         self._raw = raw
         self.woke = False
 
+    def _sqlalchemy(self, statement: Any) -> AsyncConnection:
+        if self._connection is None:
+            raise ValueError(f"not a plain statement (expanding or escaped parameters): {statement}")
+        return self._connection
+
     async def execute(self, statement: Any, values: Mapping[str, Any] | None = None) -> int:
         keys = tuple(values) if values is not None and getattr(statement, "is_insert", False) else None
         raw = self._raw.get(statement, keys)
         if raw is None:
-            result = await self._connection.execute(statement, values)
+            result = await self._sqlalchemy(statement).execute(statement, values)
             return int(getattr(result, "rowcount", 0) or 0)
         status: str = await self._driver.execute(raw.sql, *raw.parameters(values))
         # asyncpg answers the command tag: "INSERT 0 3", "UPDATE 2", "DELETE 0", "SELECT 1".
@@ -142,14 +148,14 @@ class PostgresTx:
             keys = tuple(rows[0]) + tuple(key for key in (shared or {}) if key not in rows[0])
         raw = self._raw.get(statement, keys)
         if raw is None:
-            await self._connection.execute(statement, [{**(shared or {}), **row} for row in rows])
+            await self._sqlalchemy(statement).execute(statement, [{**(shared or {}), **row} for row in rows])
             return
         await self._driver.executemany(raw.sql, raw.parameters_many(rows, shared))
 
     async def query(self, statement: Any, values: Mapping[str, Any] | None = None) -> list[Any]:
         raw = self._raw.get(statement)
         if raw is None or raw.row_type is None:
-            return list((await self._connection.execute(statement, values)).all())
+            return list((await self._sqlalchemy(statement).execute(statement, values)).all())
         records = await self._driver.fetch(raw.sql, *raw.parameters(values))
         return raw.rows([tuple(record) for record in records])
 

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from callerid.db.driverpool import DriverPool
 from callerid.db.rawsql import RawStatementCache
 from callerid.db.sqlitewriter import PreparedInsert, SqliteWriter, WriteTransaction
 from callerid.db.write import PostgresTx, SessionTx, SqliteTx, Step, Work, drive, run_steps, wake_local_runners
@@ -49,23 +50,31 @@ class SqliteWrites:
         ]
         return await self.transact(lambda tx: run_steps(tx, steps, prepared))
 
-    def close(self) -> None:
+    async def close(self) -> None:
         self.sqlite.close()
 
 
 class PostgresWrites:
-    """PostgreSQL: asyncpg directly, on a pooled connection in autocommit, one driver transaction per write."""
+    """PostgreSQL: asyncpg directly, one driver transaction per write: on asyncpg's pool (``db.driverpool``), or
+    where there is none (short-lived CLI processes) on SQLAlchemy's pooled connections in autocommit."""
 
-    def __init__(self, engine: AsyncEngine, raw: RawStatementCache):
+    def __init__(self, engine: AsyncEngine, raw: RawStatementCache, driver_pool: DriverPool | None):
         self._engine = engine  # autocommit: SQLAlchemy adds no BEGIN/ROLLBACK of its own
         self._raw = raw
+        self._driver_pool = driver_pool
 
     async def transact(self, work: Work[T], *, bulk: bool = False) -> T:
-        async with self._engine.connect() as connection:
-            driver: Any = (await connection.get_raw_connection()).driver_connection
-            tx = PostgresTx(connection, driver, self._raw)
-            async with driver.transaction():
-                result = await work(tx)
+        if self._driver_pool is not None:
+            async with self._driver_pool.connection() as driver:
+                tx = PostgresTx(None, driver, self._raw)
+                async with driver.transaction():
+                    result = await work(tx)
+        else:
+            async with self._engine.connect() as connection:
+                driver = (await connection.get_raw_connection()).driver_connection
+                tx = PostgresTx(connection, driver, self._raw)
+                async with driver.transaction():
+                    result = await work(tx)
         if tx.woke:
             wake_local_runners()
         return result
@@ -73,8 +82,9 @@ class PostgresWrites:
     async def write(self, steps: Sequence[Step]) -> list[Any]:
         return await self.transact(lambda tx: run_steps(tx, steps, [None] * len(steps)))
 
-    def close(self) -> None:
-        return None
+    async def close(self) -> None:
+        if self._driver_pool is not None:
+            await self._driver_pool.close()
 
 
 class SessionWrites:
@@ -90,7 +100,7 @@ class SessionWrites:
     async def write(self, steps: Sequence[Step]) -> list[Any]:
         return await self.transact(lambda tx: run_steps(tx, steps, [None] * len(steps)))
 
-    def close(self) -> None:
+    async def close(self) -> None:
         return None
 
 
