@@ -10,7 +10,8 @@ from starlette.requests import Request
 
 from callerid.accounts.service import TokenPrincipal, allows, resolve_token
 from callerid.db.pointread import point_session
-from callerid.errors import authorization_error, forbidden, rate_limited, token_parse_error
+from callerid.errors import token_parse_error
+from callerid.failures import Forbidden, LimitExceeded, Unauthorized
 from callerid.runtime import Runtime, runtime_of
 
 _BEARER = re.compile(r"^[Bb][Ee][Aa][Rr][Ee][Rr] ([A-Za-z0-9]{64})$")
@@ -25,31 +26,31 @@ async def check_access(
     *,
     batch_v2: bool = False,
 ) -> TokenPrincipal:
-    """A live token of the path's account whose key has ``level`` on ``feature``, else ApiError.
+    """A live token of the path's account whose key has ``level`` on ``feature``, else a domain error.
 
     Checks run in the spec's order and the first failure answers: header missing (401), unparsable
     (500, as the reference), unknown/expired/revoked (401), other account (403), no access (403),
     rate limit (429).
     """
     if authorization is None:
-        raise authorization_error("Missing authorization header")
+        raise Unauthorized("Missing authorization header")
     match = _BEARER.match(authorization.strip())
     if match is None:
         raise token_parse_error()
     async with point_session(runtime.db) as session:
         principal = await resolve_token(session, match.group(1))
     if principal is None:
-        raise authorization_error("please login again")
+        raise Unauthorized("please login again")
     if path_account.lower() != str(principal.account_id):
-        raise forbidden()
+        raise Forbidden()
     if feature not in principal.features or not allows(principal.access, feature, level):
-        raise forbidden()
+        raise Forbidden()
     limiter = runtime.limiter
     wait = await limiter.hit(limiter.general, principal.token_hash)
     if wait is None and batch_v2:
         wait = await limiter.hit(limiter.batch_v2, principal.token_hash)
     if wait is not None:
-        raise rate_limited(wait)
+        raise LimitExceeded(retry_after=wait)
     return principal
 
 

@@ -33,7 +33,6 @@ from callerid.db.sqlitewriter import WriteTransaction, sqlite_writer
 from callerid.delivery.service import DeliveryOutcome, PushMessage, deliver_many, plan_delivery, push_planned
 from callerid.delivery.service import outcome as delivery_outcome
 from callerid.display_text import cannot_display, is_displayable
-from callerid.http import parse_uuid
 from callerid.jobs import enqueue
 from callerid.jobs.service import INSERT_JOB, job_row, wake_local_runners
 from callerid.labels.models import Label
@@ -42,6 +41,7 @@ from callerid.personalisation.models import ERROR, INVALID_INPUT, PENDING, SUCCE
 from callerid.personalisation.schemas import FIELDS, V1, V2, StoredRecord, wire_name
 from callerid.personalisation.writer import GroupInserter
 from callerid.phone import normalise_phone
+from callerid.uuids import parse_uuid
 
 DELIVER_BATCH_JOB = "personalisation.deliver_batch"
 REALTIME_INSERTER = "personalisation.realtime_inserter"  # runtime.services key: the R1/R2 group commit
