@@ -13,7 +13,8 @@ import pytest
 
 from callerid.app import create_app
 from callerid.db import Database
-from callerid.errors import ApiError, BodyError, rate_limited
+from callerid.errors import ApiError
+from callerid.failures import LimitExceeded, NotFound
 from callerid.ops import routes as ops_routes
 from tests.conftest import Tenant, make_settings
 from tests.ops.probes import CRASH_PATH, add_probe_routes
@@ -157,19 +158,18 @@ async def test_api_errors_keep_their_status_headers_and_body(app: Any, client: h
     @app.get("/probe/api-error/{kind}")
     async def raise_kind(kind: str) -> Any:
         if kind == "limited":
-            raise rate_limited(0)
-        if kind == "body":
-            raise BodyError(400, {"status_info": {"status": "error", "field": "x", "message": "bad"}})
-        raise ApiError(404, "not-found", "feature set not found")
+            raise LimitExceeded(retry_after=0)
+        if kind == "http":
+            raise ApiError(426, "upgrade-required", "connect with Upgrade: websocket", headers={"X-Probe": "1"})
+        raise NotFound("feature set not found")
 
     limited = await client.get("/probe/api-error/limited")
     assert (limited.status_code, limited.json()) == (429, error("rate-limit-exceeded", "too many requests"))
     assert limited.headers["retry-after"] == "1"  # never 0
-    body = await client.get("/probe/api-error/body")
-    assert (body.status_code, body.json()) == (
-        400,
-        {"status_info": {"status": "error", "field": "x", "message": "bad"}},
-    )
+    http_only = await client.get("/probe/api-error/http")
+    expected = error("upgrade-required", "connect with Upgrade: websocket")
+    assert (http_only.status_code, http_only.json()) == (426, expected)
+    assert http_only.headers["x-probe"] == "1"
     missing = await client.get("/probe/api-error/other")
     assert (missing.status_code, missing.json()) == (404, error("not-found", "feature set not found"))
 

@@ -21,7 +21,6 @@ from callerid.db import Database
 from callerid.engagement import service as engagement
 from callerid.engagement.jobs import ENGAGEMENT_PURGES
 from callerid.engagement.models import CmbRequest, ExportFile, SurveyResponse
-from callerid.errors import BodyError
 from callerid.jobs.models import QUEUED, Job
 from callerid.jobs.purge import purge
 from callerid.jobs.registry import registry
@@ -286,7 +285,7 @@ async def test_cmb_requests_and_survey_answers_stay_for_the_export_window(
         assert await engagement.issue_feedback_export(
             session, settings, account_id=a, survey_id=uuid.UUID(survey_id), start=uf_cutoff, end=NOW
         )
-        with pytest.raises(BodyError):
+        with pytest.raises(engagement.NothingInRange):
             await engagement.issue_cmb_export(session, settings, account_id=a, start=NOW - timedelta(days=365),
                                               end=cmb_cutoff)  # fmt: skip
 

@@ -1,36 +1,39 @@
-"""The one error type and the handlers that render every failure as ``{"slug", "message"}``.
+"""The one map from failures to HTTP answers: every failure renders as ``{"slug", "message"}`` (SPEC §2.4).
 
-Routes and dependencies raise ``ApiError``; whatever else escapes (framework 404/405, validation
-errors, bugs) is turned into the same shape here, so no stack trace ever reaches a client.
+Services (and routes) raise the domain errors of ``callerid.failures``; ``STATUS`` gives each kind its status, in
+one table, and one handler answers them all. ``ApiError`` is left for the few answers only HTTP has (405 with
+``Allow``, 413, 426, the metrics token). Whatever else escapes (framework 404/405, validation errors, bugs) is
+turned into the same shape here, so no stack trace ever reaches a client.
 """
 
 from __future__ import annotations
 
 from http import HTTPStatus
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from callerid.failures import (
+    FORBIDDEN_MESSAGE,
+    Conflict,
+    DomainError,
+    Forbidden,
+    Gone,
+    InvalidInput,
+    LimitExceeded,
+    NotFound,
+    Unauthorized,
+    Unavailable,
+    UpstreamFailed,
+)
 from callerid.responses import JsonResponse
 
-FORBIDDEN_MESSAGE = "not authorized. please contact your admin."
 INTERNAL_ERROR_BODY = {"slug": "internal-server-error", "message": "internal server error"}
 
 
-class ApiProblem(Exception):
-    """Anything that answers the client with a non-2xx JSON body."""
-
-    status_code: int = 500
-    headers: dict[str, str] | None = None
-
-    def body(self) -> Any:
-        raise NotImplementedError
-
-
-class ApiError(ApiProblem):
-    """The spec's common error shape: ``{"slug": ..., "message": ...}`` (SPEC §2.4)."""
+class ApiError(Exception):
+    """An answer that only HTTP has, in the spec's common shape ``{"slug": ..., "message": ...}``."""
 
     def __init__(self, status_code: int, slug: str, message: str, headers: dict[str, str] | None = None):
         super().__init__(f"{status_code} {slug}: {message}")
@@ -43,49 +46,48 @@ class ApiError(ApiProblem):
         return {"slug": self.slug, "message": self.message}
 
 
-class BodyError(ApiProblem):
-    """An error whose body is not the slug shape (R1/B1 ``status``, R2/B2 ``status_info``, CMB/UF ``message``)."""
-
-    def __init__(self, status_code: int, body: Any):
-        super().__init__(f"{status_code}: {body}")
-        self.status_code = status_code
-        self._body = body
-
-    def body(self) -> Any:
-        return self._body
-
-
-def invalid_input(message: str) -> ApiError:
-    return ApiError(400, "invalid-input", message)
-
-
-def authorization_error(message: str) -> ApiError:
-    return ApiError(401, "authorization-error", message)
+# The status of each kind of domain error. A domain's own subclass answers as the first of its bases found here
+# (``accounts.service.NotFound`` is a NotFound before it is an AccountsError, an InvalidInput: 404).
+STATUS: dict[type[DomainError], int] = {
+    DomainError: 400,
+    InvalidInput: 400,
+    Unauthorized: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    Gone: 410,
+    LimitExceeded: 429,
+    UpstreamFailed: 502,
+    Unavailable: 503,
+}
 
 
-def forbidden() -> ApiError:
-    return ApiError(403, "forbidden-error", FORBIDDEN_MESSAGE)
+def status_of(error: DomainError) -> int:
+    return next(STATUS[kind] for kind in type(error).__mro__ if kind in STATUS)
 
 
-def not_found(message: str = "not found") -> ApiError:
-    return ApiError(404, "not-found", message)
+def problem_of(error: DomainError | ApiError) -> ApiError:
+    """The HTTP answer to ``error``: its status, ``{"slug", "message"}``, and ``Retry-After`` for a limit."""
+    if isinstance(error, ApiError):
+        return error
+    headers = None
+    if isinstance(error, LimitExceeded):
+        headers = {"Retry-After": str(max(1, error.retry_after))}  # never 0: that would invite a retry at once
+    return ApiError(status_of(error), error.slug, error.message, headers=headers)
+
+
+def body_of(error: DomainError) -> dict[str, str]:
+    """The body ``error`` is answered with (e.g. for an example in the OpenAPI document)."""
+    return problem_of(error).body()
 
 
 def method_not_allowed(allowed: tuple[str, ...]) -> ApiError:
     return ApiError(405, "method-not-allowed", "method not allowed", headers={"Allow": ", ".join(allowed)})
 
 
-def conflict(message: str) -> ApiError:
-    return ApiError(409, "conflict", message)
-
-
 def body_too_large(limit: int) -> ApiError:
     # The slug the framework's own 413 gets below (HTTP's phrase), with the limit in the message.
     return ApiError(413, "request-entity-too-large", f"request body must be at most {limit} bytes")
-
-
-def rate_limited(retry_after: int, message: str = "too many requests") -> ApiError:
-    return ApiError(429, "rate-limit-exceeded", message, headers={"Retry-After": str(max(1, retry_after))})
 
 
 def token_parse_error() -> ApiError:
@@ -136,9 +138,11 @@ def _http_error_body(exc: StarletteHTTPException) -> dict[str, str]:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ApiProblem)
-    async def _api_problem(_: Request, exc: ApiProblem) -> JsonResponse:
-        return JsonResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
+    @app.exception_handler(ApiError)
+    @app.exception_handler(DomainError)
+    async def _problem(_: Request, exc: ApiError | DomainError) -> JsonResponse:
+        problem = problem_of(exc)
+        return JsonResponse(problem.body(), status_code=problem.status_code, headers=problem.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_exception(_: Request, exc: StarletteHTTPException) -> JsonResponse:

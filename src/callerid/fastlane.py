@@ -5,7 +5,7 @@ resolution and Starlette's Request/Response objects cost ~150 µs of CPU per req
 real-time record, the caller-ID lookup or the health probe need for their own work (measured with
 ``bench/personalisation.py``). Those few endpoints are matched here by path first; a request on any other
 path goes on to FastAPI untouched. Handlers keep the layering of the rest of the app: parse, call the
-service, render; errors are the same ``ApiProblem`` exceptions, rendered in the same shapes.
+service, render; errors are the same domain errors (and ``ApiError``), answered by the same ``errors.problem_of``.
 
 This is the outermost layer: a fast route's request gets its request id, access line and metrics (labelled by
 the route template, which this layer puts in ``scope["route"]``) from ``RequestObservation`` here, exactly as
@@ -27,7 +27,8 @@ from pydantic.json_schema import models_json_schema
 from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from callerid.errors import ApiProblem, method_not_allowed
+from callerid.errors import ApiError, method_not_allowed, problem_of
+from callerid.failures import DomainError
 from callerid.ops.middleware import INTERNAL_ERROR, INTERNAL_ERROR_START, RequestObservation
 from callerid.responses import JsonResponse
 from callerid.runtime import Runtime
@@ -162,7 +163,8 @@ class FastLane:
         try:
             try:
                 response = await route.handler(FastRequest(scope, receive, path_params, scope["app"].state.runtime))
-            except ApiProblem as problem:
+            except (DomainError, ApiError) as error:
+                problem = problem_of(error)
                 status = problem.status_code
                 await send_json(send, status, problem.body(), problem.headers, observation.header)
                 return

@@ -1,21 +1,24 @@
-"""Small HTTP helpers shared by every router: the JSON response class, body parsing, pagination."""
+"""Small HTTP helpers shared by every router: the JSON response class, body parsing, pagination.
+
+``Page`` and ``parse_uuid`` live in framework-free modules (``callerid.paging``, ``callerid.uuids``) so that services
+can use them too; they are re-exported here for the routes.
+"""
 
 from __future__ import annotations
 
-import math
-import re
-import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from starlette.requests import Request
 
 from callerid.config import Settings
-from callerid.errors import invalid_input
+from callerid.failures import InvalidInput
+from callerid.paging import MAX_PAGE, Page
 from callerid.responses import JsonResponse
+from callerid.uuids import parse_uuid
 
 __all__ = [
+    "MAX_PAGE",
     "JsonResponse",
     "Page",
     "parse_json_object",
@@ -80,43 +83,12 @@ def _nests_within(container: dict[str, Any] | list[Any], levels: int) -> bool:
     return True
 
 
-# The one written form of a UUID (8-4-4-4-12 hex digits, any case), as OpenAPI's `format: uuid` has it. uuid.UUID
-# alone takes more: "{...}", "urn:uuid:", hyphens anywhere, and whatever int(..., 16) takes ("+", "_", spaces,
-# non-ASCII digits), so "+2345678-1234-1234-1234-1234567890ab" named the same batch as "02345678-...".
-_UUID_TEXT = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
-
-
-def parse_uuid(value: str | None) -> uuid.UUID | None:
-    """A UUID in any case, or None."""
-    if not value or len(value) != 36 or _UUID_TEXT.fullmatch(value) is None:
-        return None
-    return uuid.UUID(value)
-
-
-@dataclass(frozen=True)
-class Page:
-    number: int
-    limit: int
-
-    @property
-    def offset(self) -> int:
-        return (self.number - 1) * self.limit
-
-    def total_pages(self, total_items: int) -> int:
-        return math.ceil(total_items / self.limit) if total_items else 0
-
-
-# The last page anyone can ask for: its offset (page x limit <= 10^9) stays far inside every database's integer
-# range (an offset past BIGINT failed on PostgreSQL with a 500), and no account has that many rows.
-MAX_PAGE = 1_000_000
-
-
 def _positive_int(name: str, raw: str | None, default: int, maximum: int) -> int:
     if raw is None or raw == "":
         return default
     # ASCII digits only ("²".isdigit() is true, and int() refuses it), and few of them before converting.
     if not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(maximum)) or not 1 <= int(raw) <= maximum:
-        raise invalid_input(f"{name} is invalid")
+        raise InvalidInput(f"{name} is invalid")
     return int(raw)
 
 

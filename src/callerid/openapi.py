@@ -29,10 +29,11 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from callerid.http import MAX_PAGE
-from callerid.responses import JsonResponse
+from callerid.paging import MAX_PAGE
 
-JSON = JsonResponse.media_type
+# What ``callerid.responses.JsonResponse`` answers with (SPEC §2.2), written out so that the wire schemas that use
+# these pieces stay free of the web framework (tests/test_layers.py checks that the two agree).
+JSON = "application/json; charset=utf-8"
 REQUEST_JSON = "application/json"
 SCHEMA_REF = "#/components/schemas/"
 

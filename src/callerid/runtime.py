@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
-
-from starlette.requests import HTTPConnection
+from typing import TYPE_CHECKING, Any
 
 from callerid.accounts.ratelimit import RateLimiter
 from callerid.config import Settings
 from callerid.db import Database
+
+if TYPE_CHECKING:  # only routes call runtime_of; services and the CLI import this module without the web framework
+    from starlette.requests import HTTPConnection
 
 
 @dataclass

@@ -9,7 +9,8 @@ from collections.abc import Awaitable, Callable
 from starlette.requests import Request
 
 from callerid.accounts.service import TokenPrincipal, allows, resolve_token
-from callerid.errors import authorization_error, forbidden, rate_limited, token_parse_error
+from callerid.errors import token_parse_error
+from callerid.failures import Forbidden, LimitExceeded, Unauthorized
 from callerid.runtime import Runtime, runtime_of
 
 _BEARER = re.compile(r"^[Bb][Ee][Aa][Rr][Ee][Rr] ([A-Za-z0-9]{64})$")
@@ -24,30 +25,30 @@ async def check_access(
     *,
     batch_v2: bool = False,
 ) -> TokenPrincipal:
-    """A live token of the path's account whose key has ``level`` on ``feature``, else ApiError.
+    """A live token of the path's account whose key has ``level`` on ``feature``, else a domain error.
 
     Checks run in the spec's order and the first failure answers: header missing (401), unparsable
     (500, as the reference), unknown/expired/revoked (401), other account (403), no access (403),
     rate limit (429).
     """
     if authorization is None:
-        raise authorization_error("Missing authorization header")
+        raise Unauthorized("Missing authorization header")
     match = _BEARER.match(authorization.strip())
     if match is None:
         raise token_parse_error()
     async with runtime.db.point_session() as session:
         principal = await resolve_token(session, match.group(1))
     if principal is None:
-        raise authorization_error("please login again")
+        raise Unauthorized("please login again")
     if path_account.lower() != str(principal.account_id):
-        raise forbidden()
+        raise Forbidden()
     if feature not in principal.features or not allows(principal.access, feature, level):
-        raise forbidden()
+        raise Forbidden()
     limiter = runtime.limiter
     limits = (limiter.general, limiter.batch_v2) if batch_v2 else (limiter.general,)
     wait = await limiter.hit_all(limits, principal.token_hash)
     if wait is not None:
-        raise rate_limited(wait)
+        raise LimitExceeded(retry_after=wait)
     return principal
 
 

@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass
 from enum import StrEnum
 
+from callerid import failures
 from callerid.numbers.nodes import DEPARTMENT, OPERATION, PROCESS, TreeNode
 
 ADMIN = "admin"
@@ -114,8 +115,12 @@ def allowed(actor: Actor, permission: Permission, target: Target | None = None) 
     return actor.scope.ref in target.node.path
 
 
-class Forbidden(Exception):
+class Forbidden(failures.Forbidden):
     """The actor may not do this (the console answers 403, or 404 where existence must not leak)."""
+
+    def __init__(self, permission: Permission):
+        failures.Forbidden.__init__(self)
+        self.permission = permission
 
 
 def authorize(actor: Actor, permission: Permission, target: Target | None = None) -> None:

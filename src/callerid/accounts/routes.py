@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 
 from callerid import openapi
 from callerid.accounts import service
-from callerid.errors import authorization_error, invalid_input, rate_limited
+from callerid.failures import InvalidInput, Unauthorized
 from callerid.http import parse_uuid, read_json_object
 from callerid.responses import JsonResponse
 from callerid.runtime import runtime_of
@@ -18,7 +18,7 @@ router = APIRouter(tags=["Authentication"])
 def _required_string(body: dict[str, object] | None, name: str) -> str:
     value = None if body is None else body.get(name)
     if not isinstance(value, str) or value.strip() == "":
-        raise invalid_input(f"{name} is required")
+        raise InvalidInput(f"{name} is required")
     return value.strip()
 
 
@@ -81,23 +81,20 @@ def _required_string(body: dict[str, object] | None, name: str) -> str:
 )
 async def create_token(clientAccountId: str, request: Request) -> JsonResponse:
     if request.headers.get("x-public-access", "").strip().lower() != "allow":
-        raise authorization_error("Missing authorization header")
+        raise Unauthorized("Missing authorization header")
     account_id = parse_uuid(clientAccountId)
     if account_id is None:
-        raise invalid_input("clientAccountId is invalid")
+        raise InvalidInput("clientAccountId is invalid")
     body = await read_json_object(request)
     api_key = _required_string(body, "api_key")
     key_id = parse_uuid(_required_string(body, "key_id"))
     if key_id is None:
-        raise authorization_error("invalid credentials")
+        raise Unauthorized("invalid credentials")
     runtime = runtime_of(request)
-    try:
-        async with runtime.db.transaction() as session:
-            minted = await service.mint_token(
-                session, runtime.settings, account_id=account_id, key_id=key_id, secret=api_key
-            )
-    except service.TokenMintLimit as exc:
-        raise rate_limited(exc.retry_after_seconds, str(exc)) from None
+    async with runtime.db.transaction() as session:
+        minted = await service.mint_token(
+            session, runtime.settings, account_id=account_id, key_id=key_id, secret=api_key
+        )
     if minted is None:
-        raise authorization_error("invalid credentials")
+        raise Unauthorized("invalid credentials")
     return JsonResponse({"token": minted.token, "created_at": iso_z(minted.created_at)})

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from callerid import clock
+from callerid import clock, failures
 from callerid.accounts.models import AccessToken, ApiKey, ClientAccount, Member
 from callerid.accounts.secrets import hash_password, new_access_token, new_password, sha256_hex
 from callerid.config import FEATURES, Settings
@@ -24,22 +24,17 @@ _LEVEL_RANK = {level: rank for rank, level in enumerate(ACCESS_LEVELS)}
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
-class AccountsError(Exception):
+class AccountsError(failures.InvalidInput):
     """A rule of this domain was broken; the message says which, for a person to read, and ``field`` names the
     input it is about (the console shows the message next to that field)."""
 
-    def __init__(self, message: str, field: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.field = field
 
-
-class NotFound(AccountsError):
-    pass
+class NotFound(failures.NotFound, AccountsError):
+    """No such account, key or member (or none the actor may see)."""
 
 
 class LimitReached(AccountsError):
-    pass
+    """A count the account may not exceed (e.g. ``max_api_keys_per_account``)."""
 
 
 def check_storable(text: str, what: str, *, field: str) -> None:
@@ -256,10 +251,8 @@ async def verify_api_key(session: AsyncSession, key_id: uuid.UUID, secret: str) 
 # --- access tokens -----------------------------------------------------------------------------------
 
 
-class TokenMintLimit(AccountsError):
-    def __init__(self, message: str, retry_after_seconds: int):
-        super().__init__(message)
-        self.retry_after_seconds = retry_after_seconds
+class TokenMintLimit(failures.LimitExceeded):
+    """The account minted ``token_mint_limit`` tokens in the trailing window already (429, SPEC §3.3)."""
 
 
 @dataclass(frozen=True)
@@ -295,7 +288,7 @@ async def mint_token(
         raise TokenMintLimit(
             f"maximum of {settings.token_mint_limit} tokens can be created every "
             f"{settings.token_mint_window_seconds // 60} minutes",
-            retry_after_seconds=max(1, math.ceil((frees_at - now).total_seconds())),
+            retry_after=max(1, math.ceil((frees_at - now).total_seconds())),
         )
     token = new_access_token()
     await session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))

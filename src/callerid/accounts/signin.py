@@ -43,6 +43,7 @@ from callerid.accounts.service import AccountsError
 from callerid.config import Settings
 from callerid.db import Database
 from callerid.display_text import unstorable
+from callerid.failures import LimitExceeded
 from callerid.webhooks import mail
 
 ACTIVE = "active"
@@ -54,12 +55,11 @@ WRONG_CREDENTIALS = "Email or password is incorrect"
 _DUMMY_HASH = hash_password("callerid-timing-equaliser")
 
 
-class Throttled(AccountsError):
-    """Too many attempts; ``retry_after`` seconds until the next is allowed."""
+class Throttled(LimitExceeded, AccountsError):
+    """Too many attempts; ``retry_after`` seconds until the next is allowed (a form shows it like any other)."""
 
     def __init__(self, message: str, retry_after: int):
-        super().__init__(message)
-        self.retry_after = retry_after
+        LimitExceeded.__init__(self, message, retry_after=retry_after)
 
 
 @dataclass(frozen=True)

@@ -63,11 +63,8 @@ def accounts_create(
         fail(f"timezone {timezone!r} is not an IANA timezone (e.g. Asia/Kolkata)")
 
     async def run(settings: Settings, db: Database) -> dict[str, Any]:
-        try:
-            async with db.transaction() as session:
-                created = await service.create_account(session, name=name, admin_email=admin_email, timezone=timezone)
-        except service.AccountsError as exc:
-            fail(str(exc))
+        async with db.transaction() as session:
+            created = await service.create_account(session, name=name, admin_email=admin_email, timezone=timezone)
         return {
             "client_account_id": str(created.account.id),
             "name": created.account.name,
@@ -109,14 +106,11 @@ def keys_create(
     account_id = parse_uuid_option(account, "account")
 
     async def run(settings: Settings, db: Database) -> dict[str, Any]:
-        try:
-            access_map = service.parse_access(access)
-            async with db.transaction() as session:
-                issued = await service.create_api_key(
-                    session, settings, account_id=account_id, name=name, description=description, access=access_map
-                )
-        except service.AccountsError as exc:
-            fail(str(exc))
+        access_map = service.parse_access(access)
+        async with db.transaction() as session:
+            issued = await service.create_api_key(
+                session, settings, account_id=account_id, name=name, description=description, access=access_map
+            )
         return issued_key_json(issued)
 
     emit(run_with_db(run), as_json, title="API key created (the secret is not shown again)")
@@ -128,11 +122,8 @@ def keys_list(account: str = typer.Option(..., "--account"), as_json: bool = JSO
     account_id = parse_uuid_option(account, "account")
 
     async def run(_: Settings, db: Database) -> dict[str, Any]:
-        try:
-            async with db.session() as session:
-                keys = await service.list_api_keys(session, account_id)
-        except service.AccountsError as exc:
-            fail(str(exc))
+        async with db.session() as session:
+            keys = await service.list_api_keys(session, account_id)
         return {"client_account_id": str(account_id), "api_keys": [key_json(k) for k in keys]}
 
     emit(run_with_db(run), as_json)
@@ -149,11 +140,8 @@ def keys_regenerate(
     key_uuid = parse_uuid_option(key_id, "key-id")
 
     async def run(_: Settings, db: Database) -> dict[str, Any]:
-        try:
-            async with db.transaction() as session:
-                issued = await service.regenerate_api_key(session, account_id=account_id, key_id=key_uuid)
-        except service.AccountsError as exc:
-            fail(str(exc))
+        async with db.transaction() as session:
+            issued = await service.regenerate_api_key(session, account_id=account_id, key_id=key_uuid)
         return issued_key_json(issued)
 
     emit(run_with_db(run), as_json, title="API key regenerated (the secret is not shown again)")
@@ -170,11 +158,8 @@ def keys_delete(
     key_uuid = parse_uuid_option(key_id, "key-id")
 
     async def run(_: Settings, db: Database) -> dict[str, Any]:
-        try:
-            async with db.transaction() as session:
-                await service.delete_api_key(session, account_id=account_id, key_id=key_uuid)
-        except service.AccountsError as exc:
-            fail(str(exc))
+        async with db.transaction() as session:
+            await service.delete_api_key(session, account_id=account_id, key_id=key_uuid)
         return {"deleted": True, "key_id": str(key_uuid)}
 
     emit(run_with_db(run), as_json)

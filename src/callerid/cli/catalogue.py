@@ -17,7 +17,6 @@ from callerid.cli.common import JSON_OPTION, emit, fail, run_with_db
 from callerid.config import Settings
 from callerid.db import Database
 from callerid.labels import catalogue
-from callerid.labels.service import LabelError
 
 catalogue_app = typer.Typer(
     help="The catalogue of label categories and sub-categories (integers) that new labels choose from.",
@@ -32,11 +31,8 @@ def _in_transaction(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     """Run one catalogue edit in its own transaction; a broken rule ends the command with its message."""
 
     async def run(settings: Settings, db: Database) -> T:
-        try:
-            async with db.transaction() as session:
-                return await work(session)
-        except LabelError as exc:
-            fail(str(exc))
+        async with db.transaction() as session:
+            return await work(session)
 
     return run_with_db(run)
 

@@ -20,6 +20,7 @@ from callerid import secretbox
 from callerid.config import Settings, load_settings
 from callerid.db import Database
 from callerid.db.migrate import upgrade
+from callerid.failures import DomainError
 
 try:  # POSIX; elsewhere concurrent first starts are not serialised
     import fcntl
@@ -141,13 +142,16 @@ def _one_line(exc: BaseException) -> str:
 
 
 def run_with_db(fn: Callable[[Settings, Database], Awaitable[T]], *, phones: bool = False) -> T:
-    """Run ``fn`` with a ready database; domain errors end the command with their message."""
+    """Run ``fn`` with a ready database. A domain error ends the command with its message: this is the one place
+    the CLI shows them (``error: <message>`` on stderr, exit code 1)."""
     settings = settings_and_schema(phones=phones)
 
     async def main() -> T:
         db = Database(settings.database_url, pool_size=2, null_pool=True)
         try:
             return await fn(settings, db)
+        except DomainError as exc:
+            fail(exc.message)
         finally:
             await db.dispose()
 
@@ -155,7 +159,7 @@ def run_with_db(fn: Callable[[Settings, Database], Awaitable[T]], *, phones: boo
 
 
 def parse_uuid_option(value: str, name: str) -> Any:
-    from callerid.http import parse_uuid
+    from callerid.uuids import parse_uuid
 
     parsed = parse_uuid(value.strip())
     if parsed is None:

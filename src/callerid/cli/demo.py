@@ -27,10 +27,10 @@ from callerid.accounts.models import MEMBER_ACTIVE, ApiKey, ClientAccount, Membe
 from callerid.accounts.secrets import hash_password, new_password, verify_password
 from callerid.config import Settings
 from callerid.db import Database
-from callerid.http import parse_uuid
 from callerid.labels import catalogue
 from callerid.labels import service as labels
 from callerid.labels.models import DYNAMIC, Label
+from callerid.uuids import parse_uuid
 
 DEMO_ACCOUNT_NAME = "Demo Business"
 DEMO_ADMIN_EMAIL = "admin@demo.example.com"

@@ -10,9 +10,9 @@ import typer
 from callerid.cli.common import JSON_OPTION, emit, fail, parse_uuid_option, run_with_db
 from callerid.config import Settings
 from callerid.db import Database
-from callerid.http import Page
 from callerid.labels import service
 from callerid.labels.models import DYNAMIC
+from callerid.paging import Page
 
 labels_app = typer.Typer(help="Labels (name + logo) shown on the receiver's phone.", no_args_is_help=True)
 
@@ -40,21 +40,18 @@ def labels_create(
         fail(f"cannot read logo {str(logo)!r}: {exc.strerror or exc}")
 
     async def run(settings: Settings, db: Database) -> dict[str, Any]:
-        try:
-            async with db.transaction() as session:
-                label = await service.create_label(
-                    session,
-                    settings,
-                    account_id=account_id,
-                    name=name,
-                    logo=data,
-                    label_type=label_type,
-                    category=category,
-                    sub_category=sub_category,
-                    created_by_email=created_by,
-                )
-        except service.LabelError as exc:
-            fail(str(exc))
+        async with db.transaction() as session:
+            label = await service.create_label(
+                session,
+                settings,
+                account_id=account_id,
+                name=name,
+                logo=data,
+                label_type=label_type,
+                category=category,
+                sub_category=sub_category,
+                created_by_email=created_by,
+            )
         return service.label_json(settings, label)
 
     emit(run_with_db(run), as_json, title="Label created")

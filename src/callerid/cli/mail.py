@@ -40,10 +40,7 @@ def outbox(
     async def run(_: Settings, db: Database) -> dict[str, Any]:
         async with db.session() as session:
             if account_id is not None:
-                try:
-                    await accounts.get_account(session, account_id)
-                except accounts.NotFound as exc:
-                    fail(str(exc))
+                await accounts.get_account(session, account_id)
             mails = await mail.list_outbox(session, account_id=account_id, limit=limit, recipient=recipient)
         return {"mails": [mail_json(m) for m in mails]}
 

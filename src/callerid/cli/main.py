@@ -12,10 +12,9 @@ import tempfile
 
 import typer
 
-from callerid.accounts.service import AccountsError
 from callerid.cli.accounts import accounts_app, keys_app
 from callerid.cli.catalogue import catalogue_app
-from callerid.cli.common import JSON_OPTION, display_url, emit, fail, run_with_db, settings_and_schema
+from callerid.cli.common import JSON_OPTION, display_url, emit, run_with_db, settings_and_schema
 from callerid.cli.demo import demo_summary, demo_title, ensure_demo
 from callerid.cli.labels import labels_app
 from callerid.cli.mail import mail_app
@@ -25,7 +24,6 @@ from callerid.cli.secret_key import secret_key_app
 from callerid.config import Settings, load_settings
 from callerid.db import Database
 from callerid.engagement.cli import cmb_configs_app, surveys_app
-from callerid.labels.service import LabelError
 from callerid.webhooks.cli import webhooks_app
 
 # Granian's own messages (worker start/stop, errors) go to the root logger, which configure_logging() set up.
@@ -78,10 +76,7 @@ def demo(as_json: bool = JSON_OPTION) -> None:
     """Create (or reuse) a demo account with a console admin, an API key and a label; print how to use them."""
 
     async def run(settings: Settings, db: Database) -> dict[str, object]:
-        try:
-            return demo_summary(settings, await ensure_demo(settings, db))
-        except (AccountsError, LabelError) as exc:
-            fail(str(exc))
+        return demo_summary(settings, await ensure_demo(settings, db))
 
     summary = run_with_db(run)
     emit(summary, as_json, title=demo_title(summary))

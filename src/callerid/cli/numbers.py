@@ -24,12 +24,9 @@ def _run(fn: Any) -> dict[str, Any]:
     """Run ``fn(session)`` in one write transaction; rule violations end the command with their message."""
 
     async def run(_: Settings, db: Database) -> dict[str, Any]:
-        try:
-            async with db.transaction() as session:
-                result: dict[str, Any] = await fn(session)
-                return result
-        except service.NumbersError as exc:
-            fail(str(exc))
+        async with db.transaction() as session:
+            result: dict[str, Any] = await fn(session)
+            return result
 
     return run_with_db(run)
 
@@ -136,16 +133,13 @@ def feature_sets_create(
         if call_me_back:  # the Call Me Back configuration (engagement domain), defaults unless given
             from callerid.engagement import service as engagement
 
-            try:
-                await engagement.set_cmb_config(
-                    session,
-                    account_id=account_id,
-                    feature_set_id=feature_set.id,
-                    name=cmb_config_name,
-                    slot_picker=slot_picker,
-                )
-            except engagement.EngagementError as exc:
-                raise service.NumbersError(str(exc)) from None
+            await engagement.set_cmb_config(
+                session,
+                account_id=account_id,
+                feature_set_id=feature_set.id,
+                name=cmb_config_name,
+                slot_picker=slot_picker,
+            )
         return schemas.feature_set_json(await service.feature_set_view(session, feature_set.id))
 
     emit(_run(create), as_json, title="Feature set created")

@@ -10,7 +10,6 @@ from callerid.cli.common import JSON_OPTION, emit, fail, run_with_db
 from callerid.config import Settings
 from callerid.db import Database
 from callerid.delivery.hub import close_device_via_redis
-from callerid.errors import ApiError
 from callerid.runtime import Runtime
 from callerid.timefmt import iso_z
 from callerid.webhooks.delivery import close_deliverer
@@ -71,8 +70,6 @@ def register(
                     registered = await register_device(
                         session, phone_number=number, platform=platform, app_version=app_version
                     )
-        except ApiError as exc:
-            fail(exc.message)
         finally:
             await close_deliverer(runtime.services)
         await close_device_via_redis(settings.redis_url, registered.replaced_device_id)
@@ -92,12 +89,9 @@ def verify(
     from callerid.delivery.verification import confirm_code
 
     async def run(settings: Settings, db: Database) -> dict[str, object]:
-        try:
-            registered = await confirm_code(
-                _runtime(settings, db), registration_id=registration_id, code=code, client_address=CLI
-            )
-        except ApiError as exc:
-            fail(exc.message)
+        registered = await confirm_code(
+            _runtime(settings, db), registration_id=registration_id, code=code, client_address=CLI
+        )
         await close_device_via_redis(settings.redis_url, registered.replaced_device_id)
         return {"device_id": registered.device_id, "device_token": registered.device_token}
 
@@ -116,8 +110,6 @@ def resend(
         runtime = _runtime(settings, db)
         try:
             sent = await resend_code(runtime, registration_id=registration_id, client_address=CLI)
-        except ApiError as exc:
-            fail(exc.message)
         finally:
             await close_deliverer(runtime.services)
         return sent.to_json()
@@ -131,11 +123,8 @@ def unregister(number: str = typer.Option(..., "--number"), as_json: bool = JSON
     from callerid.delivery.service import unregister_number
 
     async def run(settings: Settings, db: Database) -> dict[str, object]:
-        try:
-            async with db.transaction() as session:
-                device_id = await unregister_number(session, number)
-        except ApiError as exc:
-            fail(exc.message)
+        async with db.transaction() as session:
+            device_id = await unregister_number(session, number)
         if device_id is None:
             fail(f"no device is registered for {number}")
         await close_device_via_redis(settings.redis_url, device_id)
@@ -182,11 +171,8 @@ def create_app_credential(
     from callerid.delivery.app_credentials import create_credential, credential_json
 
     async def run(settings: Settings, db: Database) -> dict[str, object]:
-        try:
-            async with db.transaction() as session:
-                issued = await create_credential(session, name)
-        except ApiError as exc:
-            fail(exc.message)
+        async with db.transaction() as session:
+            issued = await create_credential(session, name)
         return {**credential_json(issued.credential), "credential": issued.secret}
 
     emit(run_with_db(run), as_json, title="App credential created (shown only now)")
@@ -213,11 +199,8 @@ def revoke_app_credential(
     from callerid.delivery.app_credentials import credential_json, revoke_credential
 
     async def run(settings: Settings, db: Database) -> dict[str, object]:
-        try:
-            async with db.transaction() as session:
-                row = await revoke_credential(session, credential)
-        except ApiError as exc:
-            fail(exc.message)
+        async with db.transaction() as session:
+            row = await revoke_credential(session, credential)
         return credential_json(row)
 
     emit(run_with_db(run), as_json, title="App credential revoked")

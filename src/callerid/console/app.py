@@ -8,7 +8,7 @@ from starlette.responses import Response
 from callerid.accounts.permissions import Forbidden
 from callerid.console import web
 from callerid.console.routes import router as console_router
-from callerid.errors import not_found
+from callerid.failures import NotFound
 
 # Files are addressed by content hash (``web.static_url``), so they can be cached for good.
 STATIC_CACHE = "public, max-age=31536000, immutable"
@@ -18,7 +18,7 @@ async def static_file(request: Request, name: str) -> Response:
     gzipped = web.accepts_gzip(request)
     body = web.static_body(name, gzipped=gzipped)
     if body is None:
-        raise not_found()
+        raise NotFound()
     headers = {"Cache-Control": STATIC_CACHE, "X-Content-Type-Options": "nosniff", "Vary": "Accept-Encoding"}
     if gzipped:
         headers["Content-Encoding"] = "gzip"

@@ -20,7 +20,7 @@ from callerid import clock
 from callerid.accounts.secrets import sha256_hex
 from callerid.delivery.models import AppCredential
 from callerid.display_text import is_displayable
-from callerid.errors import invalid_input, not_found
+from callerid.failures import InvalidInput, NotFound
 from callerid.timefmt import iso_z
 
 PREFIX = "appc_"
@@ -51,12 +51,12 @@ async def create_credential(session: AsyncSession, name: str) -> IssuedCredentia
     """A new credential named ``name`` (unique among the active ones). Run inside ``db.transaction()``."""
     name = name.strip()
     if not name or len(name) > NAME_MAX or not is_displayable(name):
-        raise invalid_input(f"name must be 1-{NAME_MAX} printable characters")
+        raise InvalidInput(f"name must be 1-{NAME_MAX} printable characters")
     taken = await session.scalar(
         select(AppCredential.id).where(AppCredential.name == name, AppCredential.revoked_at.is_(None)).limit(1)
     )
     if taken is not None:
-        raise invalid_input(f"name {name!r} is already used by an active app credential")
+        raise InvalidInput(f"name {name!r} is already used by an active app credential")
     secret = new_credential()
     row = AppCredential(id=uuid.uuid4(), name=name, token_hash=sha256_hex(secret), created_at=clock.now())
     session.add(row)
@@ -79,7 +79,7 @@ async def revoke_credential(session: AsyncSession, ref: str) -> AppCredential:
         select(AppCredential).where(AppCredential.name == ref, AppCredential.revoked_at.is_(None)).limit(1)
     )
     if row is None:
-        raise not_found(f"no app credential has the id or name {ref!r}")
+        raise NotFound(f"no app credential has the id or name {ref!r}")
     if row.revoked_at is None:
         row.revoked_at = clock.now()
         await session.flush()

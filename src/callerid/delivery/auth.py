@@ -11,7 +11,7 @@ from starlette.requests import HTTPConnection, Request
 
 from callerid import clock
 from callerid.delivery.service import DeviceInfo, authenticate_device
-from callerid.errors import authorization_error
+from callerid.failures import Unauthorized
 from callerid.runtime import Runtime, runtime_of
 
 _BEARER = re.compile(r"^[Bb][Ee][Aa][Rr][Ee][Rr] +(\S+)$")
@@ -81,23 +81,23 @@ def device_auth_cache(runtime: Runtime) -> DeviceAuthCache:
 
 
 async def resolve_device(connection: HTTPConnection, *, cached: bool = False) -> DeviceInfo:
-    """The calling device, or ApiError 401 authorization-error. ``cached`` allows a recent answer."""
+    """The calling device, or Unauthorized (401 authorization-error). ``cached`` allows a recent answer."""
     return await authenticate(runtime_of(connection), device_token_of(connection), cached=cached)
 
 
 async def authenticate(
     runtime: Runtime, token: str | None, *, cached: bool = False, now: datetime | None = None
 ) -> DeviceInfo:
-    """The device of ``token``, or ApiError 401 authorization-error. ``cached`` allows a recent answer."""
+    """The device of ``token``, or Unauthorized (401 authorization-error). ``cached`` allows a recent answer."""
     if token is None:
-        raise authorization_error(MISSING)
+        raise Unauthorized(MISSING)
     cache = device_auth_cache(runtime) if cached else None
     device = cache.get(token, now) if cache is not None else None
     if device is None:
         async with runtime.db.point_session() as session:
             device = await authenticate_device(session, token)
         if device is None:
-            raise authorization_error(INVALID)
+            raise Unauthorized(INVALID)
         if cache is not None:
             cache.put(token, device)
     return device

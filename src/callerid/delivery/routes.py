@@ -28,7 +28,8 @@ from callerid.delivery.schemas import (
     PushedPersonalisation,
 )
 from callerid.delivery.service import PUSH_STREAMS, DeviceInfo
-from callerid.errors import ApiError, invalid_input
+from callerid.errors import ApiError, problem_of
+from callerid.failures import DomainError, InvalidInput
 from callerid.http import read_json_object
 from callerid.responses import JsonResponse
 from callerid.runtime import Runtime, runtime_of
@@ -52,9 +53,9 @@ def _json_body(model: type[BaseModel]) -> dict[str, Any]:
 def _required_string(body: dict[str, object], name: str) -> str:
     value = body.get(name)
     if value is None:
-        raise invalid_input(f"{name} is required")
+        raise InvalidInput(f"{name} is required")
     if not isinstance(value, str) or value.strip() == "":
-        raise invalid_input(f"{name} is invalid")
+        raise InvalidInput(f"{name} is invalid")
     return value.strip()
 
 
@@ -102,7 +103,7 @@ async def register_device(request: Request) -> JsonResponse:
         await verification.check_credential(runtime, credential)
     body = await read_json_object(request)
     if body is None:
-        raise invalid_input("request body must be a JSON object")
+        raise InvalidInput("request body must be a JSON object")
     phone_number = _required_string(body, "phone_number")
     platform = _required_string(body, "platform")
     app_version = _required_string(body, "app_version")
@@ -149,7 +150,7 @@ async def register_device(request: Request) -> JsonResponse:
 async def verify_device(request: Request) -> JsonResponse:
     body = await read_json_object(request)
     if body is None:
-        raise invalid_input("request body must be a JSON object")
+        raise InvalidInput("request body must be a JSON object")
     registration_id = _required_string(body, "registration_id")
     code = _required_string(body, "code")
     runtime = runtime_of(request)
@@ -182,7 +183,7 @@ async def verify_device(request: Request) -> JsonResponse:
 async def resend_device_code(request: Request) -> JsonResponse:
     body = await read_json_object(request)
     if body is None:
-        raise invalid_input("request body must be a JSON object")
+        raise InvalidInput("request body must be a JSON object")
     registration_id = _required_string(body, "registration_id")
     runtime = runtime_of(request)
     sent = await verification.resend_code(
@@ -256,7 +257,7 @@ async def stream(websocket: WebSocket) -> None:
     runtime = runtime_of(websocket)
     try:
         device = await resolve_device(websocket)
-    except ApiError as exc:
+    except DomainError as exc:
         await _deny(websocket, exc)
         return
     hub = service.hub_of(runtime.services)
@@ -333,9 +334,10 @@ def _message_bytes(message: Message) -> int:
     return len(text) if text.isascii() else len(text.encode())
 
 
-async def _deny(websocket: WebSocket, error: ApiError) -> None:
+async def _deny(websocket: WebSocket, error: DomainError) -> None:
     extensions = websocket.scope.get("extensions") or {}
     if "websocket.http.response" in extensions:
-        await websocket.send_denial_response(JsonResponse(error.body(), status_code=error.status_code))
+        problem = problem_of(error)
+        await websocket.send_denial_response(JsonResponse(problem.body(), status_code=problem.status_code))
     else:
         await websocket.close(code=CLOSE_UNAUTHORIZED, reason=error.message)

@@ -24,7 +24,7 @@ from callerid.db.values import in_values
 from callerid.db.write import lock_session
 from callerid.delivery.hub import PUSH_HUB, LocalHub
 from callerid.delivery.models import Device
-from callerid.errors import invalid_input
+from callerid.failures import InvalidInput
 from callerid.phone import normalise_phone
 
 log = structlog.get_logger("callerid.delivery")
@@ -123,14 +123,14 @@ def new_device_token() -> str:
 
 
 def check_registration(phone_number: str, platform: str, app_version: str) -> str:
-    """The normalised number of a registration request, or ApiError 400 naming the bad field."""
+    """The normalised number of a registration request, or InvalidInput naming the bad field."""
     number = normalise_phone(phone_number)
     if number is None:
-        raise invalid_input("phone_number is invalid")
+        raise InvalidInput("phone_number is invalid")
     if platform not in PLATFORMS:
-        raise invalid_input("platform must be one of: android, ios")
+        raise InvalidInput("platform must be one of: android, ios")
     if not isinstance(app_version, str) or len(app_version) > 64 or parse_version(app_version) is None:
-        raise invalid_input("app_version is invalid")
+        raise InvalidInput("app_version is invalid")
     return number
 
 
@@ -176,7 +176,7 @@ async def unregister_number(session: AsyncSession, phone_number: str) -> str | N
     """Forget the device of a number; its id, or None if none was registered. Run inside ``db.transaction()``."""
     number = normalise_phone(phone_number)
     if number is None:
-        raise invalid_input("phone_number is invalid")
+        raise InvalidInput("phone_number is invalid")
     device_id = (await session.execute(select(Device.id).where(Device.phone_number == number))).scalar_one_or_none()
     if device_id is None:
         return None

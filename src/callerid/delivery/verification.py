@@ -40,10 +40,10 @@ from callerid.delivery import sms
 from callerid.delivery.app_credentials import authenticate_credential
 from callerid.delivery.models import PendingRegistration
 from callerid.delivery.service import RegisteredDevice, check_registration, register_device
-from callerid.errors import ApiError, authorization_error, invalid_input, not_found, rate_limited
-from callerid.http import parse_uuid
+from callerid.failures import Gone, InvalidInput, LimitExceeded, NotFound, Unauthorized, Unavailable, UpstreamFailed
 from callerid.runtime import Runtime
 from callerid.timefmt import iso_z
+from callerid.uuids import parse_uuid
 
 log = structlog.get_logger("callerid.delivery.verification")
 
@@ -87,16 +87,16 @@ def code_hash(registration_id: uuid.UUID, code: str) -> str:
     return sha256_hex(f"device-registration:{registration_id}:{code}")
 
 
-def registration_ended(message: str) -> ApiError:
-    return ApiError(410, "registration-ended", message)
+def registration_ended(message: str) -> Gone:
+    return Gone("registration-ended", message)
 
 
-def _unknown_registration() -> ApiError:
-    return not_found("registration_id is unknown or has ended: register again")
+def _unknown_registration() -> NotFound:
+    return NotFound("registration_id is unknown or has ended: register again")
 
 
-def _no_codes(settings: Settings) -> ApiError:
-    return not_found(f"this server does not send registration codes (device verifier: {settings.device_verifier})")
+def _no_codes(settings: Settings) -> NotFound:
+    return NotFound(f"this server does not send registration codes (device verifier: {settings.device_verifier})")
 
 
 @lru_cache(maxsize=64)
@@ -138,7 +138,7 @@ async def _refuse_if_over(limiter: RateLimiter, limits: _Limits) -> None:
     for spec, identity, what in limits:
         wait = await limiter.blocked(_limit(spec), identity)
         if wait is not None:
-            raise rate_limited(wait, f"{what}: try again in {wait} seconds")
+            raise LimitExceeded(f"{what}: try again in {wait} seconds", retry_after=wait)
 
 
 async def _count(limiter: RateLimiter, limits: _Limits) -> None:
@@ -149,13 +149,13 @@ async def _count(limiter: RateLimiter, limits: _Limits) -> None:
 def _require_sender(settings: Settings) -> None:
     # `serve` refuses to start like this (sms.check_startup); an app built directly still must not pretend to send.
     if settings.sms_webhook_url is None and not sms.development_outbox(settings):
-        raise ApiError(503, "sms-not-configured", "registration codes cannot be sent: no SMS gateway is configured")
+        raise Unavailable("sms-not-configured", "registration codes cannot be sent: no SMS gateway is configured")
 
 
 def _registration_uuid(value: str) -> uuid.UUID:
     parsed = parse_uuid(value)
     if parsed is None:
-        raise invalid_input("registration_id is invalid")
+        raise InvalidInput("registration_id is invalid")
     return parsed
 
 
@@ -218,7 +218,7 @@ async def resend_code(runtime: Runtime, *, registration_id: str, client_address:
             wait = (row.code_sent_at + timedelta(seconds=settings.device_code_resend_seconds) - now).total_seconds()
             if wait > 0:
                 seconds = max(1, math.ceil(wait))
-                raise rate_limited(seconds, f"a code was just sent: ask for another in {seconds} seconds")
+                raise LimitExceeded(f"a code was just sent: ask for another in {seconds} seconds", retry_after=seconds)
             limits = _send_limits(settings, row.phone_number, client_address)
             await _refuse_if_over(runtime.limiter, limits)
             await _count(runtime.limiter, limits)
@@ -281,7 +281,7 @@ async def confirm_code(runtime: Runtime, *, registration_id: str, code: str, cli
         raise registration_ended(
             f"code was wrong {settings.device_code_max_tries} times: registration_id has ended, register again"
         )
-    raise invalid_input(f"code is not right ({left} {'tries' if left != 1 else 'try'} left)")
+    raise InvalidInput(f"code is not right ({left} {'tries' if left != 1 else 'try'} left)")
 
 
 def _matches(row: PendingRegistration, code: str) -> bool:
@@ -302,18 +302,18 @@ async def _send_or_end(runtime: Runtime, message: sms.Sms) -> None:
         log.warning("device_code_not_sent", registration_id=str(message.registration_id), error=str(exc))
         async with runtime.db.transaction() as session:
             await session.execute(delete(PendingRegistration).where(PendingRegistration.id == message.registration_id))
-        raise ApiError(
-            502, "sms-not-sent", "the code could not be sent by SMS and nothing was registered: try again later"
+        raise UpstreamFailed(
+            "sms-not-sent", "the code could not be sent by SMS and nothing was registered: try again later"
         ) from None
 
 
 async def check_credential(runtime: Runtime, credential: str | None) -> None:
     """401 unless ``credential`` is an active app credential (``trusted_backend``)."""
     if credential is None:
-        raise authorization_error(MISSING_CREDENTIAL)
+        raise Unauthorized(MISSING_CREDENTIAL)
     async with runtime.db.session() as session:
         if await authenticate_credential(session, credential) is None:
-            raise authorization_error(INVALID_CREDENTIAL)
+            raise Unauthorized(INVALID_CREDENTIAL)
 
 
 async def register_vouched(
@@ -321,8 +321,8 @@ async def register_vouched(
 ) -> RegisteredDevice:
     """Register at once a number the app's own server vouches for (``trusted_backend``)."""
     if credential is None:
-        raise authorization_error(MISSING_CREDENTIAL)
+        raise Unauthorized(MISSING_CREDENTIAL)
     async with runtime.db.transaction() as session:
         if await authenticate_credential(session, credential) is None:
-            raise authorization_error(INVALID_CREDENTIAL)
+            raise Unauthorized(INVALID_CREDENTIAL)
         return await register_device(session, phone_number=phone_number, platform=platform, app_version=app_version)

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, Response
 
-from callerid.errors import not_found
+from callerid.failures import NotFound
 from callerid.static_files import IMMUTABLE_CACHE, fingerprint
 
 router = APIRouter(tags=["API reference"], include_in_schema=False)
@@ -143,7 +143,7 @@ async def redoc_page() -> Response:
 @router.get(ASSETS_PATH + "/{name}")
 async def docs_asset(request: Request, name: str) -> Response:
     if name not in ASSETS:
-        raise not_found()
+        raise NotFound()
     gzipped = "gzip" in request.headers.get("accept-encoding", "")
     headers = {**ASSET_HEADERS, "Vary": "Accept-Encoding"}
     if gzipped:

@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from callerid.cli.common import JSON_OPTION, emit, fail, parse_uuid_option, run_with_db
+from callerid.cli.common import JSON_OPTION, emit, parse_uuid_option, run_with_db
 from callerid.config import Settings
 from callerid.db import Database
 from callerid.engagement import schemas, service
@@ -22,11 +22,8 @@ FEATURE_SET_OPTION = typer.Option(..., "--feature-set", help="feature set id")
 
 def _in_transaction(fn: Callable[[AsyncSession], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
     async def run(_: Settings, db: Database) -> dict[str, Any]:
-        try:
-            async with db.transaction() as session:
-                return await fn(session)
-        except service.EngagementError as exc:
-            fail(str(exc))
+        async with db.transaction() as session:
+            return await fn(session)
 
     return run_with_db(run)
 

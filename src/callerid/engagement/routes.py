@@ -17,7 +17,7 @@ from callerid.accounts.service import TokenPrincipal
 from callerid.delivery.auth import require_device
 from callerid.delivery.service import DeviceInfo
 from callerid.engagement import schemas, service
-from callerid.errors import invalid_input
+from callerid.failures import InvalidInput
 from callerid.http import parse_uuid, read_json_object
 from callerid.responses import JsonResponse
 from callerid.runtime import runtime_of
@@ -60,12 +60,15 @@ _SURVEY_ID = Path(description="the survey's id (`id` of GET /app/v1/surveys)", j
 # "Nothing found" of CMB and UF, or (no such path) the common not-found.
 _NOTHING_FOUND = {"anyOf": [openapi.ref("Message"), openapi.error_schema("not-found")]}
 _APP_400 = {"description": "invalid-input naming the field", **_SLUG_ERROR}
+# CMB's and UF's "nothing found" is a bare message, not the common error shape (SPEC §5.10, §5.11).
+NO_CMB = {"message": service.NO_CMB}
+NO_FEEDBACK = {"message": service.NO_FEEDBACK}
 
 
 async def _body(request: Request) -> dict[str, object]:
     body = await read_json_object(request)
     if body is None:
-        raise invalid_input("Request body is invalid")
+        raise InvalidInput("Request body is invalid")
     return body
 
 
@@ -129,7 +132,7 @@ async def call_me_back(request: Request, device: DeviceInfo = Depends(require_de
 async def get_survey(request: Request, device: DeviceInfo = Depends(require_device)) -> JsonResponse:
     business_number = request.query_params.get("business_number")
     if not business_number:
-        raise invalid_input("business_number is required")
+        raise InvalidInput("business_number is required")
     async with runtime_of(request).db.session() as session:
         survey = await service.survey_for_number(session, business_number)
     return JsonResponse(schemas.survey_json(survey))
@@ -157,7 +160,7 @@ async def answer_survey(
 ) -> JsonResponse:
     parsed_id = parse_uuid(survey_id)
     if parsed_id is None:
-        raise invalid_input("survey_id is invalid")
+        raise InvalidInput("survey_id is invalid")
     submission = schemas.parse_survey_answers(await _body(request))
     runtime = runtime_of(request)
     async with runtime.db.transaction() as session:
@@ -207,7 +210,7 @@ def _download_url(request: Request, token: str) -> str:
             "invalid-input: `from`/`to` missing or invalid, or `to` before `from`",
             example={"slug": "invalid-input", "message": "from is required"},
         ),
-        404: openapi.json_response("no Call Me Back request in the range", _NOTHING_FOUND, service.NO_CMB),
+        404: openapi.json_response("no Call Me Back request in the range", _NOTHING_FOUND, NO_CMB),
     },
 )
 async def cmb_logs(
@@ -216,10 +219,13 @@ async def cmb_logs(
     query = request.query_params
     start, end = service.cmb_range(query.get("from"), query.get("to"))
     runtime = runtime_of(request)
-    async with runtime.db.transaction() as session:
-        token = await service.issue_cmb_export(
-            session, runtime.settings, account_id=principal.account_id, start=start, end=end
-        )
+    try:
+        async with runtime.db.transaction() as session:
+            token = await service.issue_cmb_export(
+                session, runtime.settings, account_id=principal.account_id, start=start, end=end
+            )
+    except service.NothingInRange:
+        return JsonResponse(NO_CMB, status_code=404)
     return JsonResponse({"url": _download_url(request, token)}, headers=DEPRECATED)
 
 
@@ -261,7 +267,7 @@ async def cmb_logs(
                 openapi.JSON: {
                     "schema": _NOTHING_FOUND,
                     "examples": {
-                        "no answers": {"value": service.NO_FEEDBACK},
+                        "no answers": {"value": NO_FEEDBACK},
                         "unknown survey": {"value": {"slug": "not-found", "message": "survey not found"}},
                     },
                 }
@@ -276,16 +282,19 @@ async def feedback_logs(
 ) -> JsonResponse:
     survey_id: uuid.UUID | None = parse_uuid(surveyId)
     if survey_id is None:
-        raise invalid_input("surveyId is invalid")
+        raise InvalidInput("surveyId is invalid")
     query = request.query_params
     runtime = runtime_of(request)
-    async with runtime.db.transaction() as session:
-        start, end = await service.feedback_range(
-            session, principal.account_id, query.get("from_date"), query.get("to_date")
-        )
-        token = await service.issue_feedback_export(
-            session, runtime.settings, account_id=principal.account_id, survey_id=survey_id, start=start, end=end
-        )
+    try:
+        async with runtime.db.transaction() as session:
+            start, end = await service.feedback_range(
+                session, principal.account_id, query.get("from_date"), query.get("to_date")
+            )
+            token = await service.issue_feedback_export(
+                session, runtime.settings, account_id=principal.account_id, survey_id=survey_id, start=start, end=end
+            )
+    except service.NothingInRange:
+        return JsonResponse(NO_FEEDBACK, status_code=404)
     return JsonResponse({"url": _download_url(request, token)}, headers=DEPRECATED)
 
 

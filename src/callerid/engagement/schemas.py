@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from callerid.display_text import storage_problem
 from callerid.engagement.models import CmbConfig, CmbRequest, Survey, SurveyResponse
-from callerid.errors import invalid_input
+from callerid.failures import InvalidInput
 from callerid.openapi import PHONE_DESCRIPTION, PHONE_PATTERN
 from callerid.timefmt import epoch_seconds_str, iso_z
 
@@ -139,9 +139,9 @@ class SurveyAnswers:
 def _string(body: dict[str, Any], name: str) -> str:
     value = body.get(name)
     if value is None or value == "":
-        raise invalid_input(f"{name} is required")
+        raise InvalidInput(f"{name} is required")
     if not isinstance(value, str):
-        raise invalid_input(f"{name} is invalid")
+        raise InvalidInput(f"{name} is invalid")
     return value
 
 
@@ -149,10 +149,10 @@ def _boolean(body: dict[str, Any], name: str, default: bool | None) -> bool:
     value = body.get(name)
     if value is None:
         if default is None:
-            raise invalid_input(f"{name} is required")
+            raise InvalidInput(f"{name} is required")
         return default
     if not isinstance(value, bool):
-        raise invalid_input(f"{name} is invalid")
+        raise InvalidInput(f"{name} is invalid")
     return value
 
 
@@ -166,13 +166,13 @@ def _epoch_seconds(body: dict[str, Any], name: str) -> int | None:
     # bool is an int in Python, and not a time; the bound is the last second a datetime can hold.
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_EPOCH_SECONDS:
         return value
-    raise invalid_input(f"{name} is invalid")
+    raise InvalidInput(f"{name} is invalid")
 
 
 def parse_call_me_back(body: dict[str, Any]) -> CmbSubmission:
     alternate = body.get("alternate_number")
     if alternate is not None and not isinstance(alternate, str):
-        raise invalid_input("alternate_number is invalid")
+        raise InvalidInput("alternate_number is invalid")
     return CmbSubmission(
         business_number=_string(body, "business_number"),
         is_interested=_boolean(body, "is_interested", None),
@@ -187,23 +187,23 @@ def parse_survey_answers(body: dict[str, Any]) -> SurveyAnswers:
     business_number = _string(body, "business_number")
     raw = body.get("answers")
     if raw is None or raw == []:
-        raise invalid_input("answers is required")
+        raise InvalidInput("answers is required")
     if not isinstance(raw, list) or len(raw) > MAX_ANSWERS:
-        raise invalid_input("answers is invalid")
+        raise InvalidInput("answers is invalid")
     answers: list[tuple[str, str]] = []
     for index, item in enumerate(raw):
         if not isinstance(item, dict):
-            raise invalid_input(f"answers[{index}] is invalid")
+            raise InvalidInput(f"answers[{index}] is invalid")
         question = item.get("question")
         if not isinstance(question, str) or not question.strip():
-            raise invalid_input(f"answers[{index}].question is invalid")
+            raise InvalidInput(f"answers[{index}].question is invalid")
         response = item.get("response")
         # Responses are strings on the wire (SPEC §9.3); the app sends ratings as "5".
         if not isinstance(response, str) or not response.strip() or len(response) > MAX_RESPONSE_LENGTH:
-            raise invalid_input(f"answers[{index}].response is invalid")
+            raise InvalidInput(f"answers[{index}].response is invalid")
         problem = storage_problem(response, f"answers[{index}].response")  # free text: only NUL is refused
         if problem is not None:
-            raise invalid_input(problem)
+            raise InvalidInput(problem)
         answers.append((question.strip(), response))
     return SurveyAnswers(business_number=business_number, answers=answers)
 

@@ -48,7 +48,7 @@ from callerid.engagement.schemas import (
     survey_payload,
 )
 from callerid.engagement.windows import DEFAULT_WINDOWS, next_window, parse_window
-from callerid.errors import ApiError, BodyError, conflict, invalid_input, not_found
+from callerid.failures import Conflict, InvalidInput, NotFound
 from callerid.numbers.service import ListedNumber, feature_set_of, listed_number
 from callerid.phone import normalise_phone
 from callerid.webhooks.payloads import envelope
@@ -66,12 +66,17 @@ MAX_SLOT = timedelta(days=1)
 _MAX_EPOCH_MS = 253_402_300_799_999
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
-NO_CMB = {"message": "No CMB found for client Id"}
-NO_FEEDBACK = {"message": "No feedback found for survey Id"}
+NO_CMB = "No CMB found for client Id"
+NO_FEEDBACK = "No feedback found for survey Id"
 
 
-class EngagementError(Exception):
+class EngagementError(InvalidInput):
     """A rule broken while configuring CMB or surveys (the CLI shows the message)."""
+
+
+class NothingInRange(NotFound):
+    """No CMB request, or no answer to the survey, in the range asked for. The deprecated log APIs answer it with
+    a bare ``{"message": ...}`` (SPEC §5.10, §5.11), which their routes build."""
 
 
 def _check_displayable(text: str, field: str) -> None:
@@ -87,10 +92,10 @@ def _check_displayable(text: str, field: str) -> None:
 async def _listed_for_app(session: AsyncSession, raw: str) -> ListedNumber:
     number = normalise_phone(raw)
     if number is None:
-        raise invalid_input("business_number is invalid")
+        raise InvalidInput("business_number is invalid")
     listed = await listed_number(session, number)
     if listed is None:
-        raise not_found("business_number is not a listed number")
+        raise NotFound("business_number is not a listed number")
     return listed
 
 
@@ -111,7 +116,7 @@ async def _account_zone(session: AsyncSession, account_id: uuid.UUID) -> ZoneInf
 async def _feature_set_in_account(session: AsyncSession, account_id: uuid.UUID, feature_set_id: uuid.UUID) -> Any:
     try:
         return await feature_set_of(session, account_id, feature_set_id)
-    except ApiError:
+    except NotFound:
         raise EngagementError(f"feature set {feature_set_id} not found in this account") from None
 
 
@@ -220,16 +225,16 @@ def _chosen_slot(submission: CmbSubmission, now: datetime, settings: Settings) -
     the phone's clock to lag by ``cmb_slot_skew_seconds``), and not further ahead than ``cmb_slot_horizon_days``.
     """
     if submission.preferred_from_time is None:
-        raise invalid_input("preferred_from_time is required")
+        raise InvalidInput("preferred_from_time is required")
     if submission.preferred_to_time is None:
-        raise invalid_input("preferred_to_time is required")
+        raise InvalidInput("preferred_to_time is required")
     start, end = _epoch(submission.preferred_from_time), _epoch(submission.preferred_to_time)
     if start > now + timedelta(days=settings.cmb_slot_horizon_days):
-        raise invalid_input("preferred_from_time is invalid: too far ahead")
+        raise InvalidInput("preferred_from_time is invalid: too far ahead")
     if end <= start or end - start > MAX_SLOT:
-        raise invalid_input("preferred_to_time is invalid: must be after preferred_from_time, at most 1 day later")
+        raise InvalidInput("preferred_to_time is invalid: must be after preferred_from_time, at most 1 day later")
     if end <= now - timedelta(seconds=settings.cmb_slot_skew_seconds):
-        raise invalid_input("preferred_to_time is invalid: the slot is over")
+        raise InvalidInput("preferred_to_time is invalid: the slot is over")
     return start, end
 
 
@@ -244,7 +249,7 @@ async def submit_call_me_back(
     """
     listed = await _listed_for_app(session, submission.business_number)
     if not await _feature_enabled(session, listed, "call_me_back"):
-        raise conflict("call me back is not enabled for business_number")
+        raise Conflict("call me back is not enabled for business_number")
     config = await _effective_cmb_config(session, listed.feature_set_id)
     zone = await _account_zone(session, listed.account_id)
     # The request time as reported (whole seconds), so that CMB's from/to select what the payload shows.
@@ -254,10 +259,10 @@ async def submit_call_me_back(
     if submission.alternate_number is not None:
         normalised = normalise_phone(submission.alternate_number)
         if normalised is None:
-            raise invalid_input("alternate_number is invalid")
+            raise InvalidInput("alternate_number is invalid")
         alternate = normalised
     if submission.is_interested and not submission.client_number_available and not alternate:
-        raise invalid_input("alternate_number is required when client_number_available is false")
+        raise InvalidInput("alternate_number is required when client_number_available is false")
 
     slot: tuple[datetime, datetime] | None = None
     if submission.is_interested:
@@ -358,12 +363,12 @@ async def survey_for_number(session: AsyncSession, business_number: str) -> Surv
     """The survey the app shows after a call from ``business_number``."""
     listed = await _listed_for_app(session, business_number)
     if not await _feature_enabled(session, listed, "user_feedback"):
-        raise conflict("surveys are not enabled for business_number")
+        raise Conflict("surveys are not enabled for business_number")
     survey = (
         await session.execute(select(Survey).where(Survey.feature_set_id == listed.feature_set_id))
     ).scalar_one_or_none()
     if survey is None:
-        raise not_found("business_number has no survey")
+        raise NotFound("business_number has no survey")
     return survey
 
 
@@ -377,19 +382,19 @@ async def submit_survey_answers(
     """
     survey = await session.get(Survey, survey_id)
     if survey is None:
-        raise not_found("survey not found")
+        raise NotFound("survey not found")
     listed = await _listed_for_app(session, submission.business_number)
     if not await _feature_enabled(session, listed, "user_feedback"):
-        raise conflict("surveys are not enabled for business_number")
+        raise Conflict("surveys are not enabled for business_number")
     if listed.feature_set_id != survey.feature_set_id:
-        raise conflict("survey is not the survey of business_number")
+        raise Conflict("survey is not the survey of business_number")
     order = {question: index for index, question in enumerate(survey.questions)}
     seen: set[str] = set()
     for index, (question, _) in enumerate(submission.answers):
         if question not in order:
-            raise invalid_input(f"answers[{index}].question is not a question of this survey")
+            raise InvalidInput(f"answers[{index}].question is not a question of this survey")
         if question in seen:
-            raise invalid_input(f"answers[{index}].question is answered twice")
+            raise InvalidInput(f"answers[{index}].question is answered twice")
         seen.add(question)
     answers = [
         {"question": question, "response": response}
@@ -427,11 +432,11 @@ async def submit_survey_answers(
 def _epoch_ms_param(raw: str | None, name: str, *, required: bool) -> datetime | None:
     if raw is None or raw == "":
         if required:
-            raise invalid_input(f"{name} is required")
+            raise InvalidInput(f"{name} is required")
         return None
     # Length first: int() of a very long digit string is slow (and refused beyond 4300 digits).
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 15 or int(raw) > _MAX_EPOCH_MS:
-        raise invalid_input(f"{name} is invalid")
+        raise InvalidInput(f"{name} is invalid")
     return datetime.fromtimestamp(int(raw) / 1000, UTC)
 
 
@@ -441,7 +446,7 @@ def cmb_range(from_raw: str | None, to_raw: str | None) -> tuple[datetime, datet
     end = _epoch_ms_param(to_raw, "to", required=True)
     assert start is not None and end is not None
     if start > end:
-        raise invalid_input("to is invalid")
+        raise InvalidInput("to is invalid")
     return start, end
 
 
@@ -456,7 +461,7 @@ def _date_param(raw: str | None, name: str, zone: ZoneInfo, *, end_of_day: bool)
             return datetime.combine(day + timedelta(days=1), time(), zone).astimezone(UTC) - timedelta(microseconds=1)
         return datetime.combine(day, time(), zone).astimezone(UTC)
     except (ValueError, OverflowError):  # not a date, or a day at the very edge of what a datetime holds
-        raise invalid_input(f"{name} is invalid") from None
+        raise InvalidInput(f"{name} is invalid") from None
 
 
 async def feedback_range(
@@ -466,10 +471,10 @@ async def feedback_range(
     zone = await _account_zone(session, account_id)
     start = _date_param(from_raw, "from_date", zone, end_of_day=False)
     if start is None:
-        raise invalid_input("from_date is required")
+        raise InvalidInput("from_date is required")
     end = _date_param(to_raw, "to_date", zone, end_of_day=True) or clock.now()
     if start > end:
-        raise invalid_input("to_date is invalid")
+        raise InvalidInput("to_date is invalid")
     return start, end
 
 
@@ -523,7 +528,7 @@ async def issue_cmb_export(
         )
     )
     if not found:
-        raise BodyError(404, NO_CMB)
+        raise NothingInRange(NO_CMB)
     return await _issue_export(session, settings, account_id=account_id, kind=EXPORT_CMB, params=params)
 
 
@@ -539,7 +544,7 @@ async def issue_feedback_export(
     """A download token for a survey's answers in [start, end]; unknown/foreign survey 404, none 404 message."""
     survey = await session.get(Survey, survey_id)
     if survey is None or survey.account_id != account_id:
-        raise not_found("survey not found")
+        raise NotFound("survey not found")
     params = {**_range_params(start, end), "survey_id": str(survey_id)}
     found = await session.scalar(
         select(func.count())
@@ -551,7 +556,7 @@ async def issue_feedback_export(
         )
     )
     if not found:
-        raise BodyError(404, NO_FEEDBACK)
+        raise NothingInRange(NO_FEEDBACK)
     return await _issue_export(session, settings, account_id=account_id, kind=EXPORT_FEEDBACK, params=params)
 
 
@@ -573,7 +578,7 @@ async def find_download(session: AsyncSession, token: str) -> Download:
     """The live export behind a download token; 404 when unknown or expired."""
     export = await session.get(ExportFile, _hash(token))
     if export is None or export.expires_at <= clock.now():
-        raise ApiError(404, "not-found", "not found")
+        raise NotFound()
     return Download(export.account_id, export.kind, dict(export.params), export.created_at)
 
 

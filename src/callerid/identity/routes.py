@@ -6,7 +6,8 @@ from fastapi import APIRouter, Request
 
 from callerid import clock
 from callerid.delivery.auth import INVALID, authenticate, device_token
-from callerid.errors import authorization_error, invalid_input
+from callerid.errors import body_of
+from callerid.failures import InvalidInput, Unauthorized
 from callerid.fastlane import FastRequest, FastResponse, FastRoute, component_schemas, documented, operation
 from callerid.identity import service
 from callerid.identity.schemas import Jwks, UnverifiedCaller, VerifiedCaller
@@ -30,10 +31,10 @@ async def caller_id(request: FastRequest) -> FastResponse:
     device = await authenticate(runtime, token, cached=True, now=now)
     raw = request.query("caller")
     if raw is None or raw.strip() == "":
-        raise invalid_input("caller is required")
+        raise InvalidInput("caller is required")
     caller = normalise_phone(raw.strip())
     if caller is None:
-        raise invalid_input("caller is invalid")
+        raise InvalidInput("caller is invalid")
     signer: Signer = runtime.services[SIGNER]
     # Warm the key before taking a pooled connection (a cold start reads the key with its own connection).
     await signer.active_key(now)
@@ -71,9 +72,9 @@ fast_routes = [
             ],
             responses={
                 200: documented('verified identity, or `{"verified": false}`', schema=_CALLER_SCHEMAS),
-                400: documented("invalid-input: caller missing or invalid", invalid_input("caller is invalid").body()),
+                400: documented("invalid-input: caller missing or invalid", body_of(InvalidInput("caller is invalid"))),
                 401: documented(
-                    "authorization-error: no device token, or one that is unknown", authorization_error(INVALID).body()
+                    "authorization-error: no device token, or one that is unknown", body_of(Unauthorized(INVALID))
                 ),
             },
         ),

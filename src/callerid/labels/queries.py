@@ -9,8 +9,8 @@ from sqlalchemy import false, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callerid.display_text import unstorable
-from callerid.http import Page
 from callerid.labels.models import Label
+from callerid.paging import Page
 
 # LIKE wildcards typed by a user are matched literally.
 _LIKE_ESCAPES = str.maketrans({"\\": "\\\\", "%": "\\%", "_": "\\_"})

@@ -10,7 +10,7 @@ from starlette.responses import FileResponse
 from callerid import openapi
 from callerid.accounts.dependencies import require_access
 from callerid.accounts.service import TokenPrincipal
-from callerid.errors import not_found
+from callerid.failures import NotFound
 from callerid.http import parse_page
 from callerid.labels import service
 from callerid.responses import JsonResponse
@@ -88,5 +88,5 @@ async def get_logo(
 ) -> FileResponse:
     path = service.logo_store(runtime_of(request).settings).path_of(logo_key)
     if path is None:
-        raise not_found()
+        raise NotFound()
     return FileResponse(path, media_type="image/png", headers={"Cache-Control": LOGO_CACHE_CONTROL})

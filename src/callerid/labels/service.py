@@ -16,13 +16,13 @@ from PIL import Image, UnidentifiedImageError
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from callerid import clock
+from callerid import clock, failures
 from callerid.accounts import service as accounts
 from callerid.config import Settings
 from callerid.db import Database
 from callerid.display_text import display_problem
-from callerid.http import Page
 from callerid.labels.models import DYNAMIC, STATIC, Label
+from callerid.paging import Page
 from callerid.timefmt import iso_z
 
 LABEL_TYPES = (DYNAMIC, STATIC)
@@ -36,7 +36,7 @@ LOGO_PIXELS = (200, 200)
 _LOGO_KEY = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}-[0-9]{1,20}\.png$")
 
 
-class LabelError(Exception):
+class LabelError(failures.InvalidInput):
     """A label rule was broken; the message says which, for a person to read."""
 
 

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from callerid import openapi
 from callerid.accounts.dependencies import require_access
 from callerid.accounts.service import TokenPrincipal
-from callerid.errors import invalid_input
+from callerid.failures import InvalidInput
 from callerid.http import JsonResponse, parse_page, parse_uuid, read_json_object
 from callerid.numbers import schemas, service
 from callerid.runtime import runtime_of
@@ -246,7 +246,7 @@ async def numbers(
 def _feature_set_id(raw: str) -> uuid.UUID:
     parsed = parse_uuid(raw)
     if parsed is None:
-        raise invalid_input("featureSetId is invalid")
+        raise InvalidInput("featureSetId is invalid")
     return parsed
 
 

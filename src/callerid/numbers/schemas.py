@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from callerid.errors import invalid_input
-from callerid.http import parse_uuid
+from callerid.failures import InvalidInput
 from callerid.numbers.models import CallingOperation, Department, Operation, Process
 from callerid.numbers.service import Classification, FeatureSetView, NumberView, TreeFilters
 from callerid.timefmt import iso_z
+from callerid.uuids import parse_uuid
 
 
 def _id(value: uuid.UUID | None) -> str | None:
@@ -19,16 +19,16 @@ def _id(value: uuid.UUID | None) -> str | None:
 def phone_numbers_from_body(body: dict[str, Any] | None, maximum: int) -> list[str]:
     """``phone_numbers``: an array of 1..maximum strings (SPEC §5.7); ``null`` counts as absent."""
     if body is None:
-        raise invalid_input("Request body is invalid")
+        raise InvalidInput("Request body is invalid")
     numbers = body.get("phone_numbers")
     if numbers is None:
-        raise invalid_input("phone_numbers is required")
+        raise InvalidInput("phone_numbers is required")
     if (
         not isinstance(numbers, list)
         or not 1 <= len(numbers) <= maximum
         or not all(isinstance(item, str) for item in numbers)
     ):
-        raise invalid_input(f"phone_numbers must contain between 1 and {maximum} numbers")
+        raise InvalidInput(f"phone_numbers must contain between 1 and {maximum} numbers")
     return numbers
 
 
@@ -42,7 +42,7 @@ def tree_filters(query: Any, *, with_feature_set: bool) -> TreeFilters:
             continue
         parsed = parse_uuid(raw)
         if parsed is None:
-            raise invalid_input(f"{name} is invalid")
+            raise InvalidInput(f"{name} is invalid")
         values[name] = parsed
     return TreeFilters(**values)
 

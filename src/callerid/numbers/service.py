@@ -27,7 +27,7 @@ from callerid.config import Settings
 from callerid.db.values import values_source
 from callerid.db.write import lock_session
 from callerid.display_text import display_problem, storage_problem
-from callerid.errors import ApiError, invalid_input, not_found
+from callerid.failures import DomainError, InvalidInput, NotFound
 from callerid.jobs import enqueue
 from callerid.labels.shared import LABELS, get_label
 from callerid.numbers.models import (
@@ -67,7 +67,7 @@ NUMBER_STATES_LOCK = "number-states"  # every change of numbers' states takes it
 VISIBLE_STATES = (PENDING, LISTED, DELISTING, FAILED)
 
 
-class NumbersError(Exception):
+class NumbersError(InvalidInput):
     """A rule broken while building the tree or a feature set (CLI and console show the message)."""
 
 
@@ -267,7 +267,7 @@ async def feature_set_of(session: AsyncSession, account_id: uuid.UUID, feature_s
     """The account's feature set, or 404 (unknown and foreign ids look the same)."""
     feature_set = await session.get(FeatureSet, feature_set_id)
     if feature_set is None or feature_set.account_id != account_id:
-        raise not_found("feature set not found")
+        raise NotFound("feature set not found")
     return feature_set
 
 
@@ -630,7 +630,7 @@ async def list_numbers_into(
     Call inside a write transaction; enqueue wake-up is the caller's (after commit).
     """
     if feature_set.status == ARCHIVED:
-        raise invalid_input("feature set is archived")
+        raise InvalidInput("feature set is archived")
     account_id = feature_set.account_id
     valid, invalid = split_numbers(raw_numbers)
     await _lock_number_states(session)
@@ -679,12 +679,12 @@ async def list_numbers_into(
     if accepted:
         in_set = await _count_held(session, BusinessNumber.feature_set_id == feature_set.id)
         if in_set + len(accepted) > settings.feature_set_number_limit:
-            raise invalid_input("feature set number limit exceeded")
+            raise InvalidInput("feature set number limit exceeded")
         account = await accounts.get_account(session, account_id)
         cap = account.number_cap if account.number_cap is not None else settings.account_number_cap
         in_account = await _count_held(session, BusinessNumber.account_id == account_id)
         if in_account + len(accepted) - len(buckets["migrated_numbers"]) > cap:
-            raise invalid_input("client account number limit exceeded")
+            raise InvalidInput("client account number limit exceeded")
         job_id = await _start_job(
             session,
             settings,
@@ -862,7 +862,7 @@ async def _run_held(
     apply = list_numbers_into if action == LIST else delist_numbers_from
     try:
         outcome = await apply(session, settings, feature_set=feature_set, raw_numbers=numbers, created_by_email=email)
-    except ApiError as exc:
+    except DomainError as exc:
         # Caps or an archived set (checked before anything is written): rejected as a fresh request would be.
         log.info("held_request_rejected", action=action, feature_set_id=str(feature_set.id), reason=exc.message)
         return

@@ -9,7 +9,7 @@ import structlog
 from fastapi import APIRouter, Request
 from starlette.responses import PlainTextResponse, Response
 
-from callerid.errors import ApiError, authorization_error
+from callerid.errors import ApiError
 from callerid.fastlane import FastRequest, FastResponse, FastRoute, documented, operation
 from callerid.openapi import error_schema
 from callerid.ops.metrics import render_metrics
@@ -124,7 +124,8 @@ def _check_metrics_access(request: Request) -> None:
     responses={
         200: {"description": "the metrics (Prometheus text exposition format)"},
         401: documented(
-            "authorization-error: missing or wrong metrics token", authorization_error(METRICS_TOKEN_REQUIRED).body()
+            "authorization-error: missing or wrong metrics token",
+            ApiError(401, "authorization-error", METRICS_TOKEN_REQUIRED).body(),
         ),
         403: documented(
             "forbidden-error: production without CALLERID_METRICS_TOKEN",

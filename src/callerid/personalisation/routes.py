@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from callerid import openapi
 from callerid.accounts.dependencies import check_access, require_access
 from callerid.accounts.service import TokenPrincipal
-from callerid.errors import invalid_input
+from callerid.failures import InvalidInput
 from callerid.fastlane import FastRequest, FastResponse, FastRoute, documented, operation
 from callerid.http import parse_json_object, parse_uuid, read_json_object
 from callerid.personalisation import schemas, service
@@ -228,10 +228,10 @@ def _batch_body(record: str, *, strict: bool) -> dict[str, Any]:
 def _batch_id(request: Request) -> uuid.UUID:
     raw = request.query_params.get("batchId")
     if raw is None or raw == "":
-        raise invalid_input("batchId is required")
+        raise InvalidInput("batchId is required")
     batch_id = parse_uuid(raw)
     if batch_id is None:
-        raise invalid_input("batchId is invalid")
+        raise InvalidInput("batchId is invalid")
     return batch_id
 
 

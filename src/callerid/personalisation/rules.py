@@ -16,10 +16,10 @@ from callerid import clock
 from callerid.call_reason import call_reason_problem
 from callerid.db import Database
 from callerid.display_text import cannot_display, is_displayable
-from callerid.http import parse_uuid
 from callerid.labels.service import DynamicLabel, find_dynamic_labels
 from callerid.personalisation.schemas import FIELDS, V1, V2, wire_name
 from callerid.phone import normalise_phone
+from callerid.uuids import parse_uuid
 
 LABEL_NAME_MIN, LABEL_NAME_MAX = 3, 40  # SPEC §7.1 rule 4
 MAX_WINDOW_MS = 86_400_000  # SPEC §7.1 rule 13: 24 hours

@@ -12,7 +12,7 @@ from pathlib import Path
 from fastapi import APIRouter
 from starlette.responses import FileResponse, Response
 
-from callerid.errors import not_found
+from callerid.failures import NotFound
 
 router = APIRouter(tags=["Phone demo"], include_in_schema=False)
 
@@ -47,5 +47,5 @@ async def phone_page() -> Response:
 async def phone_asset(name: str) -> Response:
     media_type = ASSETS.get(name)
     if media_type is None:
-        raise not_found()
+        raise NotFound()
     return FileResponse(STATIC_DIR / name, media_type=media_type, headers=SECURITY_HEADERS)

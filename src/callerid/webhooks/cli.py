@@ -41,13 +41,10 @@ def create(
     account_id = parse_uuid_option(account, "--account")
 
     async def run(settings: Settings, db: Database) -> dict[str, Any]:
-        try:
-            async with db.transaction() as session:
-                created = await service.create_webhook(
-                    session, settings, account_id=account_id, name=name, url=url, events=events
-                )
-        except service.WebhooksError as exc:
-            fail(str(exc))
+        async with db.transaction() as session:
+            created = await service.create_webhook(
+                session, settings, account_id=account_id, name=name, url=url, events=events
+            )
         return webhook_json(created.webhook, secret=created.secret)
 
     emit(run_with_db(run), as_json, title="Webhook created (the secret is not shown again)")
@@ -69,13 +66,10 @@ def update(
         fail("nothing to change: give --name, --url or --events")
 
     async def run(settings: Settings, db: Database) -> dict[str, Any]:
-        try:
-            async with db.transaction() as session:
-                updated = await service.update_webhook(
-                    session, settings, account_id=account_id, webhook_id=webhook_id, name=name, url=url, events=events
-                )
-        except service.WebhooksError as exc:
-            fail(str(exc))
+        async with db.transaction() as session:
+            updated = await service.update_webhook(
+                session, settings, account_id=account_id, webhook_id=webhook_id, name=name, url=url, events=events
+            )
         return webhook_json(updated)
 
     emit(run_with_db(run), as_json, title="Webhook updated")
@@ -88,11 +82,8 @@ def delete(account: str = ACCOUNT_OPTION, webhook: str = WEBHOOK_OPTION, as_json
     webhook_id = parse_uuid_option(webhook, "--id")
 
     async def run(_: Settings, db: Database) -> dict[str, Any]:
-        try:
-            async with db.transaction() as session:
-                await service.delete_webhook(session, account_id=account_id, webhook_id=webhook_id)
-        except service.WebhooksError as exc:
-            fail(str(exc))
+        async with db.transaction() as session:
+            await service.delete_webhook(session, account_id=account_id, webhook_id=webhook_id)
         return {"id": str(webhook_id), "deleted": True}
 
     emit(run_with_db(run), as_json)
@@ -105,11 +96,8 @@ def rotate_secret(account: str = ACCOUNT_OPTION, webhook: str = WEBHOOK_OPTION, 
     webhook_id = parse_uuid_option(webhook, "--id")
 
     async def run(settings: Settings, db: Database) -> dict[str, Any]:
-        try:
-            async with db.transaction() as session:
-                rotated = await service.rotate_secret(session, settings, account_id=account_id, webhook_id=webhook_id)
-        except service.WebhooksError as exc:
-            fail(str(exc))
+        async with db.transaction() as session:
+            rotated = await service.rotate_secret(session, settings, account_id=account_id, webhook_id=webhook_id)
         expires = rotated.webhook.previous_secret_expires_at
         return {
             **webhook_json(rotated.webhook, secret=rotated.secret),
@@ -148,8 +136,6 @@ def test(
             sent = await service.send_test_event(
                 db, settings, services, account_id=account_id, webhook_id=webhook_id, event_type=event_type
             )
-        except service.WebhooksError as exc:
-            fail(str(exc))
         finally:
             await close_deliverer(services)
         return {
@@ -178,11 +164,8 @@ def resend(
     parsed_event_id = parse_uuid_option(event_id, "--event")
 
     async def run(_: Settings, db: Database) -> dict[str, Any]:
-        try:
-            async with db.transaction() as session:
-                await service.resend_event(session, account_id=account_id, event_id=parsed_event_id)
-        except service.WebhooksError as exc:
-            fail(str(exc))
+        async with db.transaction() as session:
+            await service.resend_event(session, account_id=account_id, event_id=parsed_event_id)
         return {"event_id": str(parsed_event_id), "state": "pending", "queued": True}
 
     emit(run_with_db(run), as_json, title="Event queued to be sent again (a worker or serve delivers it)")
@@ -211,18 +194,15 @@ def retry_failed(
 
     async def run(settings: Settings, db: Database) -> dict[str, Any]:
         limit = settings.webhook_retry_all_max_events
-        try:
-            async with db.transaction() as session:
-                matching = await service.count_failed_since(
-                    session, account_id=account_id, since=since_at, webhook_id=webhook_id
-                )
-                if dry_run:
-                    return {"since": iso_z(since_at), "failed_events": matching, "would_retry": min(matching, limit)}
-                retry = await service.retry_failed_since(
-                    session, settings, account_id=account_id, since=since_at, created_by_email="", webhook_id=webhook_id
-                )
-        except service.WebhooksError as exc:
-            fail(str(exc))
+        async with db.transaction() as session:
+            matching = await service.count_failed_since(
+                session, account_id=account_id, since=since_at, webhook_id=webhook_id
+            )
+            if dry_run:
+                return {"since": iso_z(since_at), "failed_events": matching, "would_retry": min(matching, limit)}
+            retry = await service.retry_failed_since(
+                session, settings, account_id=account_id, since=since_at, created_by_email="", webhook_id=webhook_id
+            )
         return {
             "run_id": str(retry.id),
             "since": iso_z(since_at),
@@ -267,11 +247,8 @@ def event(
     parsed_event_id = parse_uuid_option(event_id, "--event-id")
 
     async def run(settings: Settings, db: Database) -> dict[str, Any]:
-        try:
-            async with db.session() as session:
-                details = await service.get_event(session, settings, account_id=account_id, event_id=parsed_event_id)
-        except service.WebhooksError as exc:
-            fail(str(exc))
+        async with db.session() as session:
+            details = await service.get_event(session, settings, account_id=account_id, event_id=parsed_event_id)
         return event_details_json(details)
 
     emit(run_with_db(run), as_json)

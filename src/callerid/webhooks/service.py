@@ -23,7 +23,7 @@ import orjson
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from callerid import clock, secretbox
+from callerid import clock, failures, secretbox
 from callerid.accounts import members
 from callerid.accounts.models import ClientAccount
 from callerid.batching import Batcher
@@ -61,16 +61,16 @@ BUSY_RETRY_DELAY = timedelta(seconds=1)
 MAX_NAME_LENGTH = 50
 
 
-class WebhooksError(Exception):
+class WebhooksError(failures.InvalidInput):
     """A rule of this domain was broken; the message says which, for a person to read."""
 
 
-class NotFound(WebhooksError):
-    pass
+class NotFound(failures.NotFound, WebhooksError):
+    """No such webhook or event in the account."""
 
 
 class LimitReached(WebhooksError):
-    pass
+    """A count the account may not exceed (webhooks, retries)."""
 
 
 # --- configs -----------------------------------------------------------------------------------------
