@@ -254,7 +254,7 @@ async def test_every_request_example_is_taken_as_it_is(
         "featureSetId": str(feature_set),
         "surveyId": str(survey.id),
         "survey_id": str(survey.id),
-        "logo_key": label.logo_key,
+        "logo_file": f"{label.logo_key}.png",
     }
     body_values = {"label_id": str(label.id), **tenant.credentials}
     credentials = {BUSINESS: auth, APP: phone, METRICS: {"Authorization": f"Bearer {METRICS_TOKEN}"}}
