@@ -28,7 +28,11 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None, description="redis://host:port/db; shares rate limits and push fan-out across processes"
     )
-    data_dir: Path = Field(default=Path("./callerid-data"), description="logos, exports, outbox")
+    data_dir: Path = Field(
+        default=Path("./callerid-data"),
+        description="demo credentials and the SQLite secret key; logos are in the database (older versions kept "
+        "them under <data_dir>/logos: see `callerid labels import-logos`)",
+    )
     public_base_url: str | None = Field(
         default=None, description="absolute base URL used in links we hand out (logo_url, downloads)"
     )
