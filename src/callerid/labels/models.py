@@ -35,8 +35,9 @@ class Label(Base):
 
 
 class LabelLogo(Base):
-    """A logo's bytes, content-addressed: ``key`` is the SHA-256 of ``data`` (hex), so one image uploaded for several
-    labels is stored once and a changed logo gets a new key (and URL). Unreferenced ones are purged
+    """A logo, content-addressed: ``key`` is the SHA-256 of its bytes (hex), so one image uploaded for several labels
+    is stored once and a changed logo gets a new key (and URL). The bytes are in ``data`` (the database store) or in
+    the object store under ``object_name`` (``callerid.labels.logos``). Unreferenced ones are purged
     (``callerid.labels.jobs``)."""
 
     __tablename__ = "label_logos"
@@ -44,7 +45,10 @@ class LabelLogo(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     media_type: Mapped[str] = mapped_column(String(100))
     size: Mapped[int]
-    data: Mapped[bytes] = mapped_column(LargeBinary)
+    data: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # The object's name in the S3-compatible store (unique to this row: a logo purged and uploaded again gets a new
+    # object, so deleting the old one never races with the new upload).
+    object_name: Mapped[str | None] = mapped_column(String(300), default=None)
     created_at: Mapped[datetime] = mapped_column(index=True)
 
 

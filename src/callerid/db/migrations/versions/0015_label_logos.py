@@ -45,7 +45,8 @@ def upgrade() -> None:
         sa.Column("key", sa.String(length=64), nullable=False),
         sa.Column("media_type", sa.String(length=100), nullable=False),
         sa.Column("size", sa.Integer(), nullable=False),
-        sa.Column("data", sa.LargeBinary(), nullable=False),
+        sa.Column("data", sa.LargeBinary(), nullable=True),
+        sa.Column("object_name", sa.String(length=300), nullable=True),
         sa.Column("created_at", callerid.db.base.UtcDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("key", name=op.f("pk_label_logos")),
     )
@@ -76,6 +77,10 @@ def downgrade() -> None:
     bind = op.get_bind()
     labels, logos = legacy_logos.labels_table.c, legacy_logos.logos_table.c
     folder = _logo_folder()
+    if bind.execute(
+        sa.select(sa.func.count()).select_from(legacy_logos.logos_table).where(logos.data.is_(None))
+    ).scalar_one():
+        raise RuntimeError("logos are kept in the S3-compatible object store: downgrading needs them in the database")
     with op.batch_alter_table("labels", schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f("fk_labels_logo_key_label_logos"), type_="foreignkey")
         batch_op.drop_index(batch_op.f("ix_labels_legacy_logo_key"))
