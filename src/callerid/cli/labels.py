@@ -80,7 +80,7 @@ def labels_list(
 
 @labels_app.command("import-logos")
 def labels_import_logos(as_json: bool = JSON_OPTION) -> None:
-    """Move this host's logo files (``<data dir>/logos``, from versions before logos lived in the database) into the
+    """Move this host's logo files (<data dir>/logos, from versions before logos lived in the database) into the
     database, for the labels still without a logo. The upgrade moved the files of the host that ran it; run this on
     every other host that received uploads. Safe to run again."""
 
