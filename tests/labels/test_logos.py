@@ -34,6 +34,7 @@ from callerid.labels.jobs import GRACE, LOGO_PURGES
 from callerid.labels.models import Label, LabelLogo
 from callerid.labels.routes import LOGO_CACHE_CONTROL
 from tests.conftest import Tenant, fresh_postgresql_database, make_settings
+from tests.console.conftest import browser, create_console_account, sign_in
 from tests.labels.images import image_bytes
 
 NOW = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
@@ -381,3 +382,17 @@ async def test_the_migration_goes_back_to_files(
     assert legacy_logos.LEGACY_NAME.fullmatch(keys[new.id])
     assert (tmp_path / "data" / "logos" / name).read_bytes() == TEAL
     assert (tmp_path / "data" / "logos" / keys[new.id]).read_bytes() == PINK
+
+
+async def test_the_console_shows_a_label_without_a_logo(app: Any, db: Database, settings: Settings) -> None:
+    console = await create_console_account(db)
+    label = await add_label(db, settings, console.account_id, TEAL)
+    async with db.transaction() as session:
+        await session.execute(update(Label).where(Label.id == label.id).values(logo_key=None))
+    async with browser(app) as http:
+        assert (await sign_in(http, console.email, console.password)).status_code == 303
+        page = await http.get(f"/console/caller-id/{label.id}")
+        listing = await http.get("/console/caller-id")
+    assert page.status_code == listing.status_code == 200
+    assert "/logos/" not in page.text and "/logos/" not in listing.text
+    assert "no logo (its file was not found when logos moved into the database)" in page.text
