@@ -41,6 +41,7 @@ JOB_MODULES = (
     "callerid.delivery.jobs",
     "callerid.engagement.jobs",
     "callerid.jobs.housekeeping",
+    "callerid.labels.jobs",
     "callerid.numbers.jobs",
     "callerid.personalisation.jobs",
     "callerid.webhooks.jobs",

@@ -11,7 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 FEATURES = ("call_personalisation", "number_management", "call_me_back", "user_feedback")
@@ -28,10 +28,28 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None, description="redis://host:port/db; shares rate limits and push fan-out across processes"
     )
-    data_dir: Path = Field(default=Path("./callerid-data"), description="logos, exports, outbox")
+    data_dir: Path = Field(
+        default=Path("./callerid-data"),
+        description="demo credentials and the SQLite secret key; logos are in the database (older versions kept "
+        "them under <data_dir>/logos: see `callerid labels import-logos`)",
+    )
     public_base_url: str | None = Field(
         default=None, description="absolute base URL used in links we hand out (logo_url, downloads)"
     )
+
+    # --- logos (callerid.labels.logos; README "Logos") ----------------------------------------------------------
+    logo_store: Literal["database", "s3"] = Field(
+        default="database",
+        description="where logo bytes live: `database` (table label_logos), or `s3`, an S3-compatible object store "
+        "(needs `pip install 'callerid[s3]'`; credentials from the standard AWS chain: AWS_ACCESS_KEY_ID / "
+        "AWS_SECRET_ACCESS_KEY, a profile or an instance role). Either way every host serves every logo",
+    )
+    logo_s3_bucket: str | None = Field(default=None, description="the bucket, with logo_store=s3 (required then)")
+    logo_s3_endpoint_url: str | None = Field(
+        default=None, description="the store's URL for S3-compatible stores (MinIO, Ceph, R2...); default AWS S3"
+    )
+    logo_s3_region: str | None = Field(default=None, description="the bucket's region (default: the AWS chain's)")
+    logo_s3_prefix: str = Field(default="logos/", max_length=200, description="object names start with this")
 
     database_pool_size: int = Field(
         default=32,
@@ -348,11 +366,20 @@ class Settings(BaseSettings):
         "metrics_token",
         "sms_webhook_url",
         "sms_webhook_secret",
+        "logo_s3_bucket",
+        "logo_s3_endpoint_url",
+        "logo_s3_region",
         mode="before",
     )
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _s3_needs_a_bucket(self) -> Settings:
+        if self.logo_store == "s3" and not self.logo_s3_bucket:
+            raise ValueError("CALLERID_LOGO_STORE=s3 needs CALLERID_LOGO_S3_BUCKET")
+        return self
 
     @cached_property
     def base_url(self) -> str:

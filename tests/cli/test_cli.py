@@ -28,6 +28,7 @@ from callerid.app import create_app
 from callerid.cli.common import display_url
 from callerid.config import FEATURES
 from callerid.db import Database
+from callerid.labels.models import LabelLogo
 from tests.cli.conftest import Cli, CliResult
 from tests.conftest import make_settings
 from tests.ops.probes import SECURE_PATH, add_probe_routes
@@ -258,7 +259,7 @@ async def walk_the_contract(cli: Cli, database_url: str, data_dir: Path, *, full
         assert status == 200
         assert (await probe_status(client, first["client_account_id"], demo_token))[0] == 200
 
-    # --- the demo's label: listed, its logo a 200x200 PNG in the CLI's data folder --------------------------
+    # --- the demo's label: listed, its logo a 200x200 PNG in the database -------------------------------------
     demo_labels_result = cli.run("labels", "list", "--account", first["client_account_id"], "--json")
     quiet.append(demo_labels_result)
     demo_labels = demo_labels_result.json()
@@ -279,7 +280,15 @@ async def walk_the_contract(cli: Cli, database_url: str, data_dir: Path, *, full
             }
         ],
     }
-    with Image.open(io.BytesIO((cli.cwd / "callerid-data" / "logos" / logo_key).read_bytes())) as logo:
+    assert not (cli.cwd / "callerid-data" / "logos").exists()
+    db = Database(database_url, null_pool=True)
+    try:
+        async with db.session() as session:
+            stored = await session.get(LabelLogo, logo_key.removesuffix(".png"))
+    finally:
+        await db.dispose()
+    assert stored is not None
+    with Image.open(io.BytesIO(stored.data)) as logo:
         assert (logo.format, logo.size) == ("PNG", (200, 200))
 
     demo_file = cli.cwd / "callerid-data" / "demo.json"

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from PIL import Image
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 
 from callerid.accounts import members
 from callerid.accounts import service as accounts
@@ -32,7 +32,7 @@ from callerid.db import Database
 from callerid.http import Page
 from callerid.labels import catalogue
 from callerid.labels import service as labels
-from callerid.labels.models import Label
+from callerid.labels.models import Label, LabelLogo
 from tests.labels.images import image_bytes
 
 
@@ -211,8 +211,8 @@ async def test_demo_label_is_created_once_with_a_served_logo(
     with Image.open(io.BytesIO(logo)) as image:
         assert (image.format, image.size) == ("PNG", (200, 200))
     listed = labels.label_json(settings, label)
-    assert listed["logo_url"] == f"http://testserver/logos/{label.logo_key}"
-    served = await client.get(f"/logos/{label.logo_key}")
+    assert listed["logo_url"] == f"http://testserver/logos/{label.logo_key}.png"
+    served = await client.get(f"/logos/{label.logo_key}.png")
     assert served.status_code == 200
     assert served.headers["content-type"] == "image/png"
     assert served.content == logo
@@ -221,13 +221,16 @@ async def test_demo_label_is_created_once_with_a_served_logo(
     assert second == first
     assert [lb.id for lb in await account_labels(db, second)] == [label.id]
 
-    # A new data folder on the same database: the label is reused and its logo drawn again.
-    (settings.data_dir / "logos" / label.logo_key).unlink()
-    assert (await client.get(f"/logos/{label.logo_key}")).status_code == 404
+    # A label whose logo file was lost when logos moved into the database: the label is reused, its logo drawn
+    # again.
+    async with db.transaction() as session:
+        await session.execute(update(Label).where(Label.id == label.id).values(logo_key=None))
+        await session.execute(delete(LabelLogo))
+    assert (await client.get(f"/logos/{label.logo_key}.png")).status_code == 404
     third = await ensure_demo(settings, db)
     assert third["label_id"] == first["label_id"]
     assert [lb.logo_key for lb in await account_labels(db, third)] == [label.logo_key]
-    again = await client.get(f"/logos/{label.logo_key}")
+    again = await client.get(f"/logos/{label.logo_key}.png")
     assert (again.status_code, again.content) == (200, logo)
 
 
@@ -242,7 +245,8 @@ async def test_demo_reuses_a_label_of_that_name(db: Database, settings: Settings
     assert saved["label_id"] == str(mine.id)
     [label] = await account_labels(db, saved)
     assert (label.id, label.logo_key, label.category) == (mine.id, mine.logo_key, None)  # left as it was
-    assert (settings.data_dir / "logos" / mine.logo_key).read_bytes() == image_bytes()
+    async with db.session() as session:
+        assert (await session.get(LabelLogo, mine.logo_key)).data == image_bytes()  # type: ignore[union-attr]
 
 
 @pytest.fixture

@@ -136,8 +136,9 @@ async def test_a_label_with_a_logo_is_created_and_listed(
     assert label.created_by_email == console_account.email
     assert created.headers["location"] == f"/console/caller-id/{label.id}"
     page = await admin.get(created.headers["location"])
-    assert f'src="/logos/{label.logo_key}"' in page.text and "Retail and e-commerce / Flowers and gifts" in page.text
-    logo = await admin.get(f"/logos/{label.logo_key}")
+    assert f'src="/logos/{label.logo_key}.png"' in page.text
+    assert "Retail and e-commerce / Flowers and gifts" in page.text
+    logo = await admin.get(f"/logos/{label.logo_key}.png")
     with Image.open(io.BytesIO(logo.content)) as image:
         assert image.size == (200, 200)
     listing = await admin.get("/console/caller-id")

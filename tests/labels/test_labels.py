@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,7 @@ from callerid import clock
 from callerid.config import Settings
 from callerid.db import Database
 from callerid.labels import service
-from callerid.labels.models import Label
+from callerid.labels.models import Label, LabelLogo
 from callerid.labels.routes import LOGO_CACHE_CONTROL
 from tests.conftest import Tenant, create_tenant, mint
 from tests.labels.images import image_bytes, png_of_exact_length, png_with_corrupt_pixels
@@ -33,6 +34,11 @@ async def add_label(db: Database, settings: Settings, account_id: uuid.UUID, nam
 async def label_count(db: Database) -> int:
     async with db.session() as session:
         return int(await session.scalar(select(func.count()).select_from(Label)) or 0)
+
+
+async def logo_count(db: Database) -> int:
+    async with db.session() as session:
+        return int(await session.scalar(select(func.count()).select_from(LabelLogo)) or 0)
 
 
 async def test_no_labels_is_an_empty_array(client: httpx.AsyncClient, tenant: Tenant, auth: dict[str, str]) -> None:
@@ -62,7 +68,7 @@ async def test_lists_dynamic_labels_of_the_account_newest_first_in_the_spec_shap
     assert body[1] == {
         "id": str(first.id),
         "name": "FlowerEra",
-        "logo_url": f"http://testserver/logos/{first.logo_key}",
+        "logo_url": f"http://testserver/logos/{first.logo_key}.png",
         "category": 10,
         "sub_category": 142,
         "created_by_email": tenant.admin_email,
@@ -70,7 +76,7 @@ async def test_lists_dynamic_labels_of_the_account_newest_first_in_the_spec_shap
         "label_type": "dynamic",
     }
     assert body[0]["category"] is None and body[0]["sub_category"] is None
-    assert re.fullmatch(r"[0-9a-f-]{36}-\d+\.png", first.logo_key)
+    assert first.logo_key == hashlib.sha256(image_bytes()).hexdigest()  # content-addressed
 
 
 async def test_pagination_defaults_limits_and_past_the_end(
@@ -138,19 +144,22 @@ async def test_logo_is_served_at_its_url_without_a_token(
 ) -> None:
     label = await add_label(db, settings, tenant.account_id, "FlowerEra")
     url = service.logo_url(settings, label.logo_key)
-    assert url == f"http://testserver/logos/{label.logo_key}"
+    assert url == f"http://testserver/logos/{hashlib.sha256(image_bytes()).hexdigest()}.png"
     response = await client.get(url)
     assert response.status_code == 200
     assert response.headers["content-type"] == "image/png"
     assert response.headers["cache-control"] == LOGO_CACHE_CONTROL
     assert response.content == image_bytes()
-    assert (settings.data_dir / "logos" / label.logo_key).read_bytes() == image_bytes()
+    assert not (settings.data_dir / "logos").exists()  # in the database, not on this host's disk
 
 
 @pytest.mark.parametrize(
     "key",
     [
-        "00000000-0000-0000-0000-000000000000-1.png",  # well-formed, never stored
+        "00000000-0000-0000-0000-000000000000-1.png",  # a well-formed old file name, never stored
+        f"{'0' * 64}.png",  # a well-formed content key, never stored
+        f"{hashlib.sha256(image_bytes()).hexdigest()}",  # without .png
+        f"{hashlib.sha256(image_bytes()).hexdigest().upper()}.png",
         "..%2F..%2Fcallerid-test.db",
         "logo.png",
     ],
@@ -163,9 +172,10 @@ async def test_unknown_or_malformed_logo_is_404(client: httpx.AsyncClient, key: 
 
 def test_logo_url_uses_host_and_port_without_public_base_url(tmp_path: Any) -> None:
     settings = Settings(public_base_url=None, host="10.0.0.5", port=9000, data_dir=tmp_path)
-    assert service.logo_url(settings, "k.png") == "http://10.0.0.5:9000/logos/k.png"
+    assert service.logo_url(settings, "k") == "http://10.0.0.5:9000/logos/k.png"
     settings = Settings(public_base_url="https://media.example.com/", data_dir=tmp_path)
-    assert service.logo_url(settings, "k.png") == "https://media.example.com/logos/k.png"
+    assert service.logo_url(settings, "k") == "https://media.example.com/logos/k.png"
+    assert service.logo_url(settings, None) == ""  # a label without a logo: the field stays a string
 
 
 # --- creation rules ------------------------------------------------------------------------------------
@@ -198,14 +208,16 @@ async def test_bad_logo_is_refused_and_nothing_is_stored(
             await service.create_label(session, settings, account_id=tenant.account_id, name="FlowerEra", logo=logo)
     assert str(raised.value) == message
     assert await label_count(db) == 0
-    assert not (settings.data_dir / "logos").exists() or not any((settings.data_dir / "logos").iterdir())
+    assert await logo_count(db) == 0
 
 
 async def test_logo_just_under_2_mib_is_accepted(db: Database, settings: Settings, tenant: Tenant) -> None:
     logo = png_of_exact_length(2 * 1024 * 1024 - 1)
     async with db.transaction() as session:
         label = await service.create_label(session, settings, account_id=tenant.account_id, name="Big", logo=logo)
-    assert (settings.data_dir / "logos" / label.logo_key).read_bytes() == logo
+    async with db.session() as session:
+        stored = await session.get(LabelLogo, label.logo_key)
+    assert stored is not None and (stored.data, stored.size, stored.media_type) == (logo, len(logo), "image/png")
 
 
 @pytest.mark.parametrize(

@@ -44,7 +44,7 @@ async def make_label(db: Database, account_id: uuid.UUID, name: str = "Acme Deli
                 account_id=account_id,
                 name=name,
                 label_type="static",
-                logo_key=f"{uuid.uuid4().hex}.png",
+                logo_key=None,  # no logo (a logo is a label_logos row: labels.service.create_label)
                 created_by_email="admin@example.com",
                 created_at=clock.now(),
             )

@@ -208,7 +208,7 @@ async def test_b2_stores_invalid_records_with_their_error_and_s2_shows_every_for
         "receiver": receiver(1),
         "label_id": str(label.id),
         "label_name": "Flower rasm",
-        "logo_url": f"http://testserver/logos/{label.logo_key}",
+        "logo_url": f"http://testserver/logos/{label.logo_key}.png",
         "call_reason": "Flower Delivery",
         "starts_at": now_ms - 1000,
         "ends_at": now_ms + HOUR_MS,

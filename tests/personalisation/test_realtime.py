@@ -201,7 +201,7 @@ async def test_r2_pushes_synchronously_and_answers_the_outcome(
                 "receiver": RECEIVER,
                 "label_id": str(label.id),
                 "label_name": "Flower rasm",
-                "logo_url": f"http://testserver/logos/{label.logo_key}",
+                "logo_url": f"http://testserver/logos/{label.logo_key}.png",
                 "call_reason": "Flower Delivery",
                 "starts_at": body["starts_at"],
                 "ends_at": body["ends_at"],

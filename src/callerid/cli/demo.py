@@ -29,6 +29,7 @@ from callerid.config import Settings
 from callerid.db import Database
 from callerid.labels import catalogue
 from callerid.labels import service as labels
+from callerid.labels.logos import logo_store
 from callerid.labels.models import DYNAMIC, Label
 from callerid.uuids import parse_uuid
 
@@ -132,9 +133,8 @@ async def _ensure_demo_label(session: AsyncSession, settings: Settings, account_
         .limit(1)
     )
     if label is not None:
-        store = labels.logo_store(settings)
-        if store.path_of(label.logo_key) is None:  # a new data folder on the same database: draw it again
-            store.save(label.logo_key, demo_logo_png())
+        if label.logo_key is None:  # its file was lost when logos moved into the database: draw it again
+            label.logo_key = await logo_store(settings).put(session, demo_logo_png())
         return label
     category: int | None = DEMO_LABEL_CATEGORY
     sub_category: int | None = DEMO_LABEL_SUB_CATEGORY

@@ -10,7 +10,7 @@ import typer
 from callerid.cli.common import JSON_OPTION, emit, fail, parse_uuid_option, run_with_db
 from callerid.config import Settings
 from callerid.db import Database
-from callerid.labels import service
+from callerid.labels import legacy_logos, service
 from callerid.labels.models import DYNAMIC
 from callerid.paging import Page
 
@@ -73,3 +73,19 @@ def labels_list(
         return {"client_account_id": str(account_id), "labels": [service.label_json(settings, lb) for lb in labels]}
 
     emit(run_with_db(run), as_json)
+
+
+@labels_app.command("import-logos")
+def labels_import_logos(as_json: bool = JSON_OPTION) -> None:
+    """Move this host's logo files (<data dir>/logos, from versions before logos lived in the database) into the
+    database, for the labels still without a logo. The upgrade moved the files of the host that ran it; run this on
+    every other host that received uploads. Safe to run again."""
+
+    async def run(settings: Settings, db: Database) -> dict[str, Any]:
+        folder = legacy_logos.logo_dir(settings.data_dir)
+        async with db.transaction() as session:
+            connection = await session.connection()
+            result = await connection.run_sync(lambda sync: legacy_logos.move_logo_files(sync, folder))
+        return {"folder": str(folder), "moved": result.moved, "stored": result.stored, "missing": result.missing}
+
+    emit(run_with_db(run), as_json, title="Logo files imported")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy import event, text
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -287,3 +287,14 @@ async def insert_unless_exists(
     primary_key = next(iter(table.primary_key.columns))
     result = await session.execute(statement.returning(primary_key))
     return result.scalar_one_or_none() is not None
+
+
+class OnConflict(Generic[T]):
+    """A statement with ``ON CONFLICT`` (SQLAlchemy builds those per dialect), built once for each database:
+    ``build(insert)`` gets the dialect's ``insert`` function; ``of(session)`` picks the one for its database."""
+
+    def __init__(self, build: Callable[[Any], T]):
+        self._built = {"postgresql": build(postgresql_insert), "sqlite": build(sqlite_insert)}
+
+    def of(self, session: AsyncSession) -> T:
+        return self._built[session.get_bind().dialect.name]

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import io
-import os
 import re
-import tempfile
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
@@ -21,6 +18,7 @@ from callerid.accounts import service as accounts
 from callerid.config import Settings
 from callerid.db import Database
 from callerid.display_text import display_problem
+from callerid.labels import logos
 from callerid.labels.models import DYNAMIC, STATIC, Label
 from callerid.paging import Page
 from callerid.timefmt import iso_z
@@ -31,9 +29,10 @@ NAME_MAX_CHARS = 40
 LOGO_MAX_BYTES = 2 * 1024 * 1024  # "under 2 MB" = < 2,097,152 bytes (SPEC §12 #36)
 LOGO_PIXELS = (200, 200)
 
-# `<uuid>-<nanoseconds>.png`, like the reference's logo file names. Checked before touching the disk so a
-# request path can never name a file outside the logo store.
-_LOGO_KEY = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}-[0-9]{1,20}\.png$")
+# The file names logos had under <data dir>/logos before they moved into the database (migration 0015),
+# `<uuid>-<nanoseconds>.png` like the reference's: still answered, by a redirect to the logo's URL.
+_LEGACY_LOGO_KEY = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}-[0-9]{1,20}\.png$")
+LOGO_SUFFIX = ".png"  # every logo is a PNG (check_logo)
 
 
 class LabelError(failures.InvalidInput):
@@ -43,10 +42,39 @@ class LabelError(failures.InvalidInput):
 # --- logos -------------------------------------------------------------------------------------------
 
 
-def logo_url(settings: Settings, logo_key: str) -> str:
-    """The absolute URL phones and clients fetch a logo from (served by ``GET /logos/{logo_key}``)."""
+def logo_path(logo_key: str | None) -> str | None:
+    """The path a logo is served at (``GET /logos/<key>.png``), None for a label without a logo."""
+    return None if logo_key is None else f"/logos/{logo_key}{LOGO_SUFFIX}"
+
+
+def logo_url(settings: Settings, logo_key: str | None) -> str:
+    """The absolute URL phones and clients fetch a logo from; the content key in it changes when the logo does, so
+    it may be cached for good. ``""`` for a label without a logo (its file was lost before logos moved into the
+    database): the field stays a string, and phones show their placeholder."""
+    if logo_key is None:
+        return ""
     base = (settings.public_base_url or f"http://{settings.host}:{settings.port}").rstrip("/")
-    return f"{base}/logos/{logo_key}"
+    return f"{base}{logo_path(logo_key)}"
+
+
+def logo_key_of_file(file_name: str) -> str | None:
+    """The content key in the last segment of a logo URL (``<64 hex digits>.png``), or None."""
+    if not file_name.endswith(LOGO_SUFFIX):
+        return None
+    key = file_name[: -len(LOGO_SUFFIX)]
+    return key if logos.is_content_key(key) else None
+
+
+def is_legacy_logo_key(value: str) -> bool:
+    return _LEGACY_LOGO_KEY.fullmatch(value) is not None
+
+
+async def logo_key_for_legacy(db: Database, legacy_key: str) -> str | None:
+    """The content key of the logo that the file ``legacy_key`` (a pre-0015 logo file name) became, if any."""
+    if not is_legacy_logo_key(legacy_key):
+        return None
+    async with db.session() as session:
+        return await session.scalar(select(Label.logo_key).where(Label.legacy_logo_key == legacy_key))
 
 
 def check_logo(data: bytes) -> None:
@@ -71,47 +99,6 @@ def check_logo(data: bytes) -> None:
             image.load()
     except (OSError, SyntaxError, ValueError) as exc:
         raise LabelError("logo must be a PNG image (the file is damaged)") from exc
-
-
-def is_logo_key(value: str) -> bool:
-    return _LOGO_KEY.fullmatch(value) is not None
-
-
-def new_logo_key() -> str:
-    nanoseconds = int(clock.now().timestamp() * 1_000_000) * 1000
-    return f"{uuid.uuid4()}-{nanoseconds}.png"
-
-
-class DiskLogoStore:
-    """Logos as files under ``<data_dir>/logos`` (the default store; share the directory between processes)."""
-
-    def __init__(self, root: Path):
-        self.root = root
-
-    def path_of(self, logo_key: str) -> Path | None:
-        """The file of a stored logo, or None for a malformed key or a missing file."""
-        if not is_logo_key(logo_key):
-            return None
-        path = self.root / logo_key
-        return path if path.is_file() else None
-
-    def save(self, logo_key: str, data: bytes) -> None:
-        if not is_logo_key(logo_key):
-            raise ValueError(f"malformed logo key {logo_key!r}")
-        self.root.mkdir(parents=True, exist_ok=True)
-        # Write then rename so that a reader never sees half a file.
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".upload-")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.replace(tmp, self.root / logo_key)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-
-
-def logo_store(settings: Settings) -> DiskLogoStore:
-    return DiskLogoStore(Path(settings.data_dir) / "logos")
 
 
 # --- labels ------------------------------------------------------------------------------------------
@@ -139,9 +126,9 @@ async def create_label(
     created_by_email: str | None = None,
     require_category: bool = False,
 ) -> Label:
-    """Check every rule, store the logo, then the label. Without ``created_by_email`` the account's
-    first admin is recorded as the creator. ``require_category`` (the console) makes choosing a category, and
-    its sub-category, compulsory; the API and the CLI leave them optional as the reference does."""
+    """Check every rule, then store the logo (once per distinct image) and the label. Without ``created_by_email``
+    the account's first admin is recorded as the creator. ``require_category`` (the console) makes choosing a
+    category, and its sub-category, compulsory; the API and the CLI leave them optional as the reference does."""
     # Imported here: the catalogue module raises this module's LabelError.
     from callerid.labels import catalogue
 
@@ -160,10 +147,8 @@ async def create_label(
     if created_by_email is None:
         admins = await accounts.admin_emails(session, account_id)
         created_by_email = admins[0] if admins else ""
-    key = new_logo_key()
-    # The file is written before the row: a failed insert leaves an unreferenced file (harmless), never
-    # a label whose logo is missing.
-    logo_store(settings).save(key, logo)
+    # In the label's transaction: the label and its logo are stored together or not at all.
+    key = await logos.logo_store(settings).put(session, logo)
     label = Label(
         id=uuid.uuid4(),
         account_id=account_id,
@@ -212,15 +197,17 @@ class DynamicLabel:
 
     id: uuid.UUID
     name: str
-    logo_key: str
+    logo_key: str | None
 
 
 class DynamicLabelCache:
     """Dynamic labels recently found, by (account, label id), for the record paths (R1/R2 look one up per request).
 
     Sound because a label never changes once created (``create_label`` is the only write; labels used by records
-    are never deleted, SPEC §10.2). Only found labels are kept (a missing one may be created the next moment),
-    for ``ttl_seconds``, so that an operator's direct database edit is still seen within that time.
+    are never deleted, SPEC §10.2; a label left without a logo by migration 0015 may get it back from
+    ``callerid labels import-logos``, seen after ``ttl_seconds``). Only found labels are kept (a missing one may be
+    created the next moment), for ``ttl_seconds``, so that an operator's direct database edit is still seen within
+    that time.
     """
 
     def __init__(self, ttl_seconds: float = 30.0, max_entries: int = 10_000):
