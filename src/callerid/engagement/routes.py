@@ -54,7 +54,7 @@ def _body_schema(model: type[BaseModel]) -> dict[str, object]:
 
 
 _EPOCH_MS = "^[0-9]{1,15}$"
-# UF's dates: epoch milliseconds, or a day (service._date_param).
+# UF's dates: epoch milliseconds, or a day (engagement.exports._date_param).
 _EPOCH_MS_OR_DAY = "^([0-9]{1,15}|[0-9]{4}-[0-9]{2}-[0-9]{2})$"
 _SURVEY_ID = Path(description="the survey's id (`id` of GET /app/v1/surveys)", json_schema_extra={"format": "uuid"})
 # "Nothing found" of CMB and UF, or (no such path) the common not-found.

@@ -1,0 +1,188 @@
+"""Reading numbers: the number details listing (NN) and the look-ups of a listed number (caller-ID, Call Me Back)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from callerid.labels.shared import LABELS
+from callerid.numbers.checks import VISIBLE_STATES
+from callerid.numbers.models import (
+    DELISTING,
+    LISTED,
+    BusinessNumber,
+    CallingOperation,
+    CallReason,
+    Department,
+    FeatureSet,
+    Operation,
+)
+from callerid.numbers.tree import TreeFilters, _Attached, _Root
+from callerid.phone import normalise_phone
+
+
+@dataclass(frozen=True)
+class NumberView:
+    phone_number: str
+    phone_type: str
+    status: str
+    failure_reason: str | None
+    account_id: uuid.UUID
+    created_by_email: str
+    department: str
+    operation: str
+    process: str
+    subprocess: str
+    feature_set_name: str
+    call_me_back: bool
+    label_name: str
+    created_at: Any
+    updated_at: Any
+
+
+async def list_numbers(
+    session: AsyncSession, account_id: uuid.UUID, filters: TreeFilters, *, offset: int, limit: int
+) -> tuple[list[NumberView], int]:
+    """One page of the account's numbers (newest first, ties by number) and the total count."""
+    where = [
+        BusinessNumber.account_id == account_id,
+        BusinessNumber.status.in_(VISIBLE_STATES),
+        *filters.predicates(),
+    ]
+    total = (
+        await session.scalar(
+            select(func.count())
+            .select_from(BusinessNumber)
+            .outerjoin(FeatureSet, FeatureSet.id == BusinessNumber.feature_set_id)
+            .where(*where)
+        )
+        or 0
+    )
+    query = (
+        select(
+            BusinessNumber.phone_number,
+            BusinessNumber.phone_type,
+            BusinessNumber.status,
+            BusinessNumber.failure_reason,
+            BusinessNumber.account_id,
+            BusinessNumber.created_by_email,
+            BusinessNumber.created_at,
+            BusinessNumber.updated_at,
+            FeatureSet.name,
+            FeatureSet.call_me_back,
+            FeatureSet.process_id,
+            FeatureSet.root_process_id,
+            Department.name,
+            CallingOperation.name,
+            _Root.name,
+            _Attached.name,
+            LABELS.c.name,
+        )
+        .outerjoin(FeatureSet, FeatureSet.id == BusinessNumber.feature_set_id)
+        .outerjoin(_Attached, _Attached.id == FeatureSet.process_id)
+        .outerjoin(_Root, _Root.id == FeatureSet.root_process_id)
+        .outerjoin(Department, Department.id == FeatureSet.department_id)
+        .outerjoin(Operation, Operation.id == FeatureSet.operation_id)
+        .outerjoin(CallingOperation, CallingOperation.id == Operation.calling_operation_id)
+        .outerjoin(LABELS, LABELS.c.id == FeatureSet.label_id)
+        .where(*where)
+        .order_by(BusinessNumber.created_at.desc(), BusinessNumber.phone_number)
+        .offset(offset)
+        .limit(limit)
+    )
+    views = []
+    for row in (await session.execute(query)).all():
+        (phone_number, phone_type, status, failure_reason, account, email, created_at, updated_at) = row[:8]
+        fs_name, cmb, process_id, root_id, dept, calling, root_name, attached_name, label_name = row[8:]
+        views.append(
+            NumberView(
+                phone_number=phone_number,
+                phone_type=phone_type,
+                status=status,
+                failure_reason=failure_reason,
+                account_id=account,
+                created_by_email=email,
+                department=dept or "",
+                operation=calling or "",
+                process=root_name or "",
+                subprocess=attached_name if process_id is not None and process_id != root_id else "",
+                feature_set_name=fs_name or "",
+                call_me_back=bool(cmb),
+                label_name=label_name or "",
+                created_at=created_at,
+                updated_at=updated_at,
+            )
+        )
+    return views, total
+
+
+# --- lookup ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ListedIdentity:
+    """What the app shows for a listed number: its feature set's static label and call reason."""
+
+    label_id: uuid.UUID
+    label_name: str
+    logo_key: str
+    call_reason: str | None
+    feature_set_id: uuid.UUID
+    feature_set_name: str
+
+
+async def listed_identity(session: AsyncSession, caller: str) -> ListedIdentity | None:
+    """The identity of a listed business number (a delisting one is still listed until its job is done)."""
+    number = normalise_phone(caller)
+    if number is None:
+        return None
+    row = (
+        await session.execute(
+            select(LABELS.c.id, LABELS.c.name, LABELS.c.logo_key, CallReason.text, FeatureSet.id, FeatureSet.name)
+            .select_from(BusinessNumber)
+            .join(FeatureSet, FeatureSet.id == BusinessNumber.feature_set_id)
+            .join(LABELS, LABELS.c.id == FeatureSet.label_id)
+            .outerjoin(CallReason, CallReason.id == FeatureSet.call_reason_id)
+            .where(BusinessNumber.phone_number == number, BusinessNumber.status.in_((LISTED, DELISTING)))
+        )
+    ).first()
+    if row is None:
+        return None
+    return ListedIdentity(*row)
+
+
+@dataclass(frozen=True)
+class ListedNumber:
+    phone_number: str
+    account_id: uuid.UUID
+    feature_set_id: uuid.UUID
+    feature_set_name: str
+    call_me_back: bool
+    survey: bool
+
+
+async def listed_number(session: AsyncSession, phone_number: str) -> ListedNumber | None:
+    """The listed number (normalised) with its account and feature-set flags, for engagement (CMB, surveys).
+
+    A delisting number is listed until its job is done. ``listed_identity`` is the display-side twin.
+    """
+    row = (
+        await session.execute(
+            select(
+                BusinessNumber.phone_number,
+                BusinessNumber.account_id,
+                FeatureSet.id,
+                FeatureSet.name,
+                FeatureSet.call_me_back,
+                FeatureSet.survey,
+            )
+            .select_from(BusinessNumber)
+            .join(FeatureSet, FeatureSet.id == BusinessNumber.feature_set_id)
+            .where(BusinessNumber.phone_number == phone_number, BusinessNumber.status.in_((LISTED, DELISTING)))
+        )
+    ).first()
+    return None if row is None else ListedNumber(*row)
