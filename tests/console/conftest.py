@@ -149,7 +149,6 @@ async def build_world(db: Database, settings: Settings, name: str) -> World:
     from callerid.numbers import service as numbers
     from callerid.webhooks import service as webhooks
     from callerid.webhooks.models import RetryRun
-    from callerid.webhooks.payloads import envelope
     from tests.labels.images import image_bytes
 
     console = await create_console_account(db, name)
@@ -183,13 +182,8 @@ async def build_world(db: Database, settings: Settings, name: str) -> World:
             events="cmb,user_feedback",
         )
 
-        def payload(event_id: str) -> dict[str, Any]:
-            return envelope(
-                event_id=event_id, account_id=console.account_id, event_type="cmb", created_at=clock.now(), body={}
-            )
-
         event_ids = await webhooks.emit_event(
-            session, account_id=console.account_id, event_type="cmb", payload_for=payload
+            session, account_id=console.account_id, event_type="cmb", created_at=clock.now(), body={}
         )
         run = RetryRun(
             id=uuid.uuid4(),

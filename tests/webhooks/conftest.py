@@ -12,7 +12,6 @@ from callerid import clock
 from callerid.config import Settings
 from callerid.db import Database
 from callerid.webhooks import service
-from callerid.webhooks.payloads import envelope
 from tests.webhooks.receiver import Receiver
 
 
@@ -42,19 +41,8 @@ async def make_webhook(
         return await service.create_webhook(session, settings, account_id=account_id, name=name, url=url, events=events)
 
 
-def cmb_payload_for(account_id: uuid.UUID) -> Any:
-    def build(event_id: str) -> dict[str, Any]:
-        body = {"business_number": "910987654321", "client_number": "911234567890", "is_interested": True}
-        return envelope(event_id=event_id, account_id=account_id, event_type="cmb", created_at=clock.now(), body=body)
-
-    return build
-
-
 async def emit(db: Database, account_id: uuid.UUID, event_type: str = "cmb") -> list[uuid.UUID]:
-    def build(event_id: str) -> dict[str, Any]:
-        return envelope(
-            event_id=event_id, account_id=account_id, event_type=event_type, created_at=clock.now(), body={"n": 1}
-        )
-
     async with db.transaction() as session:
-        return await service.emit_event(session, account_id=account_id, event_type=event_type, payload_for=build)
+        return await service.emit_event(
+            session, account_id=account_id, event_type=event_type, created_at=clock.now(), body={"n": 1}
+        )

@@ -82,7 +82,7 @@ async def test_one_event_per_subscribed_webhook(db: Database, settings: Settings
     assert {e.webhook_id for e in events} == {a.webhook.id, b.webhook.id}
     for event in events:
         assert event.state == "pending" and event.event_type == "cmb" and event.attempts_made == 0
-        assert json.loads(event.body)["event_id"] == str(event.id)  # payload_for got this event's own id
+        assert json.loads(event.body)["event_id"] == str(event.id)  # the envelope holds this event's own id
     assert await queued_jobs(db, "webhooks.deliver") == 2
 
 

@@ -22,7 +22,6 @@ from callerid import clock
 from callerid.db import Database
 from callerid.webhooks import service
 from callerid.webhooks.models import WebhookEvent
-from callerid.webhooks.payloads import envelope
 from tests.webhooks.receiver import Receiver
 
 pytestmark = pytest.mark.slow
@@ -228,12 +227,11 @@ async def test_deliveries_survive_sigkill(tmp_path: Path, receiver: Receiver) ->
     db = Database(cli.url)
 
     async def emit() -> uuid.UUID:
-        def build(event_id: str) -> dict[str, Any]:
-            body = {"business_number": "910987654321"}
-            return envelope(event_id=event_id, account_id=account, event_type="cmb", created_at=clock.now(), body=body)
-
+        body = {"business_number": "910987654321"}
         async with db.transaction() as session:
-            [event_id] = await service.emit_event(session, account_id=account, event_type="cmb", payload_for=build)
+            [event_id] = await service.emit_event(
+                session, account_id=account, event_type="cmb", created_at=clock.now(), body=body
+            )
         return event_id
 
     async def state(event_id: uuid.UUID) -> str:

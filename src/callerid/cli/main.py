@@ -16,15 +16,15 @@ from callerid.cli.accounts import accounts_app, keys_app
 from callerid.cli.catalogue import catalogue_app
 from callerid.cli.common import JSON_OPTION, display_url, emit, run_with_db, settings_and_schema
 from callerid.cli.demo import demo_summary, demo_title, ensure_demo
+from callerid.cli.engagement import cmb_configs_app, surveys_app
 from callerid.cli.labels import labels_app
 from callerid.cli.mail import mail_app
 from callerid.cli.numbers import departments_app, feature_sets_app, operations_app, processes_app
 from callerid.cli.phones import app_credentials_app, devices_app, signing_keys_app, sms_app
 from callerid.cli.secret_key import secret_key_app
+from callerid.cli.webhooks import webhooks_app
 from callerid.config import Settings, load_settings
 from callerid.db import Database
-from callerid.engagement.cli import cmb_configs_app, surveys_app
-from callerid.webhooks.cli import webhooks_app
 
 # Granian's own messages (worker start/stop, errors) go to the root logger, which configure_logging() set up.
 GRANIAN_LOGGING = {

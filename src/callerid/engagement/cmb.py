@@ -41,7 +41,6 @@ from callerid.engagement.schemas import (
 from callerid.engagement.windows import DEFAULT_WINDOWS, next_window, parse_window
 from callerid.failures import Conflict, InvalidInput
 from callerid.phone import normalise_phone
-from callerid.webhooks.payloads import envelope
 from callerid.webhooks.service import emit_event
 
 # --- Call Me Back configuration ------------------------------------------------------------------------------
@@ -221,8 +220,7 @@ async def submit_call_me_back(
         session,
         account_id=listed.account_id,
         event_type="cmb",
-        payload_for=lambda event_id: envelope(
-            event_id=event_id, account_id=listed.account_id, event_type="cmb", created_at=now, body=body
-        ),
+        created_at=now,
+        body=body,
     )
     return request, event_ids

@@ -31,7 +31,6 @@ from callerid.engagement.schemas import (
     survey_payload,
 )
 from callerid.failures import Conflict, InvalidInput, NotFound
-from callerid.webhooks.payloads import envelope
 from callerid.webhooks.service import emit_event
 
 
@@ -147,8 +146,7 @@ async def submit_survey_answers(
         session,
         account_id=survey.account_id,
         event_type="user_feedback",
-        payload_for=lambda event_id: envelope(
-            event_id=event_id, account_id=survey.account_id, event_type="user_feedback", created_at=now, body=body
-        ),
+        created_at=now,
+        body=body,
     )
     return response, event_ids

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -50,7 +49,7 @@ from callerid.webhooks.models import (
     WebhookConfig,
     WebhookEvent,
 )
-from callerid.webhooks.payloads import sample_payload
+from callerid.webhooks.payloads import envelope, sample_payload
 from callerid.webhooks.safety import UnsafeUrl, check_destination, check_url_syntax
 from callerid.webhooks.schedule import parse_schedule
 
@@ -276,13 +275,15 @@ async def emit_event(
     *,
     account_id: uuid.UUID,
     event_type: str,
-    payload_for: Callable[[str], dict[str, Any]],
+    created_at: datetime,
+    body: dict[str, Any],
 ) -> list[uuid.UUID]:
     """Create one event per webhook of the account subscribed to ``event_type``, each with its own
     ``event_id`` (SPEC §9.2, §12 #32), and enqueue its delivery, in the caller's transaction.
 
-    ``payload_for(event_id)`` returns the full JSON payload for that event (see ``payloads.envelope``).
-    Returns the event ids; none when no webhook is subscribed. The runners wake once the caller commits.
+    ``body`` is the event's own part (cmb_payload or survey_payload); the envelope around it is built here
+    (``payloads.envelope``). Returns the event ids; none when no webhook is subscribed. The runners wake once the
+    caller commits.
     """
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown webhook event type {event_type!r}")
@@ -290,7 +291,9 @@ async def emit_event(
     event_ids: list[uuid.UUID] = []
     for webhook in webhooks:
         event_id = uuid.uuid4()
-        payload = payload_for(str(event_id))
+        payload = envelope(
+            event_id=str(event_id), account_id=account_id, event_type=event_type, created_at=created_at, body=body
+        )
         session.add(_new_event(webhook, event_id=event_id, event_type=event_type, payload=payload, is_test=False))
         event_ids.append(event_id)
     if event_ids:
