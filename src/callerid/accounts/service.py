@@ -93,6 +93,15 @@ async def get_account(session: AsyncSession, account_id: uuid.UUID) -> ClientAcc
     return account
 
 
+async def lock_account(session: AsyncSession, account_id: uuid.UUID) -> ClientAccount:
+    """The account, row-locked until the caller's transaction ends: serialises changes of one account's counted
+    things (keys, tokens, webhooks) between processes on PostgreSQL (SQLite has one writer anyway)."""
+    account = await session.get(ClientAccount, account_id, with_for_update=True)
+    if account is None:
+        raise NotFound(f"account {account_id} not found")
+    return account
+
+
 async def admin_emails(session: AsyncSession, account_id: uuid.UUID) -> list[str]:
     rows = await session.scalars(
         select(Member.email)

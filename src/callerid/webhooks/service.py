@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from callerid import clock, failures, secretbox
 from callerid.accounts import members
-from callerid.accounts.models import ClientAccount
+from callerid.accounts import service as accounts
 from callerid.batching import Batcher
 from callerid.config import Settings
 from callerid.db import Database
@@ -123,10 +123,11 @@ async def _name_taken(session: AsyncSession, account_id: uuid.UUID, name: str, *
 
 
 async def _lock_account(session: AsyncSession, account_id: uuid.UUID) -> None:
-    """Serialise config changes of one account (PostgreSQL row lock; SQLite has one writer anyway)."""
-    account = await session.get(ClientAccount, account_id, with_for_update=True)
-    if account is None:
-        raise NotFound(f"account {account_id} not found")
+    """Serialise config changes of one account (the account's lock, owned by accounts)."""
+    try:
+        await accounts.lock_account(session, account_id)
+    except failures.NotFound:
+        raise NotFound(f"account {account_id} not found") from None
 
 
 async def create_webhook(
