@@ -18,6 +18,7 @@ from starlette.types import ASGIApp
 
 from callerid import __version__
 from callerid.accounts.ratelimit import RateLimiter
+from callerid.accounts.service import TokenCache
 from callerid.config import Settings, load_settings
 from callerid.console.app import install_console
 from callerid.db import Database
@@ -88,7 +89,9 @@ def create_app(settings: Settings | None = None) -> CallerIdApp:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database(settings.database_url, pool_size=settings.database_pool_size)
-        runtime = Runtime(settings=settings, db=db, limiter=RateLimiter(settings))
+        runtime = Runtime(
+            settings=settings, db=db, limiter=RateLimiter(settings), tokens=TokenCache(settings.token_cache_seconds)
+        )
         app.state.runtime = runtime
         # Before the job runner: batch jobs push through the hub.
         push_hub = await start_push_hub(settings, runtime.services)

@@ -152,6 +152,13 @@ class Settings(BaseSettings):
     push_heartbeat_seconds: float = Field(
         default=30.0, description="idle WebSocket streams get a heartbeat message this often (detects dead phones)"
     )
+    token_cache_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        description="business requests may reuse a token check this old: a token revoked in another process (its key "
+        "regenerated or deleted) is refused by every process within this time, at once by the one that revoked it; "
+        "0 disables",
+    )
     device_auth_cache_seconds: float = Field(
         default=5.0,
         description="caller-ID lookups may reuse a device-token check this old (other processes notice a "

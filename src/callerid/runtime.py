@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from callerid.accounts.ratelimit import RateLimiter
+from callerid.accounts.service import TokenCache
 from callerid.config import Settings
 from callerid.db import Database
 
@@ -18,6 +19,7 @@ class Runtime:
     settings: Settings
     db: Database
     limiter: RateLimiter
+    tokens: TokenCache
     # Domain singletons added by later capabilities (push hub, signer, mailer, ...), by name.
     services: dict[str, Any] = field(default_factory=dict)
 

@@ -231,6 +231,62 @@ async def test_limits_are_shared_through_redis(tmp_path: Any, database_url: str)
                 await c.aclose()
 
 
+async def test_a_revoked_token_is_refused_by_every_process_within_the_token_cache_time(
+    tmp_path: Any, database_url: str
+) -> None:
+    """Two app instances (as two processes would be): one has the token's check cached when the key is deleted
+    elsewhere (the CLI, another process's console); it refuses the token once ``token_cache_seconds`` have passed."""
+    clock.freeze(datetime(2026, 6, 1, 12, 0, tzinfo=UTC))
+    settings = make_settings(database_url, tmp_path, token_cache_seconds=2.0)
+    apps = [create_app(settings), create_app(settings)]
+    for application in apps:
+        add_probe_routes(application)
+    async with apps[0].router.lifespan_context(apps[0]), apps[1].router.lifespan_context(apps[1]):
+        from tests.conftest import empty_all_tables
+
+        db = apps[0].state.runtime.db
+        await empty_all_tables(db)
+        tenant = await create_tenant(db, settings)
+        clients = [
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=a, raise_app_exceptions=False), base_url="http://t")
+            for a in apps
+        ]
+        try:
+            headers = {"Authorization": f"Bearer {await mint(clients[0], tenant)}"}
+            path = f"/clients/{tenant.account_id}/probe"
+            assert (await clients[1].get(path, headers=headers)).status_code == 200  # now cached there
+            async with db.transaction() as session:
+                from callerid.accounts import service
+
+                await service.delete_api_key(session, account_id=tenant.account_id, key_id=tenant.key_id)
+            clock.advance(1.9)
+            assert (await clients[1].get(path, headers=headers)).status_code == 200  # within the documented time
+            assert (await clients[0].get(path, headers=headers)).status_code == 401  # not cached here: read anew
+            clock.advance(0.1)
+            response = await clients[1].get(path, headers=headers)
+            assert (response.status_code, response.json()["slug"]) == (401, "authorization-error")
+        finally:
+            for c in clients:
+                await c.aclose()
+
+
+def test_the_token_cache_forgets_on_revocation_and_at_expiry() -> None:
+    from callerid.accounts.service import TokenCache, TokenPrincipal
+
+    now = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+    principal = TokenPrincipal(
+        token_hash="h", account_id=uuid.uuid4(), api_key_id=uuid.uuid4(), access={}, features=[], created_by_email=""
+    )
+    cache = TokenCache(2.0)
+    cache.put(principal, expires_at=now + timedelta(seconds=1), now=now)
+    assert cache.get("h", now + timedelta(seconds=0.9)) is principal
+    assert cache.get("h", now + timedelta(seconds=1)) is None  # the token's own expiry comes first
+    cache.put(principal, expires_at=now + timedelta(hours=1), now=now)
+    cache.forget()
+    assert cache.get("h", now) is None
+    TokenCache(0).put(principal, expires_at=now + timedelta(hours=1), now=now)  # 0 disables: nothing kept
+
+
 # --- every business endpoint of the app -------------------------------------------------------------------
 
 

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 
-from callerid.accounts.service import TokenPrincipal, allows, resolve_token
+from callerid.accounts.service import TokenPrincipal, allows, principal_of
 from callerid.errors import token_parse_error
 from callerid.failures import Forbidden, LimitExceeded, Unauthorized
 from callerid.runtime import Runtime, runtime_of
@@ -36,8 +36,7 @@ async def check_access(
     match = _BEARER.match(authorization.strip())
     if match is None:
         raise token_parse_error()
-    async with runtime.db.point_session() as session:
-        principal = await resolve_token(session, match.group(1))
+    principal = await principal_of(runtime.db, match.group(1), runtime.tokens)
     if principal is None:
         raise Unauthorized("please login again")
     if path_account.lower() != str(principal.account_id):

@@ -6,7 +6,7 @@ import math
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, delete, func, select, update
@@ -16,7 +16,7 @@ from callerid import clock, failures
 from callerid.accounts.models import AccessToken, ApiKey, ClientAccount, Member
 from callerid.accounts.secrets import hash_password, new_access_token, new_password, sha256_hex
 from callerid.config import FEATURES, Settings
-from callerid.db import UtcDateTime
+from callerid.db import Database, UtcDateTime
 from callerid.display_text import storage_problem, unstorable
 
 ACCESS_LEVELS = ("none", "read", "write")
@@ -349,13 +349,58 @@ def _token_query() -> Any:
 _TOKEN_QUERY = _token_query()
 
 
-async def resolve_token(session: AsyncSession, token: str) -> TokenPrincipal | None:
-    """The principal of a live token (not expired, not revoked, key still there), else None."""
+async def principal_of(db: Database, token: str, cache: TokenCache) -> TokenPrincipal | None:
+    """``resolve_token`` for a request: from ``cache`` without touching the database when it has the token."""
+    cached = cache.get(sha256_hex(token), clock.now())
+    if cached is not None:
+        return cached
+    async with db.point_session() as session:
+        return await resolve_token(session, token, cache)
+
+
+class TokenCache:
+    """Live tokens recently resolved, so a business request costs no database read for its token.
+
+    Only live tokens are kept, each until ``ttl_seconds`` have passed or the token expires, whichever is first. A
+    token revoked (its key regenerated or deleted) is refused at once by the process that revoked it (``forget``)
+    and by every other process within ``ttl_seconds`` (setting ``token_cache_seconds``; 0 disables the cache).
+    """
+
+    def __init__(self, ttl_seconds: float, max_entries: int = 100_000):
+        self._ttl = ttl_seconds
+        self._max = max_entries
+        self._entries: dict[str, tuple[TokenPrincipal, datetime]] = {}
+
+    def get(self, token_hash: str, now: datetime) -> TokenPrincipal | None:
+        entry = self._entries.get(token_hash)
+        if entry is None:
+            return None
+        if now >= entry[1]:
+            self._entries.pop(token_hash, None)
+            return None
+        return entry[0]
+
+    def put(self, principal: TokenPrincipal, expires_at: datetime, now: datetime) -> None:
+        if self._ttl <= 0:
+            return
+        if len(self._entries) >= self._max:
+            self._entries.clear()  # bounded; refilled by the next requests
+        self._entries[principal.token_hash] = (principal, min(expires_at, now + timedelta(seconds=self._ttl)))
+
+    def forget(self) -> None:
+        """After a revocation in this process: every token is read again (revocations are rare)."""
+        self._entries.clear()
+
+
+async def resolve_token(session: AsyncSession, token: str, cache: TokenCache | None = None) -> TokenPrincipal | None:
+    """The principal of a live token (not expired, not revoked, key still there), else None; remembered in
+    ``cache`` (see ``TokenCache``)."""
     token_hash = sha256_hex(token)
+    now = clock.now()
     row = (await session.execute(_TOKEN_QUERY, {"token_hash": token_hash})).first()
-    if row is None or row.revoked or row.expires_at <= clock.now():
+    if row is None or row.revoked or row.expires_at <= now:
         return None
-    return TokenPrincipal(
+    principal = TokenPrincipal(
         token_hash=token_hash,
         account_id=row.account_id,
         api_key_id=row.id,
@@ -363,3 +408,6 @@ async def resolve_token(session: AsyncSession, token: str) -> TokenPrincipal | N
         features=row.features,
         created_by_email=row.created_by_email,
     )
+    if cache is not None:
+        cache.put(principal, row.expires_at, now)
+    return principal

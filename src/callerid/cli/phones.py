@@ -6,6 +6,7 @@ from __future__ import annotations
 import typer
 
 from callerid.accounts.ratelimit import RateLimiter
+from callerid.accounts.service import TokenCache
 from callerid.cli.common import JSON_OPTION, emit, fail, run_with_db
 from callerid.config import Settings
 from callerid.db import Database
@@ -31,7 +32,9 @@ def _runtime(settings: Settings, db: Database) -> Runtime:
     from callerid.ops.logging import configure_logging
 
     configure_logging(settings.log_level, settings.log_json)  # on stderr: stdout holds only the JSON answer
-    return Runtime(settings=settings, db=db, limiter=RateLimiter(settings))
+    return Runtime(
+        settings=settings, db=db, limiter=RateLimiter(settings), tokens=TokenCache(settings.token_cache_seconds)
+    )
 
 
 @devices_app.command("register")

@@ -130,6 +130,7 @@ async def regenerate(request: Request, entry: str) -> Response:
     key, _tokens = await _key(page, entry)
     async with page.runtime.db.transaction() as session:
         issued = await service.regenerate_api_key(session, account_id=page.account_id, key_id=key.key_id)
+    page.runtime.tokens.forget()  # its old tokens are refused here at once (elsewhere within token_cache_seconds)
     return web.render(request, "api_keys/issued.html", _issued_context(page, issued, regenerated=True), page=page)
 
 
@@ -146,4 +147,5 @@ async def delete(request: Request, entry: str) -> Response:
     key, _tokens = await _key(page, entry)
     async with page.runtime.db.transaction() as session:
         await service.delete_api_key(session, account_id=page.account_id, key_id=key.key_id)
+    page.runtime.tokens.forget()  # its tokens are refused here at once (elsewhere within token_cache_seconds)
     return web.redirect("/console/api-keys", flash=f"API key {key.name} deleted")
