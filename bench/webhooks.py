@@ -126,6 +126,10 @@ def start_receiver(port: int) -> subprocess.Popen[bytes]:
 # --- measurements ------------------------------------------------------------------------------------------
 
 
+def say(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
 def rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
@@ -204,6 +208,8 @@ async def run_backend(backend: str, url: str, args: argparse.Namespace, counts: 
     }
     if args.concurrency_per_webhook:
         overrides["webhook_max_concurrency_per_webhook"] = args.concurrency_per_webhook
+    if args.job_concurrency:
+        overrides["job_concurrency"] = args.job_concurrency
     settings = Settings(**overrides)
     connections = settings.webhook_max_concurrency_per_webhook * args.webhooks
     await upgrade_async(url)
@@ -230,6 +236,7 @@ async def run_backend(backend: str, url: str, args: argparse.Namespace, counts: 
             )
 
         # Phase 1, the ceiling: the HTTP client alone, same receiver, same body size, same connection count.
+        say(f"{backend}: ceiling (plain clients)")
         sample_body = json.dumps(build(str(uuid.uuid4()))).encode()
         ceiling = await plain_aiohttp(target, sample_body, connections=connections, posts=args.ceiling_posts)
         httpx_rate = await plain_httpx(target, sample_body, connections=connections, posts=args.ceiling_posts // 4)
@@ -270,16 +277,20 @@ async def run_backend(backend: str, url: str, args: argparse.Namespace, counts: 
             return [(started - created).total_seconds() * 1000 + duration for created, started, duration in rows]
 
         # Phase 2, backlog: N events already queued when the runner starts; time until all are delivered.
+        say(f"{backend}: queueing {args.events} events")
         for _ in range(args.events // BATCH):
             await emit_batch(BATCH)
         backlog = (args.events // BATCH) * BATCH
+        say(f"{backend}: backlog, the job runner starts")
         lost_before = sum(counts[e] for e in LEASE_LOST_EVENTS)
         runner = JobRunner(db, settings, services=services)
-        began = time.perf_counter()
+        began, cpu_began = time.perf_counter(), time.process_time()
         await runner.start()
         backlog_seconds = await wait_for(backlog, began)
+        backlog_cpu = time.process_time() - cpu_began
 
         # Phase 3, stream: events arrive at a steady rate; latency from creation to the end of the delivery.
+        say(f"{backend}: backlog delivered in {backlog_seconds:.2f} s; stream")
         stream_start = clock.now()
         began = time.perf_counter()
         step = 10 / args.rate
@@ -306,6 +317,10 @@ async def run_backend(backend: str, url: str, args: argparse.Namespace, counts: 
             "backlog_seconds": round(backlog_seconds, 2),
             "backlog_events_per_second": round(events_per_second, 1),
             "ratio_to_ceiling": round(events_per_second / ceiling, 2),
+            # CPU time of this process (runner, client, database driver) per event, and its share of the wall time:
+            # near 1, the process is CPU-bound (on a busy machine it gets less than a core).
+            "backlog_cpu_ms_per_event": round(backlog_cpu * 1000 / backlog, 3),
+            "backlog_cpu_share": round(backlog_cpu / backlog_seconds, 2),
             "meets_target": events_per_second >= TARGET_EVENTS_PER_SECOND,
             "lease_lost_log_lines": sum(counts[e] for e in LEASE_LOST_EVENTS) - lost_before,
             "stream_events": streamed,
@@ -394,6 +409,7 @@ def main() -> None:
         help="a database on the server where the bench may create and drop its own",
     )
     parser.add_argument("--concurrency-per-webhook", type=int, default=0, help="0: the setting's default")
+    parser.add_argument("--job-concurrency", type=int, default=0, help="0: the setting's default")
     parser.add_argument("--ceiling-posts", type=int, default=10_000, help="POSTs of the plain client (ceiling)")
     parser.add_argument("--stream-events", type=int, default=2000)
     parser.add_argument("--rate", type=float, default=200, help="stream phase: events per second")
