@@ -17,17 +17,27 @@ Result = TypeVar("Result")
 
 
 class Batcher(Generic[Item, Result]):
-    def __init__(self, process: Callable[[list[Item]], Awaitable[Sequence[Result]]], *, max_batch: int = 200):
+    def __init__(
+        self,
+        process: Callable[[list[Item]], Awaitable[Sequence[Result]]],
+        *,
+        max_batch: int = 200,
+        max_in_flight: int = 1,
+    ):
         self._process = process
         self._max_batch = max_batch
+        self._max_in_flight = max_in_flight
         self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
-        self._worker: asyncio.Task[None] | None = None
+        self._workers: set[asyncio.Task[None]] = set()
 
     async def submit(self, item: Item) -> Result:
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
-        if self._worker is None or self._worker.done():
-            self._worker = asyncio.create_task(self._drain())
+        # Finished workers are dropped here rather than by a done callback, which runs a loop turn after the task is
+        # done: an item submitted in between would find no worker to take it.
+        self._workers = {worker for worker in self._workers if not worker.done()}
+        if len(self._workers) < self._max_in_flight:
+            self._workers.add(asyncio.create_task(self._drain()))
         # Shielded: a cancelled caller must not cancel the batch others wait for (it still completes).
         return await asyncio.shield(future)
 

@@ -582,8 +582,12 @@ class DeliveryStore:
         self.db = db
         # PostgreSQL: the same pool, its connections used in autocommit (attempts are written in one statement).
         self._autocommit = db.engine.execution_options(isolation_level="AUTOCOMMIT") if db.is_postgres else None
-        self.loads: Batcher[uuid.UUID, tuple[EventRow, WebhookRow | None] | None] = Batcher(self._load)
-        self.writes: Batcher[AttemptRecord, None] = Batcher(self._write)
+        # PostgreSQL: a second batch may start while one waits for the server (a batch is a round trip there; on
+        # SQLite it is work on this thread, and writes take turns on the write lock anyway).
+        in_flight = 2 if db.is_postgres else 1
+        self.loads: Batcher[uuid.UUID, tuple[EventRow, WebhookRow | None] | None]
+        self.loads = Batcher(self._load, max_in_flight=in_flight)
+        self.writes: Batcher[AttemptRecord, None] = Batcher(self._write, max_in_flight=in_flight)
 
     async def _load(self, event_ids: list[uuid.UUID]) -> list[tuple[EventRow, WebhookRow | None] | None]:
         async with point_session(self.db) as session:
