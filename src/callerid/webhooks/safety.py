@@ -185,11 +185,14 @@ def guarded_connector(*, allow_private: bool, limit: int = 200) -> aiohttp.TCPCo
     connection is checked afresh), and every socket through :func:`guarded_socket`. Environment proxies are
     never used (the session is made with ``trust_env=False``): the guard must see the real destination.
     """
+    # The CA bundle the httpx client used (certifi's), not the system's: the same receivers are trusted as before.
+    tls = httpx.create_ssl_context(trust_env=False)
     if allow_private:
-        return aiohttp.TCPConnector(limit=limit, limit_per_host=0)
+        return aiohttp.TCPConnector(limit=limit, limit_per_host=0, ssl=tls)
     return aiohttp.TCPConnector(
         limit=limit,
         limit_per_host=0,
+        ssl=tls,
         resolver=GuardedResolver(),
         use_dns_cache=False,
         socket_factory=guarded_socket,
