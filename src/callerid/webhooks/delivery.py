@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import math
 import time
 import uuid
 import weakref
@@ -84,6 +85,9 @@ class Deliverer:
                     total=None,
                     sock_connect=settings.webhook_connect_timeout_seconds,
                     sock_read=settings.webhook_read_timeout_seconds,
+                    # To the millisecond, as SPEC §9.4 gives them (aiohttp rounds timeouts of 5 s and more up to
+                    # the next whole second of the loop's clock unless told otherwise).
+                    ceil_threshold=math.inf,
                 ),
                 # Bodies are read raw (bounded, never inflated in full): _excerpt undoes gzip/deflate itself.
                 auto_decompress=False,
