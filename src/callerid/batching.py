@@ -28,6 +28,8 @@ class Batcher(Generic[Item, Result]):
 
     ``alone_on_error``: when a group fails, its items are processed again one by one, so that one bad item (a
     constraint it breaks) does not fail the others; otherwise every item of the group gets the group's exception.
+    ``max_in_flight``: groups processed at the same time (more than one where ``process`` mostly waits on the
+    network, not on a single writer).
     """
 
     def __init__(
@@ -36,28 +38,33 @@ class Batcher(Generic[Item, Result]):
         *,
         max_batch: int = 200,
         alone_on_error: bool = False,
+        max_in_flight: int = 1,
         name: str = "callerid-batch",
     ):
         self._process = process
         self._max_batch = max_batch
         self._alone_on_error = alone_on_error
         self._name = name
+        self._max_in_flight = max_in_flight
         self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
-        self._worker: asyncio.Task[None] | None = None
+        self._workers: set[asyncio.Task[None]] = set()
 
     async def submit(self, item: Item) -> Result:
         """Returns once the group holding ``item`` is processed: its result, or the exception that stopped it."""
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
-        if self._worker is None or self._worker.done():
-            self._worker = asyncio.create_task(self._drain(), name=self._name)
+        # Finished workers are dropped here rather than by a done callback, which runs a loop turn after the task is
+        # done: an item submitted in between would find no worker to take it.
+        self._workers = {worker for worker in self._workers if not worker.done()}
+        if len(self._workers) < self._max_in_flight:
+            self._workers.add(asyncio.create_task(self._drain(), name=self._name))
         # Shielded: a cancelled caller (client gone, shutdown) must not cancel the group others wait for.
         return await asyncio.shield(future)
 
     async def idle(self) -> None:
         """Wait until every submitted item is processed (or failed)."""
-        while self._worker is not None and not self._worker.done():
-            await asyncio.shield(self._worker)
+        while any(not worker.done() for worker in self._workers):
+            await asyncio.shield(asyncio.gather(*self._workers, return_exceptions=True))
 
     async def _drain(self) -> None:
         while self._pending:

@@ -700,6 +700,33 @@ async def test_one_heartbeat_extends_every_lease_and_skips_lost_ones(db: Databas
     assert by_id[stolen.id].lease_expires_at == clock.now() - timedelta(seconds=5) + timedelta(seconds=lease)
 
 
+async def test_a_heartbeat_right_after_outcomes_are_committed_loses_no_lease(db: Database, settings: Settings) -> None:
+    """Under a backlog the heartbeat's UPDATE often runs after outcomes were committed (done: row deleted; retry
+    later: row requeued) but before the jobs' tasks resumed: those jobs are not extended, and were reported as
+    ``job_lease_lost`` although nothing was lost."""
+
+    reported: set[int] = set()
+
+    class HeartbeatAfterCommit(JobRunner):
+        async def _write_outcomes(self, outcomes: Any) -> list[bool]:
+            written = await super()._write_outcomes(outcomes)
+            await self.extend_leases()  # before the futures of these outcomes are settled
+            reported.update(self._lease_lost)
+            return written
+
+    async def behaviour(_ctx: JobContext, payload: dict[str, Any]) -> None:
+        if payload["n"] % 2:
+            raise RetryLater(delay=timedelta(minutes=1))
+
+    record = Recorder(behaviour)
+    runner = HeartbeatAfterCommit(db, tuned(settings, job_concurrency=8), registry=registry_with(record=record))
+    async with db.transaction() as session:
+        await enqueue_many(session, "test.record", [{"n": n} for n in range(8)])
+    assert await runner.run_until_idle() == 8
+    assert reported == set()
+    assert sorted(job.payload["n"] for job in await jobs_in(db)) == [1, 3, 5, 7]  # the retried ones, queued again
+
+
 async def test_claim_takes_expired_leases_first_and_never_its_own_held_jobs(db: Database, settings: Settings) -> None:
     clock.freeze(T0)
     registry = registry_with(record=Recorder())

@@ -72,8 +72,11 @@ class Receiver:
                 self.in_flight -= 1
                 reason = {200: "OK", 302: "Found"}.get(self.status, "Error")
                 extra = "Location: http://127.0.0.1:1/elsewhere\r\n" if self.status in (301, 302, 307, 308) else ""
-                head = f"HTTP/1.1 {self.status} {reason}\r\nContent-Length: 2\r\n{extra}Content-Type: text/plain\r\n"
-                writer.write(f"{head}\r\nok".encode())
+                # 204 and 304 answers have no body (RFC 9110): one sent anyway would be read as the next answer.
+                body = "" if self.status in (204, 304) else "ok"
+                length = f"Content-Length: {len(body)}\r\n"
+                head = f"HTTP/1.1 {self.status} {reason}\r\n{length}{extra}Content-Type: text/plain\r\n"
+                writer.write(f"{head}\r\n{body}".encode())
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
             return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -536,3 +537,43 @@ async def test_attempt_writes_skip_vanished_and_duplicate_events(
     assert [(a.number, a.outcome) for a in await attempts_of(db, kept[0])] == [(0, "success")]
     assert (await event_row(db, kept[0])).state == "success"
     assert await attempts_of(db, vanished[0]) == []
+
+
+async def test_the_delivery_store_writes_like_write_attempts(
+    db: Database, settings: Settings, tenant: Tenant, receiver: Receiver
+) -> None:
+    """The batched writer's own paths (SQLite's loop-thread writer, PostgreSQL's one statement) keep the rules of
+    ``write_attempts``: the first of duplicates counts, vanished events are skipped, a second runner's copy of an
+    attempt is not logged, and each event moves to its own next state."""
+    from callerid.webhooks.delivery import AttemptResult
+
+    await make_webhook(db, settings, tenant.account_id, receiver.url)
+    clock.freeze(T0)
+    ok, failed = AttemptResult("success", 200, None, T0, 5), AttemptResult("http_error", 500, "HTTP 500", T0, 7)
+    kept, retried, vanished = [(await emit(db, tenant.account_id))[0] for _ in range(3)]
+    events = {event_id: await event_row(db, event_id) for event_id in (kept, retried, vanished)}
+    async with db.transaction() as session:
+        await session.delete(await session.get(WebhookEvent, vanished))
+    records = [
+        service.plan_attempt(settings, events[kept], 0, receiver.url, ok, retries=True),
+        service.plan_attempt(settings, events[retried], 0, receiver.url, failed, retries=True),
+        service.plan_attempt(settings, events[vanished], 0, receiver.url, ok, retries=True),
+        service.plan_attempt(settings, events[kept], 0, receiver.url, failed, retries=True),  # a duplicate
+    ]
+    store = service.DeliveryStore(db)
+    assert await asyncio.gather(*(store.writes.submit(record) for record in records)) == [None] * 4  # one batch
+    await store.writes.submit(records[0])  # the same attempt written again by a second runner
+    assert [(a.number, a.outcome, a.status_code) for a in await attempts_of(db, kept)] == [(0, "success", 200)]
+    assert [(a.number, a.outcome, a.error) for a in await attempts_of(db, retried)] == [(0, "http_error", "HTTP 500")]
+    assert await attempts_of(db, vanished) == []
+    kept_event, retried_event = await event_row(db, kept), await event_row(db, retried)
+    assert (kept_event.state, kept_event.attempts_made, kept_event.next_attempt_at) == ("success", 1, None)
+    assert (retried_event.state, retried_event.attempts_made, retried_event.next_attempt_at) == (
+        "rescheduled",
+        1,
+        T0 + timedelta(minutes=2),
+    )
+    assert (await store.loads.submit(vanished)) is None
+    loaded = await store.loads.submit(kept)
+    assert loaded is not None and loaded[0].state == "success" and loaded[1] is not None
+    assert loaded[1].url == receiver.url

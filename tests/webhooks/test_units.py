@@ -1,13 +1,15 @@
-"""Pure pieces: the retry-schedule notation, signatures, payload shapes, registered jobs."""
+"""Pure pieces: the retry-schedule notation, signatures, payload shapes, registered jobs, natural batching."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import ValidationError
 
+from callerid.batching import Batcher
 from callerid.config import Settings
 from callerid.jobs import registry
 from callerid.webhooks import signing
@@ -70,3 +72,61 @@ def test_jobs_are_registered() -> None:
 
     assert {"webhooks.deliver", "webhooks.send_mail", "webhooks.purge_logs"} <= set(registry.handlers)
     assert registry.periodic["webhooks.purge_logs"].every(Settings()) == timedelta(hours=1)
+
+
+# --- natural batching -------------------------------------------------------------------------------------
+
+
+class _Gate:
+    """A batch process that records each batch and waits until the test lets it finish."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.in_flight = 0
+        self.peak = 0
+        self.release = asyncio.Event()
+
+    async def __call__(self, items: list[int]) -> list[int]:
+        self.batches.append(items)
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            await self.release.wait()
+        finally:
+            self.in_flight -= 1
+        return [item * 10 for item in items]
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_batcher_takes_what_arrives_during_a_batch_into_the_next() -> None:
+    gate = _Gate()
+    batcher: Batcher[int, int] = Batcher(gate)
+    first = asyncio.create_task(batcher.submit(1))
+    await settle()  # the first item starts a batch at once, alone
+    rest = [asyncio.create_task(batcher.submit(n)) for n in (2, 3, 4)]
+    await settle()
+    assert gate.batches == [[1]]
+    gate.release.set()
+    assert await asyncio.gather(first, *rest) == [10, 20, 30, 40]
+    assert gate.batches == [[1], [2, 3, 4]] and gate.peak == 1
+
+
+async def test_batcher_with_two_in_flight_starts_a_second_batch_while_one_waits() -> None:
+    gate = _Gate()
+    batcher: Batcher[int, int] = Batcher(gate, max_in_flight=2)
+    tasks = [asyncio.create_task(batcher.submit(1))]
+    await settle()
+    tasks.append(asyncio.create_task(batcher.submit(2)))
+    await settle()
+    tasks += [asyncio.create_task(batcher.submit(n)) for n in (3, 4)]
+    await settle()
+    assert gate.batches == [[1], [2]]  # two under way; 3 and 4 wait for either
+    gate.release.set()
+    assert await asyncio.gather(*tasks) == [10, 20, 30, 40]
+    assert sorted(n for batch in gate.batches for n in batch) == [1, 2, 3, 4] and gate.peak == 2
+    # A batcher whose workers just finished takes new items at once.
+    assert await asyncio.wait_for(batcher.submit(5), 5) == 50

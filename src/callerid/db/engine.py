@@ -102,6 +102,8 @@ class Database:
         self.write_lock = asyncio.Lock()
         self._read = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
         self._write = async_sessionmaker(self.write_engine, expire_on_commit=False, autoflush=False)
+        # Whether write transactions of this process can run side by side (PostgreSQL), or take turns (SQLite).
+        self.concurrent_writes = self.is_postgres
         path = _sqlite_file(url)
         self.reader: PointReader
         self.writer: Writes

@@ -99,6 +99,9 @@ class JobRunner:
         # Every job this runner holds a lease on: handler running or outcome not yet committed.
         self._held: dict[int, ClaimedJob] = {}
         self._lease_lost: set[int] = set()  # held jobs whose lease the heartbeat found taken
+        # Held jobs whose outcome went to the outcome writer: their row may be gone or requeued (outcome committed)
+        # before their task resumes and stops holding them, so a failed extension says nothing about the lease.
+        self._settling: set[int] = set()
         self._more_due = False  # the last claim was full: the queue may hold more due work
         # Outcomes are group-committed: every outcome that arrives while one write is in progress goes into the next.
         self._outcomes: Batcher[_Outcome, bool] = Batcher(
@@ -281,6 +284,7 @@ class JobRunner:
                 await fn(context, job.payload)
             except Exception as exc:
                 outcome = exc
+            self._settling.add(job.id)
             try:
                 if outcome is None:
                     await self._complete(job)
@@ -294,6 +298,7 @@ class JobRunner:
                 log.exception("job_outcome_write_failed", job_id=job.id, kind=job.kind)
         finally:
             self._held.pop(job.id, None)
+            self._settling.discard(job.id)
             self._lease_lost.discard(job.id)
 
     # --- leases ----------------------------------------------------------------------------------------
@@ -330,8 +335,11 @@ class JobRunner:
         values = {"ids": ids, "owner": self.owner, "lease_until": self._lease_until()}
         extended = {row.id for row in await self.db.transact(lambda tx: tx.query(statements.EXTEND, values))}
         for job_id in ids:
-            # Still held: not one whose outcome was committed while this update waited for the write lock.
-            if job_id not in extended and job_id in self._held:
+            # Not one whose outcome is being written or was committed while this update waited: under a backlog,
+            # many outcomes are committed just before the heartbeat's UPDATE runs, and their tasks resume after
+            # it (they still look held then). Such a job's lease, if it was really lost, is reported by its
+            # outcome write (``job_completed_after_lease_lost``).
+            if job_id not in extended and job_id in self._held and job_id not in self._settling:
                 self._lease_lost.add(job_id)
                 log.warning("job_lease_lost", job_id=job_id, owner=self.owner)
 

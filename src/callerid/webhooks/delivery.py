@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import math
 import time
 import uuid
 import weakref
@@ -17,7 +19,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import aiohttp
 import httpx
+import yarl
 
 from callerid import clock
 from callerid.config import Settings
@@ -28,7 +32,7 @@ from callerid.webhooks.models import (
     OUTCOME_SUCCESS,
     OUTCOME_TIMEOUT,
 )
-from callerid.webhooks.safety import REFUSED, guarded_transport
+from callerid.webhooks.safety import RefusedDestination, guarded_connector
 
 SERVICE_KEY = "webhooks.deliverer"
 # Response bodies are ignored (SPEC §9.4); read a little so keep-alive connections can be reused.
@@ -58,22 +62,41 @@ class AttemptResult:
 
 
 class Deliverer:
+    """Signed POSTs through one aiohttp session (its connection pool shared by every webhook).
+
+    aiohttp rather than httpx: posting to a local receiver, httpx reached ~530 requests/s on one core, well
+    under what the rest of a delivery costs; aiohttp (C HTTP parser, lighter request path) several times that.
+    """
+
     def __init__(self, settings: Settings):
         self.settings = settings
-        timeout = httpx.Timeout(
-            connect=settings.webhook_connect_timeout_seconds,
-            read=settings.webhook_read_timeout_seconds,
-            write=settings.webhook_read_timeout_seconds,
-            pool=settings.webhook_total_timeout_seconds,
-        )
-        self.client = httpx.AsyncClient(
-            transport=guarded_transport(allow_private=settings.webhook_allow_private),
-            timeout=timeout,
-            follow_redirects=False,  # a redirect is a failed attempt (SPEC §9.4)
-            trust_env=False,
-        )
+        self._session: aiohttp.ClientSession | None = None  # made on first use, inside the running loop
         # One limit per webhook in this process; entries vanish when no delivery holds them.
         self._limits: weakref.WeakValueDictionary[uuid.UUID, asyncio.Semaphore] = weakref.WeakValueDictionary()
+
+    def _client(self) -> aiohttp.ClientSession:
+        session = self._session
+        if session is None or session.closed:
+            settings = self.settings
+            session = aiohttp.ClientSession(
+                connector=guarded_connector(allow_private=settings.webhook_allow_private),
+                # The whole call is bounded by asyncio.timeout in _post; these bound each phase.
+                timeout=aiohttp.ClientTimeout(
+                    total=None,
+                    sock_connect=settings.webhook_connect_timeout_seconds,
+                    sock_read=settings.webhook_read_timeout_seconds,
+                    # To the millisecond, as SPEC §9.4 gives them (aiohttp rounds timeouts of 5 s and more up to
+                    # the next whole second of the loop's clock unless told otherwise).
+                    ceil_threshold=math.inf,
+                ),
+                # Bodies are read raw (bounded, never inflated in full): _excerpt undoes gzip/deflate itself.
+                auto_decompress=False,
+                trust_env=False,  # no environment proxies: the guard must see the real destination
+                cookie_jar=aiohttp.DummyCookieJar(),  # one webhook's cookies never go to another
+                headers={"Accept-Encoding": "gzip, deflate"},  # what _excerpt can undo
+            )
+            self._session = session
+        return session
 
     def _limit(self, webhook_id: uuid.UUID) -> asyncio.Semaphore:
         semaphore = self._limits.get(webhook_id)
@@ -124,9 +147,10 @@ class Deliverer:
         self, url: str, secrets: str | Sequence[str], event_id: uuid.UUID, body: bytes, *, excerpt: bool = False
     ) -> tuple[str, int | None, str | None, str | None]:
         settings = self.settings
+        kept = bytearray() if excerpt else None
         try:
             async with asyncio.timeout(settings.webhook_total_timeout_seconds):
-                # The address check happens at connect time (safety.GuardedBackend), for every new
+                # The address check happens at connect time (safety.guarded_connector), for every new
                 # connection, against the address actually connected to; kept-alive connections were
                 # checked when they were opened.
                 timestamp = int(clock.now().timestamp())
@@ -135,37 +159,51 @@ class Deliverer:
                     "User-Agent": settings.webhook_user_agent,
                     **signing.headers(secrets, str(event_id), timestamp, body),
                 }
-                request = self.client.build_request("POST", url, content=body, headers=headers)
-                response = await self.client.send(request, stream=True)
-                kept = bytearray() if excerpt else None
-                try:
+                async with self._client().post(
+                    _target(url),
+                    data=body,
+                    headers=headers,
+                    allow_redirects=False,  # a redirect is a failed attempt
+                ) as response:
+                    status_code = response.status
+                    content_encoding = response.headers.get("Content-Encoding", "")
                     received = 0
-                    async for chunk in response.aiter_raw():
+                    # Read (and drop) the body so that the connection can be reused; a larger one closes it.
+                    while chunk := await response.content.readany():
                         if kept is not None and len(kept) < EXCERPT_RAW_BYTES:
                             kept += chunk[: EXCERPT_RAW_BYTES - len(kept)]
                         received += len(chunk)
                         if received > MAX_RESPONSE_BYTES:
                             break
-                finally:
-                    await response.aclose()
-        except httpx.ConnectTimeout:
+        except aiohttp.ConnectionTimeoutError:
             return OUTCOME_TIMEOUT, None, f"no connection within {settings.webhook_connect_timeout_seconds:g} s", None
-        except (httpx.ReadTimeout, httpx.WriteTimeout):
+        except aiohttp.ServerTimeoutError:
             return OUTCOME_TIMEOUT, None, f"no data within {settings.webhook_read_timeout_seconds:g} s", None
-        except (httpx.PoolTimeout, TimeoutError):
+        except TimeoutError:
             return OUTCOME_TIMEOUT, None, f"no answer within {settings.webhook_total_timeout_seconds:g} s", None
-        except httpx.ConnectError as exc:
-            refused = str(exc).startswith(REFUSED)
-            return OUTCOME_CONNECTION_ERROR, None, str(exc) if refused else _describe(exc), None
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, RefusedDestination):
+                return OUTCOME_CONNECTION_ERROR, None, str(exc.os_error), None
             return OUTCOME_CONNECTION_ERROR, None, _describe(exc), None
-        answer = None if kept is None else _excerpt(bytes(kept), response.headers.get("content-encoding", ""))
-        if self.is_success(response.status_code):
-            return OUTCOME_SUCCESS, response.status_code, None, answer
-        return OUTCOME_HTTP_ERROR, response.status_code, f"HTTP {response.status_code}", answer
+        except (aiohttp.ClientError, httpx.InvalidURL, ValueError) as exc:
+            # ValueError: a stored URL that aiohttp cannot send (checked when saved; the rules may change).
+            return OUTCOME_CONNECTION_ERROR, None, _describe(exc), None
+        answer = None if kept is None else _excerpt(bytes(kept), content_encoding)
+        if self.is_success(status_code):
+            return OUTCOME_SUCCESS, status_code, None, answer
+        return OUTCOME_HTTP_ERROR, status_code, f"HTTP {status_code}", answer
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+
+@functools.lru_cache(maxsize=1024)
+def _target(url: str) -> yarl.URL:
+    """The URL as sent: encoded as httpx encodes it (the parser ``safety.check_url_syntax`` validates with),
+    so that a webhook is called exactly as stored, and aiohttp does not re-quote it."""
+    return yarl.URL(str(httpx.URL(url)), encoded=True)
 
 
 def _excerpt(raw: bytes, content_encoding: str) -> str:

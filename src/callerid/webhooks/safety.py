@@ -2,25 +2,26 @@
 
 A webhook URL must not lead the server to loopback, private, link-local, multicast, reserved or cloud
 metadata addresses unless the operator allows it (``webhook_allow_private``). The check runs when a
-config is saved, and inside the HTTP client for every connection it opens (:class:`GuardedBackend`),
-which connects to the very address it checked, so that a DNS answer that changes between check and
-connect (DNS rebinding) cannot slip through.
+config is saved, and inside the HTTP client (aiohttp) for every connection it opens: host names are resolved
+and checked by :class:`GuardedResolver`, whose checked answers are the only addresses the connector
+connects to, so that a DNS answer that changes between check and connect (DNS rebinding) cannot slip
+through; and :func:`guarded_socket` checks the very address of each connection attempt (IP literals too).
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
-import select
 import socket
-import ssl
 from collections.abc import Iterable
-from typing import Any
 
-import httpcore
+import aiohttp
 import httpx
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+# What aiohttp's socket_factory receives: one getaddrinfo() answer (family, type, proto, canonname, sockaddr).
+AddrInfo = tuple[int, int, int, str, tuple[str, int] | tuple[str, int, int, int]]
 
 MAX_URL_LENGTH = 2048
 # Cloud instance metadata endpoints (AWS/GCP/Azure/OpenStack, AWS IPv6, Alibaba).
@@ -117,102 +118,82 @@ async def check_destination(url: str, *, allow_private: bool) -> list[IPAddress]
     return addresses
 
 
-class GuardedBackend(httpcore.AsyncNetworkBackend):
-    """Resolves and checks the host at connect time, then connects to a checked address."""
-
-    def __init__(self, *, allow_private: bool, backend: httpcore.AsyncNetworkBackend | None = None):
-        self.allow_private = allow_private
-        self.backend = backend or httpcore.AnyIOBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        target = host
-        if not self.allow_private:
-            try:
-                addresses = await resolve(host, port)
-                refuse_forbidden(host, addresses)
-            except UnsafeUrl as exc:
-                raise httpcore.ConnectError(f"{REFUSED}{exc}") from None
-            if not addresses:
-                raise httpcore.ConnectError(f"{REFUSED}host {host} does not resolve")
-            target = str(addresses[0])
-        stream = await self.backend.connect_tcp(
-            target, port, timeout=timeout, local_address=local_address, socket_options=socket_options
-        )
-        return _CheapIdleCheckStream(stream)
-
-    async def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
-    ) -> httpcore.AsyncNetworkStream:
-        raise httpcore.ConnectError("webhooks never use unix sockets")
-
-    async def sleep(self, seconds: float) -> None:
-        await self.backend.sleep(seconds)
+class RefusedDestination(OSError):
+    """The guard refused to connect; ``str()`` is the reason, starting with :data:`REFUSED`."""
 
 
-def is_socket_readable(sock: socket.socket) -> bool:
-    """True when the peer sent data or closed the connection (what httpcore's private helper does)."""
-    if sock.fileno() < 0:
-        return True
-    if not hasattr(select, "poll"):  # Windows
-        readable, _, _ = select.select([sock], [], [], 0)
-        return bool(readable)
-    poller = select.poll()
-    poller.register(sock, select.POLLIN)
-    return bool(poller.poll(0))
+class GuardedResolver(AbstractResolver):
+    """aiohttp's resolver for webhooks: resolves a host name and refuses it when any answer is not public.
 
-
-class _CheapIdleCheckStream(httpcore.AsyncNetworkStream):
-    """Delegates to the backend's stream, but answers ``is_readable`` from the socket directly.
-
-    The connection pool asks every pooled connection ``is_readable`` (has the server closed it?) on every
-    request and every response close; through anyio that builds a dict of socket attributes and looks up
-    the async library each time, which profiled at ~10% of a delivery's CPU.
+    The connector connects only to the addresses returned here, so the addresses connected to are the ones
+    checked (no second lookup that a rebinding DNS server could answer differently). Host names only: aiohttp
+    does not ask a resolver about IP literals, which :func:`guarded_socket` checks.
     """
 
-    def __init__(self, stream: httpcore.AsyncNetworkStream):
-        self._stream = stream
-        self._socket = stream.get_extra_info("socket")
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_UNSPEC
+    ) -> list[ResolveResult]:
+        try:
+            addresses = await resolve(host, port)
+            refuse_forbidden(host, addresses)
+        except UnsafeUrl as exc:
+            raise RefusedDestination(f"{REFUSED}{exc}") from None
+        found: list[ResolveResult] = []
+        for address in addresses:
+            address_family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+            if family in (socket.AF_UNSPEC, address_family):
+                found.append(
+                    {
+                        "hostname": host,
+                        "host": str(address),
+                        "port": port,
+                        "family": address_family,
+                        "proto": 0,
+                        "flags": socket.AI_NUMERICHOST,
+                    }
+                )
+        if not found:
+            raise RefusedDestination(f"{REFUSED}host {host} does not resolve")
+        return found
 
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return await self._stream.read(max_bytes, timeout)
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        await self._stream.write(buffer, timeout)
-
-    async def aclose(self) -> None:
-        await self._stream.aclose()
-
-    async def start_tls(
-        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
-    ) -> httpcore.AsyncNetworkStream:
-        return _CheapIdleCheckStream(await self._stream.start_tls(ssl_context, server_hostname, timeout))
-
-    def get_extra_info(self, info: str) -> Any:
-        if info == "is_readable" and self._socket is not None:
-            return is_socket_readable(self._socket)
-        return self._stream.get_extra_info(info)
+    async def close(self) -> None:
+        pass
 
 
-def guarded_transport(*, allow_private: bool, max_connections: int = 200) -> httpx.AsyncHTTPTransport:
-    """An httpx transport whose connections go only where :class:`GuardedBackend` allows.
+def guarded_socket(addr_info: AddrInfo) -> socket.socket:
+    """The socket for one connection attempt, made only when the address it will connect to is public.
 
-    httpx does not take a network backend, so the transport's connection pool is rebuilt with one;
-    environment proxies are ignored on purpose (the guard must see the real destination).
+    aiohttp calls this (``socket_factory``) with the exact address of every connection it opens, IP
+    literals and resolved names alike: the last word before ``connect()``.
     """
-    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-    transport = httpx.AsyncHTTPTransport(trust_env=False, limits=limits)
-    transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=httpx.create_ssl_context(trust_env=False),
-        max_connections=limits.max_connections,
-        max_keepalive_connections=limits.max_keepalive_connections,
-        keepalive_expiry=limits.keepalive_expiry,
-        network_backend=GuardedBackend(allow_private=allow_private),
+    family, type_, proto, _, sockaddr = addr_info
+    host = str(sockaddr[0])
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+        refuse_forbidden(host, [address])
+    except ValueError:
+        raise RefusedDestination(f"{REFUSED}{host} is not an IP address") from None
+    except UnsafeUrl as exc:
+        raise RefusedDestination(f"{REFUSED}{exc}") from None
+    return socket.socket(family=family, type=type_, proto=proto)
+
+
+def guarded_connector(*, allow_private: bool, limit: int = 200) -> aiohttp.TCPConnector:
+    """An aiohttp connector whose connections go only to public addresses (unless ``allow_private``).
+
+    Host names go through :class:`GuardedResolver` for every new connection (no DNS cache, as each
+    connection is checked afresh), and every socket through :func:`guarded_socket`. Environment proxies are
+    never used (the session is made with ``trust_env=False``): the guard must see the real destination.
+    """
+    # The CA bundle the httpx client used (certifi's), not the system's: the same receivers are trusted as before.
+    tls = httpx.create_ssl_context(trust_env=False)
+    if allow_private:
+        return aiohttp.TCPConnector(limit=limit, limit_per_host=0, ssl=tls)
+    return aiohttp.TCPConnector(
+        limit=limit,
+        limit_per_host=0,
+        ssl=tls,
+        resolver=GuardedResolver(),
+        use_dns_cache=False,
+        socket_factory=guarded_socket,
     )
-    return transport
