@@ -193,7 +193,6 @@ async def run_backend(backend: str, url: str, args: argparse.Namespace, counts: 
     from callerid.config import Settings
     from callerid.db import Database
     from callerid.db.migrate import upgrade_async
-    from callerid.db.write import wake_local_runners
     from callerid.jobs.models import QUEUED, RUNNING, Job
     from callerid.jobs.runner import JobRunner
     from callerid.webhooks import service
@@ -231,8 +230,9 @@ async def run_backend(backend: str, url: str, args: argparse.Namespace, counts: 
                     session, settings, account_id=account_id, name=f"bench {n}", url=target, events="cmb"
                 )
 
-        def build(event_id: str) -> dict[str, Any]:
-            body = {"business_number": "910987654321", "client_number": "911234567890", "is_interested": True}
+        body = {"business_number": "910987654321", "client_number": "911234567890", "is_interested": True}
+
+        def build(event_id: str) -> dict[str, Any]:  # what a delivery posts: the event in its envelope
             return envelope(
                 event_id=event_id, account_id=account_id, event_type="cmb", created_at=clock.now(), body=body
             )
@@ -251,8 +251,9 @@ async def run_backend(backend: str, url: str, args: argparse.Namespace, counts: 
         async def emit_batch(size: int) -> None:
             async with db.transaction() as session:
                 for _ in range(size):
-                    await service.emit_event(session, account_id=account_id, event_type="cmb", payload_for=build)
-            wake_local_runners()
+                    await service.emit_event(
+                        session, account_id=account_id, event_type="cmb", created_at=clock.now(), body=body
+                    )
 
         async def delivered() -> int:
             async with db.session() as session:

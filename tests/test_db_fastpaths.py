@@ -270,3 +270,19 @@ async def test_dynamic_labels_found_are_remembered_and_missing_ones_are_not(
     assert (await find_dynamic_labels(db, tenant.account_id, {label.id}))[label.id].name == label.name
     clock.freeze(clock.now() + timedelta(seconds=31))
     assert (await find_dynamic_labels(db, tenant.account_id, {label.id}))[label.id].name == "Changed behind our back"
+
+
+@SQLITE_ONLY
+async def test_a_list_parameter_leaves_the_column_to_its_index(db: Database) -> None:
+    """``in_values`` must not render as ``<condition> = 1`` on SQLite: that hides the column from the planner, and
+    every statement with a list (job claims, webhook loads, device look-ups) scanned its whole table."""
+    from callerid.delivery.service import _DEVICES_BY_NUMBERS
+
+    raw = RawStatement.compile(_DEVICES_BY_NUMBERS, SQLiteDialect_pysqlite())
+    assert raw is not None and "= 1" not in raw.sql
+    connection = sqlite3.connect(str(Path(make_url(db.url).database or "")))
+    try:
+        plan = [row[3] for row in connection.execute("EXPLAIN QUERY PLAN " + raw.sql, ["[]"])]
+    finally:
+        connection.close()
+    assert any(step.startswith("SEARCH devices USING") for step in plan), plan

@@ -54,6 +54,9 @@ class InValues(ColumnElement[bool]):
 
     inherit_cache = True
     type = Boolean()
+    # A condition in itself, like a comparison: without this SQLAlchemy renders "<it> = 1" on SQLite, which hides
+    # the column from the planner (a full scan instead of an index search).
+    _is_implicitly_boolean = True
 
     def __init__(self, column: ColumnElement[Any], parameter: BindParameter[Any], negate: bool = False):
         self.column = column
