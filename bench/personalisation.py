@@ -286,6 +286,19 @@ def make_tenant(env: dict[str, str], index: int, logo: Path) -> dict[str, Any]:
     return {"account_id": account_id, "key": key, "label_id": label["id"]}
 
 
+def make_tenants(env: dict[str, str], folder: Path, count: int) -> list[dict[str, Any]]:
+    """``count`` accounts with a key and a label each (real CLI); the first migrates the database."""
+    logo = folder / "logo.png"
+    buffer = io.BytesIO()
+    Image.new("RGB", (200, 200), "teal").save(buffer, format="PNG")
+    logo.write_bytes(buffer.getvalue())
+    tenants = [make_tenant(env, 0, logo)]
+    # The others in parallel (each CLI call is a Python start-up).
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        tenants += list(pool.map(lambda i: make_tenant(env, i, logo), range(1, count)))
+    return tenants
+
+
 def prepare(base: str, tenants: list[dict[str, Any]], phones: int) -> list[str]:
     """Mints every tenant's tokens; registers the phones and gives each a live record from CALLER."""
     with httpx.Client(base_url=base, timeout=60) as http:
@@ -348,14 +361,7 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
         subprocess.run(["redis-cli", "-u", env["CALLERID_REDIS_URL"], "flushdb"], check=True, capture_output=True)
     server: subprocess.Popen[bytes] | None = None
     try:
-        logo = folder / "logo.png"
-        buffer = io.BytesIO()
-        Image.new("RGB", (200, 200), "teal").save(buffer, format="PNG")
-        logo.write_bytes(buffer.getvalue())
-        # The first tenant migrates the database; the others in parallel (each CLI call is a Python start-up).
-        tenants = [make_tenant(env, 0, logo)]
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            tenants += list(pool.map(lambda i: make_tenant(env, i, logo), range(1, args.accounts)))
+        tenants = make_tenants(env, folder, args.accounts)
 
         server_log = open(folder / "serve.log", "wb")  # noqa: SIM115 - closed with the folder
         server = subprocess.Popen([str(CALLERID), "serve"], env=env, stdout=server_log, stderr=subprocess.STDOUT)

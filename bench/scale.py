@@ -28,21 +28,18 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _BENCH_DIR] +
 
 import argparse
 import base64
-import io
 import os
 import secrets
 import shutil
 import subprocess
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from benchkit import CALLERID, free_port, wait_ready
-from PIL import Image
 
-from personalisation import make_tenant, prepare, run_wrk, wrk_script_lookup, wrk_script_r2
+from personalisation import make_tenants, prepare, run_wrk, wrk_script_lookup, wrk_script_r2
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -118,13 +115,7 @@ def run_count(processes: int, args: argparse.Namespace) -> dict[str, dict[str, f
     subprocess.run(["redis-cli", "-u", env["CALLERID_REDIS_URL"], "flushdb"], check=True, capture_output=True)
     children: list[subprocess.Popen[bytes]] = []
     try:
-        logo = folder / "logo.png"
-        buffer = io.BytesIO()
-        Image.new("RGB", (200, 200), "teal").save(buffer, format="PNG")
-        logo.write_bytes(buffer.getvalue())
-        tenants = [make_tenant(env, 0, logo)]
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            tenants += list(pool.map(lambda i: make_tenant(env, i, logo), range(1, args.accounts)))
+        tenants = make_tenants(env, folder, args.accounts)
         log = open(folder / "serve.log", "wb")  # noqa: SIM115 - closed with the folder
         children.append(subprocess.Popen([str(CALLERID), "serve"], env=env, stdout=log, stderr=subprocess.STDOUT))
         children.append(subprocess.Popen([str(CALLERID), "worker"], env=env, stdout=log, stderr=subprocess.STDOUT))
