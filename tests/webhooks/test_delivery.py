@@ -20,7 +20,7 @@ from callerid.db import Database
 from callerid.jobs.models import Job
 from callerid.jobs.purge import purge
 from callerid.jobs.runner import JobRunner
-from callerid.webhooks import service
+from callerid.webhooks import attempts, service
 from callerid.webhooks.models import OutboxMail, WebhookAttempt, WebhookEvent
 from tests.conftest import Tenant
 from tests.webhooks.conftest import emit, make_webhook
@@ -494,7 +494,7 @@ async def test_busy_webhook_gives_its_runner_slot_back(
     receiver: Receiver,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(service, "BUSY_WAIT_SECONDS", 0.1)
+    monkeypatch.setattr(attempts, "BUSY_WAIT_SECONDS", 0.1)
     receiver.hang = True
     await make_webhook(db, settings, tenant.account_id, receiver.url)
     clock.freeze(T0)
