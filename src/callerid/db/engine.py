@@ -26,7 +26,6 @@ from callerid.db.pointread import PointReader, PostgresPointReader, SessionPoint
 from callerid.db.sqlitewriter import SQLITE_BUSY_TIMEOUT_MS, SqliteWriter
 from callerid.db.write import (
     JOBS_CHANNEL,
-    SessionTx,
     Step,
     Work,
     WriteTx,
@@ -155,10 +154,6 @@ class Database:
         PostgreSQL: a transaction-level advisory lock. SQLite: nothing to do, it has one writer at a time.
         """
         await lock_session(session, key)
-
-    def session_tx(self, session: AsyncSession) -> WriteTx:
-        """The ``WriteTx`` interface over a session's transaction, for statements shared with ``transact``."""
-        return SessionTx(session)
 
     async def listen_for_jobs(self, callback: Callable[[], None]) -> Callable[[], Any] | None:
         """Call ``callback`` when another process enqueues work (PostgreSQL NOTIFY); returns an async closer, or
