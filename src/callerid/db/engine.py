@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from sqlalchemy.pool import NullPool
 
 from callerid.db.driverpool import DriverPool
-from callerid.db.keyedreads import KeyedReads
+from callerid.db.keyedreads import KeyedQuery, KeyedReads
 from callerid.db.pointread import PointReader, PostgresPointReader, SessionPointReader, sqlite_point_reader
 from callerid.db.sqlitewriter import SQLITE_BUSY_TIMEOUT_MS, SqliteWriter
 from callerid.db.write import (
@@ -143,11 +143,10 @@ class Database:
         """A read session for a few small indexed queries (see ``db.pointread``)."""
         return self.reader.session()
 
-    async def read_keyed(self, statement: Any, parameter: str, keys: Sequence[Hashable], key: str) -> list[Any]:
-        """The rows of ``statement`` for ``keys``: it binds a list of keys to ``parameter`` (``in_values``) and its
-        ``key`` column says which key a row is for. Reads of one statement that arrive together share a round trip
-        where a read costs one (see ``db.keyedreads``)."""
-        return await self.keyed_reads.read(statement, parameter, keys, key)
+    async def read_keyed(self, query: KeyedQuery, keys: Sequence[Hashable]) -> list[Any]:
+        """The rows of ``query`` for ``keys``. Reads of one query that arrive together share a round trip where a
+        read costs one (see ``db.keyedreads``)."""
+        return await self.keyed_reads.read(query, keys)
 
     async def write(self, steps: Sequence[Step]) -> list[Any]:
         """Run ``steps`` in one transaction; per step its rows (``returning``) or the count of rows it changed."""

@@ -20,6 +20,7 @@ from callerid import clock
 from callerid.accounts.secrets import sha256_hex
 from callerid.config import Settings
 from callerid.db import Database
+from callerid.db.keyedreads import KeyedQuery
 from callerid.db.values import in_values
 from callerid.db.write import lock_session
 from callerid.delivery.hub import PUSH_HUB, LocalHub
@@ -206,8 +207,12 @@ async def close_device(services: dict[str, Any], device_id: str | None) -> None:
 
 
 _DEVICES = Device.__table__.c
-_DEVICES_BY_NUMBERS = select(_DEVICES.phone_number, _DEVICES.id, _DEVICES.platform, _DEVICES.app_version).where(
-    in_values(_DEVICES.phone_number, "numbers")
+_DEVICE_COLUMNS = (_DEVICES.phone_number, _DEVICES.id, _DEVICES.platform, _DEVICES.app_version)
+_DEVICES_BY_NUMBERS = KeyedQuery(
+    many=select(*_DEVICE_COLUMNS).where(in_values(_DEVICES.phone_number, "numbers")),
+    parameter="numbers",
+    key="phone_number",
+    one=select(*_DEVICE_COLUMNS).where(_DEVICES.phone_number == bindparam("phone_number")),
 )
 _DEVICE_BY_TOKEN = select(_DEVICES.id, _DEVICES.phone_number, _DEVICES.platform, _DEVICES.app_version).where(
     _DEVICES.token_hash == bindparam("token_hash")
@@ -219,7 +224,7 @@ async def devices_for(db: Database, numbers: list[str]) -> dict[str, tuple[str, 
 
     All numbers as one list parameter, one statement built once; the R2s that arrive together share it.
     """
-    rows = await db.read_keyed(_DEVICES_BY_NUMBERS, "numbers", numbers, key="phone_number")
+    rows = await db.read_keyed(_DEVICES_BY_NUMBERS, numbers)
     return {row.phone_number: (str(row.id), row.platform, row.app_version) for row in rows}
 
 
