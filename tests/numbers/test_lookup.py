@@ -90,8 +90,7 @@ async def test_listed_number_shows_its_feature_set_identity_until_delisted(
     await settle(runner)
     body = await lookup(client, headers)
     assertion = body.pop("assertion")
-    async with db.session() as session:
-        label_id = (await service.listed_identity(session, CALLER)).label_id  # type: ignore[union-attr]
+    label_id = (await service.listed_identity(db, CALLER)).label_id  # type: ignore[union-attr]
     assert body == {
         "verified": True,
         "caller": CALLER,
@@ -154,6 +153,5 @@ async def test_active_call_record_overrides_the_listed_identity(
 
 
 async def test_listed_identity_needs_a_listed_number(db: Database) -> None:
-    async with db.session() as session:
-        assert await service.listed_identity(session, CALLER) is None
-        assert await service.listed_identity(session, "not a number") is None
+    assert await service.listed_identity(db, CALLER) is None
+    assert await service.listed_identity(db, "not a number") is None

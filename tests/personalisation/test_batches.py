@@ -429,8 +429,7 @@ async def test_b1_is_all_or_nothing_and_still_stores_the_batch(
     assert data[bad_index]["status_info"]["field"] == "dynamic_call_reason"
     assert data[3]["caller_number"] == "x"
     # a rejected batch's records never identify a caller
-    async with db.session() as session:
-        assert await service.active_identity(session, CALLER, receiver(sibling), clock.now()) is None
+    assert await service.active_identity(db, CALLER, receiver(sibling), clock.now()) is None
 
 
 @pytest.mark.parametrize(

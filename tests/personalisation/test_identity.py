@@ -18,8 +18,7 @@ async def lookup(
     db: Database, caller: str = CALLER, receiver: str = RECEIVER, at_ms: int | None = None
 ) -> ActiveIdentity | None:
     at = clock.now() if at_ms is None else clock.now() + timedelta(milliseconds=at_ms - epoch_ms(clock.now()))
-    async with db.session() as session:
-        return await active_identity(session, caller, receiver, at)
+    return await active_identity(db, caller, receiver, at)
 
 
 async def test_window_bounds_are_inclusive(db: Database, tenant: Tenant, label: Label, now_ms: int) -> None:

@@ -11,9 +11,9 @@ runs each read at once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,6 +38,7 @@ class KeyedQuery:
     parameter: str
     key: str | tuple[str, ...]
     one: Any | None = None
+    shared: Mapping[str, Any] = field(default_factory=dict)  # other parameters, the same for every read
 
     def key_of(self, row: Any) -> Hashable:
         if isinstance(self.key, str):
@@ -46,8 +47,8 @@ class KeyedQuery:
 
     def one_parameters(self, key: Any) -> dict[str, Any]:
         if isinstance(self.key, str):
-            return {self.key: key}
-        return dict(zip(self.key, key, strict=True))
+            return {**self.shared, self.key: key}
+        return {**self.shared, **dict(zip(self.key, key, strict=True))}
 
 
 class _QueryReads:
@@ -69,7 +70,7 @@ class _QueryReads:
             rows: list[Any] = []
             for start in range(0, len(keys), MAX_KEYS_PER_STATEMENT):
                 chunk = list(keys[start : start + MAX_KEYS_PER_STATEMENT])
-                rows += (await session.execute(query.many, {query.parameter: chunk})).all()
+                rows += (await session.execute(query.many, {**query.shared, query.parameter: chunk})).all()
         return rows
 
     async def _read_group(self, group: list[Sequence[Hashable]]) -> list[list[Any]]:

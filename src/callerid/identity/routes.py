@@ -38,8 +38,7 @@ async def caller_id(request: FastRequest) -> FastResponse:
     signer: Signer = runtime.services[SIGNER]
     # Warm the key before taking a pooled connection (a cold start reads the key with its own connection).
     await signer.active_key(now)
-    async with runtime.db.point_session() as session:
-        found = await service.lookup(session, runtime.settings, signer, caller, device.phone_number, now)
+    found = await service.lookup(runtime.db, runtime.settings, signer, caller, device.phone_number, now)
     return FastResponse(found.to_json() if found is not None else service.NOT_VERIFIED)
 
 

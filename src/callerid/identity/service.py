@@ -6,9 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from callerid.config import Settings
+from callerid.db import Database
 from callerid.identity.signer import Signer, passport_claims
 from callerid.labels.service import logo_url
 from callerid.numbers.service import listed_identity
@@ -44,20 +43,20 @@ NOT_VERIFIED: dict[str, Any] = {"verified": False}
 
 
 async def lookup(
-    session: AsyncSession, settings: Settings, signer: Signer, caller: str, receiver: str, at: datetime
+    db: Database, settings: Settings, signer: Signer, caller: str, receiver: str, at: datetime
 ) -> CallerIdentity | None:
     """The identity ``caller`` shows to ``receiver`` at ``at``, or None outside every window.
 
     Sources, in order (first match wins): the latest call personalisation record whose window holds ``at``;
     then, for a business number listed in a feature set, the set's static label and call reason.
     """
-    found: Any = await active_identity(session, caller, receiver, at)
+    found: Any = await active_identity(db, caller, receiver, at)
     starts_at: int | None = None
     ends_at: int | None = None
     if found is not None:
         name, starts_at, ends_at = found.name, found.starts_at, found.ends_at
     else:
-        found = await listed_identity(session, caller)
+        found = await listed_identity(db, caller)
         if found is None:
             return None
         name = found.label_name

@@ -6,9 +6,12 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from callerid.db import Database
+from callerid.db.keyedreads import KeyedQuery
+from callerid.db.values import in_values
 from callerid.labels.shared import LABELS
 from callerid.numbers.checks import VISIBLE_STATES
 from callerid.numbers.models import (
@@ -135,24 +138,45 @@ class ListedIdentity:
     feature_set_name: str
 
 
-async def listed_identity(session: AsyncSession, caller: str) -> ListedIdentity | None:
+def _listed_identity_query(where: Any) -> Any:
+    return (
+        select(
+            BusinessNumber.phone_number,
+            LABELS.c.id,
+            LABELS.c.name,
+            LABELS.c.logo_key,
+            CallReason.text,
+            FeatureSet.id,
+            FeatureSet.name,
+        )
+        .select_from(BusinessNumber)
+        .join(FeatureSet, FeatureSet.id == BusinessNumber.feature_set_id)
+        .join(LABELS, LABELS.c.id == FeatureSet.label_id)
+        .outerjoin(CallReason, CallReason.id == FeatureSet.call_reason_id)
+        .where(where, in_values(BusinessNumber.status, "listed_states"))
+    )
+
+
+# Built once: the caller-ID lookup runs it for every call without a personalised record. A delisting number is
+# still listed until its job is done.
+_LISTED_IDENTITY = KeyedQuery(
+    one=_listed_identity_query(BusinessNumber.phone_number == bindparam("phone_number")).limit(1),
+    many=_listed_identity_query(in_values(BusinessNumber.phone_number, "numbers")),
+    parameter="numbers",
+    key="phone_number",
+    shared={"listed_states": [LISTED, DELISTING]},
+)
+
+
+async def listed_identity(db: Database, caller: str) -> ListedIdentity | None:
     """The identity of a listed business number (a delisting one is still listed until its job is done)."""
     number = normalise_phone(caller)
     if number is None:
         return None
-    row = (
-        await session.execute(
-            select(LABELS.c.id, LABELS.c.name, LABELS.c.logo_key, CallReason.text, FeatureSet.id, FeatureSet.name)
-            .select_from(BusinessNumber)
-            .join(FeatureSet, FeatureSet.id == BusinessNumber.feature_set_id)
-            .join(LABELS, LABELS.c.id == FeatureSet.label_id)
-            .outerjoin(CallReason, CallReason.id == FeatureSet.call_reason_id)
-            .where(BusinessNumber.phone_number == number, BusinessNumber.status.in_((LISTED, DELISTING)))
-        )
-    ).first()
-    if row is None:
+    rows = await db.read_keyed(_LISTED_IDENTITY, [number])
+    if not rows:
         return None
-    return ListedIdentity(*row)
+    return ListedIdentity(*rows[0][1:])
 
 
 @dataclass(frozen=True)
