@@ -45,6 +45,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -376,12 +377,11 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
             f"wrk -t{args.threads} -c{args.connections} -d{args.seconds}s"
         )
         profiler = None
-        if args.profile:  # samples the wrk phases in the worker process(es), only while they hold the GIL
+        if args.profile:  # samples every phase in the worker process(es), only while they hold the GIL
             spy = Path(sys.executable).parent / "py-spy"
-            phases = 1 + len(args.only & {"r2", "lookup"})
             profiler = subprocess.Popen(
                 [str(spy), "record", "--gil", "--subprocesses", "--format", "raw", "-r", "200", "-o", args.profile,
-                 "--pid", str(server.pid), "--duration", str(phases * (args.seconds + 1))],
+                 "--pid", str(server.pid)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
         ceiling = run_wrk(base, wrk_script_plain("/healthz"), args, folder, "healthz")
@@ -404,10 +404,11 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
         if "lookup" in args.only:
             result = run_wrk(base, wrk_script_lookup(device_tokens), args, folder, "lookup")
             figures["lookup"] = report("lookup", "lookups", result, ceiling)
-        if profiler is not None:
-            profiler.wait(timeout=120)
         if "b2" in args.only and args.batches:
             figures["b2"] = asyncio.run(bench_b2(base, tenants, args))
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)  # py-spy writes what it sampled and exits
+            profiler.wait(timeout=120)
     finally:
         if server is not None:
             server.terminate()

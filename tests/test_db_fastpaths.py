@@ -322,3 +322,35 @@ async def test_keyed_reads_give_each_reader_its_own_rows_and_share_statements_wh
         assert len(statements) <= 4 < reads
     else:  # SQLite: a read is a function call on the loop thread; nothing to share
         assert len(statements) == reads
+
+
+def test_postgresql_inserts_many_rows_as_one_statement_of_column_arrays() -> None:
+    from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+
+    keys = ("kind", "payload", "status", "due_at", "attempts", "created_at")
+    raw = RawStatement.compile(insert(JOBS), PGDialect_asyncpg(), keys)
+    assert raw is not None and raw.columnar_sql == (
+        "INSERT INTO jobs (kind, payload, status, due_at, attempts, created_at) SELECT * FROM unnest("
+        "$1::VARCHAR(64)[], $2::JSON[], $3::VARCHAR(16)[], $4::TIMESTAMP WITH TIME ZONE[], $5::INTEGER[], "
+        "$6::TIMESTAMP WITH TIME ZONE[])"
+    )
+    assert raw.columns_of([(1, "a"), (2, "b")]) == [[1, 2], ["a", "b"]]
+    # Not for an INSERT that returns rows (one per row given), nor on SQLite.
+    returning = insert(JOBS).returning(JOBS.c.id)
+    assert RawStatement.compile(returning, PGDialect_asyncpg(), keys).columnar_sql is None  # type: ignore[union-attr]
+    assert RawStatement.compile(insert(JOBS), SQLiteDialect_pysqlite(), keys).columnar_sql is None  # type: ignore[union-attr]
+
+
+async def test_many_rows_written_together_read_back_exactly(db: Database) -> None:
+    now = clock.now()
+    rows = [
+        {"kind": "test.a", "payload": {"n": 1, "text": "é"}, "last_error": None},
+        {"kind": "test.b", "payload": {}, "last_error": "x" * 100},
+        {"kind": "test.c", "payload": {"list": [1, None]}, "last_error": ""},
+    ]
+    await db.write([Step(insert(JOBS), rows=rows, shared={"status": QUEUED, "due_at": now, "created_at": now})])
+    async with db.session() as session:
+        stored = (await session.execute(select(Job).order_by(Job.kind))).scalars().all()
+    assert [(job.kind, job.payload, job.last_error, job.due_at, job.attempts) for job in stored] == [
+        (row["kind"], row["payload"], row["last_error"], now, 0) for row in rows
+    ]

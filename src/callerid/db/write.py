@@ -150,6 +150,9 @@ class PostgresTx:
         if raw is None:
             await self._sqlalchemy(statement).execute(statement, [{**(shared or {}), **row} for row in rows])
             return
+        if raw.columnar_sql is not None and len(rows) > 1:
+            await self._driver.execute(raw.columnar_sql, *raw.columns_of(raw.parameters_many(rows, shared)))
+            return
         await self._driver.executemany(raw.sql, raw.parameters_many(rows, shared))
 
     async def query(self, statement: Any, values: Mapping[str, Any] | None = None) -> list[Any]:
