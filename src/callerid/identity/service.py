@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from callerid.config import Settings
-from callerid.identity.signer import Signer, passport_claims
+from callerid.identity.signer import passport_claims
 from callerid.labels.service import logo_url
 from callerid.numbers.service import listed_identity
 from callerid.personalisation.service import active_identity
+
+if TYPE_CHECKING:
+    from callerid.runtime import Runtime
 
 
 @dataclass(frozen=True)
@@ -44,13 +46,14 @@ NOT_VERIFIED: dict[str, Any] = {"verified": False}
 
 
 async def lookup(
-    session: AsyncSession, settings: Settings, signer: Signer, caller: str, receiver: str, at: datetime
+    runtime: Runtime, session: AsyncSession, caller: str, receiver: str, at: datetime
 ) -> CallerIdentity | None:
     """The identity ``caller`` shows to ``receiver`` at ``at``, or None outside every window.
 
     Sources, in order (first match wins): the latest call personalisation record whose window holds ``at``;
     then, for a business number listed in a feature set, the set's static label and call reason.
     """
+    settings = runtime.settings
     found: Any = await active_identity(session, caller, receiver, at)
     starts_at: int | None = None
     ends_at: int | None = None
@@ -79,5 +82,5 @@ async def lookup(
         label_id=str(found.label_id),
         starts_at=starts_at,
         ends_at=ends_at,
-        assertion=await signer.sign(claims, at),
+        assertion=await runtime.signer.sign(claims, at),
     )
