@@ -4,8 +4,10 @@
 starts them; ``Runtime.close`` stops them in the reverse order. ``Runtime.build`` makes them without starting
 anything, for short-lived users (CLI commands, tests, benches) that bring their own database.
 
-A function that needs several of these objects takes the runtime as its first parameter (then the session or
-transaction, then the rest); one that needs a single object takes that object.
+A service that needs one of the shared objects (hub, signer, deliverer, limiter, caches, ...) together with anything
+else of the runtime takes the runtime as its first parameter, then the session or transaction, then the rest
+(``lookup(runtime, session, ...)``); one that needs a single such object takes that object (``push_planned(hub,
+...)``), and one that needs only the database and settings takes those.
 """
 
 from __future__ import annotations
