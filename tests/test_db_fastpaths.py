@@ -19,6 +19,7 @@ from callerid import clock
 from callerid.accounts.service import _TOKEN_QUERY
 from callerid.config import Settings
 from callerid.db import Database
+from callerid.db.keyedreads import KeyedQuery
 from callerid.db.rawsql import RawStatement
 from callerid.db.sqlitewriter import MAX_VARIABLES
 from callerid.db.values import in_values
@@ -278,7 +279,7 @@ async def test_a_list_parameter_leaves_the_column_to_its_index(db: Database) -> 
     every statement with a list (job claims, webhook loads, device look-ups) scanned its whole table."""
     from callerid.delivery.service import _DEVICES_BY_NUMBERS
 
-    raw = RawStatement.compile(_DEVICES_BY_NUMBERS, SQLiteDialect_pysqlite())
+    raw = RawStatement.compile(_DEVICES_BY_NUMBERS.many, SQLiteDialect_pysqlite())
     assert raw is not None and "= 1" not in raw.sql
     connection = sqlite3.connect(str(Path(make_url(db.url).database or "")))
     try:
@@ -286,3 +287,33 @@ async def test_a_list_parameter_leaves_the_column_to_its_index(db: Database) -> 
     finally:
         connection.close()
     assert any(step.startswith("SEARCH devices USING") for step in plan), plan
+
+
+async def test_keyed_reads_give_each_reader_its_own_rows_and_share_statements_where_reads_cost_a_round_trip(
+    db: Database,
+) -> None:
+    now = clock.now()
+    shared = {"status": QUEUED, "due_at": now, "payload": {}, "attempts": 0, "created_at": now}
+    await db.write([Step(insert(JOBS), rows=[{"kind": f"test.{i % 5}"} for i in range(10)], shared=shared)])
+    by_kinds = KeyedQuery(
+        many=select(JOBS.c.kind, JOBS.c.id).where(in_values(JOBS.c.kind, "kinds")), parameter="kinds", key="kind"
+    )
+    statements: list[int] = []
+    keyed = db.keyed_reads
+    original = keyed.sessions
+
+    def counted() -> Any:
+        statements.append(1)
+        return original()
+
+    keyed.sessions = counted  # type: ignore[method-assign]
+    wanted = [["test.0"], ["test.1", "test.0"], ["absent"], ["test.4", "test.4"], [], ["test.3"]] * 5
+    found = await asyncio.gather(*(db.read_keyed(by_kinds, kinds) for kinds in wanted))
+    for kinds, rows in zip(wanted, found, strict=True):
+        # Every row of each distinct wanted kind (two jobs per kind), and nothing else.
+        assert sorted(row.kind for row in rows) == sorted([kind for kind in set(kinds) if kind != "absent"] * 2)
+    reads = len([kinds for kinds in wanted if kinds])
+    if db.concurrent_writes:  # PostgreSQL: the reads that arrived together went in a few statements
+        assert len(statements) <= 4 < reads
+    else:  # SQLite: a read is a function call on the loop thread; nothing to share
+        assert len(statements) == reads

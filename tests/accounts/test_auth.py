@@ -410,6 +410,40 @@ async def test_redis_windows_count_all_limits_or_none_and_say_how_long_to_wait(t
 
 
 @requires_redis
+async def test_concurrent_redis_checks_share_script_calls_and_count_exactly(tmp_path: Any) -> None:
+    """Checks that arrive together go to Redis in one script call, in order: a full window refuses exactly the
+    hits beyond its limit, whichever group they landed in, and a refused check counts nowhere."""
+    from limits import parse
+
+    limiter = RateLimiter(make_settings("sqlite://", tmp_path, redis_url=REDIS_URL))
+    identities = [f"test-{uuid.uuid4().hex}" for _ in range(3)]
+    general, batches = parse("7/minute"), parse("3/minute")
+    try:
+        calls: list[Any] = []
+        original = limiter.redis.client.evalsha  # type: ignore[union-attr]
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            calls.append(args)
+            return await original(*args, **kwargs)
+
+        limiter.redis.client.evalsha = counted  # type: ignore[union-attr,method-assign]
+        # Per identity: 5 requests under both limits, then 5 under the general one only, all at once.
+        checks = [limiter.hit_all((general, batches), identity) for identity in identities for _ in range(5)]
+        checks += [limiter.hit(general, identity) for identity in identities for _ in range(5)]
+        waits = await asyncio.gather(*checks)
+        assert len(calls) < len(checks) / 4  # grouped: far fewer round trips than checks
+        both, general_only = waits[:15], waits[15:]
+        for index in range(3):
+            mine = both[index * 5 : index * 5 + 5]
+            assert mine[:3] == [None] * 3 and all(wait is not None and 59 <= wait <= 60 for wait in mine[3:])
+            # 3 general hits counted by the allowed batch requests: 4 more fit, the 5th is refused.
+            assert general_only[index * 5 : index * 5 + 5] == [None] * 4 + [60]
+    finally:
+        await limiter.reset()
+        await limiter.close()
+
+
+@requires_redis
 async def test_redis_windows_are_moving_windows(tmp_path: Any) -> None:
     from limits import parse
 

@@ -24,10 +24,13 @@ from limits import RateLimitItem, parse
 from redis.asyncio import Redis
 
 from callerid import clock
+from callerid.batching import Batcher
 from callerid.config import Settings
 
 # Keys with no hit inside their window are dropped once this many keys exist (bounded memory).
 SWEEP_AT_KEYS = 10_000
+# Requests checked by one script call at most (a call blocks Redis while it runs: keep each short).
+MAX_CHECKS_PER_CALL = 100
 
 
 class MemoryWindows:
@@ -74,60 +77,91 @@ class MemoryWindows:
         self._hits.clear()
 
 
-# KEYS: one list per (identity, limit), the newest hit first. ARGV: 1 to count the hit (0 to only look), then per
-# key its limit and its window in milliseconds. Answers 0 when every limit allows the hit (then counted in every
-# list, or none), else the milliseconds until all would. A list keeps at most ``limit`` hits: the window is full
-# while its oldest kept hit is younger than the window (the exact moving window).
+# One call checks a group of requests, in order (each sees the hits counted before it). KEYS: per request, one list
+# per (identity, limit), the newest hit first. ARGV: the number of requests, then per request 1 to count its hit (0
+# to only look), its number of keys and per key its limit and window in milliseconds. Answers per request 0 when
+# every limit allows the hit (then counted in every list, or none), else the milliseconds until all would. A list
+# keeps at most ``limit`` hits: the window is full while its oldest kept hit is younger than the window (the exact
+# moving window).
 _WINDOWS_SCRIPT = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-local count = tonumber(ARGV[1])
-local wait = 0
-for i, key in ipairs(KEYS) do
-  local limit = tonumber(ARGV[2 * i])
-  local window = tonumber(ARGV[2 * i + 1])
-  local oldest = redis.call('LINDEX', key, limit - 1)
-  if oldest then
-    local free_at = tonumber(oldest) + window
-    if free_at > now and free_at - now > wait then
-      wait = free_at - now
+local waits = {}
+local arg = 2
+local first_key = 1
+for request = 1, tonumber(ARGV[1]) do
+  local count = tonumber(ARGV[arg])
+  local keys = tonumber(ARGV[arg + 1])
+  arg = arg + 2
+  local wait = 0
+  for i = 0, keys - 1 do
+    local limit = tonumber(ARGV[arg + 2 * i])
+    local oldest = redis.call('LINDEX', KEYS[first_key + i], limit - 1)
+    if oldest then
+      local free_at = tonumber(oldest) + tonumber(ARGV[arg + 2 * i + 1])
+      if free_at > now and free_at - now > wait then
+        wait = free_at - now
+      end
     end
   end
-end
-if wait == 0 and count == 1 then
-  for i, key in ipairs(KEYS) do
-    local limit = tonumber(ARGV[2 * i])
-    redis.call('LPUSH', key, now)
-    redis.call('LTRIM', key, 0, limit - 1)
-    redis.call('PEXPIRE', key, tonumber(ARGV[2 * i + 1]))
+  if wait == 0 and count == 1 then
+    for i = 0, keys - 1 do
+      local key = KEYS[first_key + i]
+      redis.call('LPUSH', key, now)
+      redis.call('LTRIM', key, 0, tonumber(ARGV[arg + 2 * i]) - 1)
+      redis.call('PEXPIRE', key, tonumber(ARGV[arg + 2 * i + 1]))
+    end
   end
+  waits[request] = wait
+  arg = arg + 2 * keys
+  first_key = first_key + keys
 end
-return wait
+return waits
 """
 KEY_PREFIX = "callerid-limits:"
 
+# One request's check: its keys and its arguments (count flag, key count, limit and window per key).
+_Check = tuple[list[str], list[int]]
+
 
 class RedisWindows:
-    """The windows in Redis, shared by every process (see the module docstring)."""
+    """The windows in Redis, shared by every process (see the module docstring).
+
+    Checks that arrive while another group is with Redis go together in the next script call (group commit,
+    ``callerid.batching``): one round trip and one command for many requests instead of one each. The redis-py
+    call and connection checkout cost more CPU than the script; under load this was 13 % of an R2 request.
+    """
 
     def __init__(self, url: str):
         self.client = Redis.from_url(url)  # hiredis parses the answers when installed (a dependency)
         self._script = self.client.register_script(_WINDOWS_SCRIPT)
+        self._checks: Batcher[_Check, int] = Batcher(
+            self._check_group, max_batch=MAX_CHECKS_PER_CALL, max_in_flight=2, name="callerid-rate-limits"
+        )
 
     async def check(self, items: tuple[RateLimitItem, ...], identity: str, *, count: bool) -> float | None:
         """None when every limit of ``items`` allows a hit (counted when ``count``), else the seconds to wait."""
         keys = [f"{KEY_PREFIX}{identity}:{item.amount}/{item.get_expiry()}" for item in items]
-        arguments: list[int] = [1 if count else 0]
+        arguments: list[int] = [1 if count else 0, len(items)]
         for item in items:
             arguments += [item.amount, item.get_expiry() * 1000]
-        wait_ms = int(await self._script(keys=keys, args=arguments))
+        wait_ms = await self._checks.submit((keys, arguments))
         return None if wait_ms == 0 else wait_ms / 1000
+
+    async def _check_group(self, checks: list[_Check]) -> list[int]:
+        keys: list[str] = []
+        arguments: list[int] = [len(checks)]
+        for check_keys, check_arguments in checks:
+            keys += check_keys
+            arguments += check_arguments
+        return [int(wait) for wait in await self._script(keys=keys, args=arguments)]
 
     async def reset(self) -> None:
         async for key in self.client.scan_iter(match=KEY_PREFIX + "*", count=1000):
             await self.client.delete(key)
 
     async def close(self) -> None:
+        await self._checks.idle()
         await self.client.aclose()
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from sqlalchemy.pool import NullPool
 
 from callerid.db.driverpool import DriverPool
+from callerid.db.keyedreads import KeyedQuery, KeyedReads
 from callerid.db.pointread import PointReader, PostgresPointReader, SessionPointReader, sqlite_point_reader
 from callerid.db.sqlitewriter import SQLITE_BUSY_TIMEOUT_MS, SqliteWriter
 from callerid.db.write import (
@@ -73,7 +74,8 @@ class Database:
     """The process's database handle, and the only code that knows which database it is.
 
     - ``session()``: read sessions (SQLAlchemy ORM); ``transaction()``: a write transaction in a session.
-    - ``point_session()``: a few small indexed reads on the hot paths (``reader``, see ``db.pointread``).
+    - ``point_session()``: a few small indexed reads on the hot paths (``reader``, see ``db.pointread``);
+      ``read_keyed(...)``: rows by a list of keys, concurrent reads sharing a round trip (``db.keyedreads``).
     - ``write(steps)`` / ``transact(work)``: write transactions written once for both databases (``writer``,
       see ``db.write``); ``lock(session, key)`` serialises transactions on a key.
     - ``listen_for_jobs(callback)``: other processes' enqueues (PostgreSQL NOTIFY).
@@ -104,6 +106,7 @@ class Database:
         # Whether write transactions of this process can run side by side (PostgreSQL), or take turns (SQLite).
         self.concurrent_writes = self.is_postgres
         path = _sqlite_file(url)
+        driver_pool: DriverPool | None = None
         self.reader: PointReader
         self.writer: Writes
         if path is not None:
@@ -117,6 +120,7 @@ class Database:
         else:  # an in-memory SQLite database (tests): every connection of the pool is the same database
             self.reader = SessionPointReader(self.session)
             self.writer = SessionWrites(self.transaction)
+        self.keyed_reads = KeyedReads(self.point_session, coalesce=driver_pool is not None)
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -138,6 +142,11 @@ class Database:
     def point_session(self) -> contextlib.AbstractAsyncContextManager[AsyncSession]:
         """A read session for a few small indexed queries (see ``db.pointread``)."""
         return self.reader.session()
+
+    async def read_keyed(self, query: KeyedQuery, keys: Sequence[Hashable]) -> list[Any]:
+        """The rows of ``query`` for ``keys``. Reads of one query that arrive together share a round trip where a
+        read costs one (see ``db.keyedreads``)."""
+        return await self.keyed_reads.read(query, keys)
 
     async def write(self, steps: Sequence[Step]) -> list[Any]:
         """Run ``steps`` in one transaction; per step its rows (``returning``) or the count of rows it changed."""
@@ -189,6 +198,7 @@ class Database:
             await conn.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
+        await self.keyed_reads.idle()
         self.reader.close()
         await self.writer.close()
         await self.engine.dispose()

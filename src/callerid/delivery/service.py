@@ -21,6 +21,7 @@ from callerid import clock
 from callerid.accounts.secrets import sha256_hex
 from callerid.config import Settings
 from callerid.db import Database
+from callerid.db.keyedreads import KeyedQuery
 from callerid.db.values import in_values
 from callerid.db.write import lock_session
 from callerid.delivery.hub import LocalHub
@@ -34,9 +35,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger("callerid.delivery")
 
 PLATFORMS = ("android", "ios")
-
-# SQLite allows 32766 bound parameters; stay well below for the receivers' IN (...) lookup.
-_QUERY_CHUNK = 5000
 
 
 @dataclass(frozen=True)
@@ -246,11 +244,12 @@ async def close_device(runtime: Runtime, device_id: str | None) -> None:
 
 
 _DEVICES = Device.__table__.c
-_DEVICE_BY_NUMBER = select(_DEVICES.phone_number, _DEVICES.id, _DEVICES.platform, _DEVICES.app_version).where(
-    _DEVICES.phone_number == bindparam("number")
-)
-_DEVICES_BY_NUMBERS = select(_DEVICES.phone_number, _DEVICES.id, _DEVICES.platform, _DEVICES.app_version).where(
-    in_values(_DEVICES.phone_number, "numbers")
+_DEVICE_COLUMNS = (_DEVICES.phone_number, _DEVICES.id, _DEVICES.platform, _DEVICES.app_version)
+_DEVICES_BY_NUMBERS = KeyedQuery(
+    many=select(*_DEVICE_COLUMNS).where(in_values(_DEVICES.phone_number, "numbers")),
+    parameter="numbers",
+    key="phone_number",
+    one=select(*_DEVICE_COLUMNS).where(_DEVICES.phone_number == bindparam("phone_number")),
 )
 _DEVICE_BY_TOKEN = select(_DEVICES.id, _DEVICES.phone_number, _DEVICES.platform, _DEVICES.app_version).where(
     _DEVICES.token_hash == bindparam("token_hash")
@@ -258,23 +257,12 @@ _DEVICE_BY_TOKEN = select(_DEVICES.id, _DEVICES.phone_number, _DEVICES.platform,
 
 
 async def devices_for(db: Database, numbers: list[str]) -> dict[str, tuple[str, str, str]]:
-    """``number -> (device_id, platform, app_version)`` for the registered numbers among ``numbers``."""
-    found: dict[str, tuple[str, str, str]] = {}
-    if not numbers:
-        return found
-    if len(numbers) == 1:  # R2: a point read with a statement built once
-        async with db.point_session() as session:
-            for row in (await session.execute(_DEVICE_BY_NUMBER, {"number": numbers[0]})).all():
-                found[row.phone_number] = (str(row.id), row.platform, row.app_version)
-        return found
-    # All numbers as one list parameter: one statement built once, on the point reader, in chunks (a batch has
-    # at most 500 receivers; the chunks bound the work of one read for larger callers).
-    async with db.point_session() as session:
-        for start in range(0, len(numbers), _QUERY_CHUNK):
-            rows = await session.execute(_DEVICES_BY_NUMBERS, {"numbers": numbers[start : start + _QUERY_CHUNK]})
-            for row in rows.all():
-                found[row.phone_number] = (str(row.id), row.platform, row.app_version)
-    return found
+    """``number -> (device_id, platform, app_version)`` for the registered numbers among ``numbers``.
+
+    All numbers as one list parameter, one statement built once; the R2s that arrive together share it.
+    """
+    rows = await db.read_keyed(_DEVICES_BY_NUMBERS, numbers)
+    return {row.phone_number: (str(row.id), row.platform, row.app_version) for row in rows}
 
 
 @dataclass(frozen=True)
