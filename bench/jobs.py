@@ -39,6 +39,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     from callerid.jobs.models import Job
     from callerid.jobs.registry import Registry
     from callerid.jobs.runner import JobRunner
+    from callerid.runtime import Runtime
 
     folder = Path(tempfile.mkdtemp(prefix="callerid-bench-jobs-"))
     url = args.database_url or f"sqlite+aiosqlite:///{folder}/bench.db"
@@ -63,7 +64,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             async with db.transaction() as session:
                 count = min(ENQUEUE_CHUNK, args.jobs - start)
                 await enqueue_many(session, KIND, [{"n": n} for n in range(start, start + count)])
-        runner = JobRunner(db, settings, registry=registry)
+        runner = JobRunner(Runtime.build(settings, db), registry=registry)
         began, cpu_began = time.perf_counter(), time.process_time()
         await runner.start()
         while await left() > 0:  # noqa: ASYNC110 - done means the rows are deleted: poll the table

@@ -195,8 +195,8 @@ async def run_backend(backend: str, url: str, args: argparse.Namespace, counts: 
     from callerid.db.migrate import upgrade_async
     from callerid.jobs.models import QUEUED, RUNNING, Job
     from callerid.jobs.runner import JobRunner
+    from callerid.runtime import Runtime
     from callerid.webhooks import service
-    from callerid.webhooks.delivery import close_deliverer
     from callerid.webhooks.models import WebhookAttempt, WebhookEvent
     from callerid.webhooks.payloads import envelope
 
@@ -218,7 +218,7 @@ async def run_backend(backend: str, url: str, args: argparse.Namespace, counts: 
     port = free_port()
     receiver = start_receiver(port)
     target = f"http://127.0.0.1:{port}/hook?key=bench"
-    services: dict[str, Any] = {}
+    runtime = Runtime.build(settings, db)
     try:
         async with db.transaction() as session:
             created = await accounts.create_account(
@@ -299,7 +299,7 @@ async def run_backend(backend: str, url: str, args: argparse.Namespace, counts: 
         backlog = (args.events // BATCH) * BATCH
         say(f"{backend}: backlog, the job runner starts")
         lost_before = sum(counts[e] for e in LEASE_LOST_EVENTS)
-        runner = JobRunner(db, settings, services=services)
+        runner = JobRunner(runtime)
         began, cpu_began = time.perf_counter(), time.process_time()
         await runner.start()
         backlog_seconds = await wait_for(backlog, began)
@@ -348,7 +348,7 @@ async def run_backend(backend: str, url: str, args: argparse.Namespace, counts: 
             "stream_latency_ms_p99": rounded(percentile(latencies, 99)),
         }
     finally:
-        await close_deliverer(services)
+        await runtime.close()  # the deliverer's connections; the database below
         await db.dispose()
         receiver.terminate()
         receiver.wait()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +28,7 @@ from callerid.db import Base, Database
 from callerid.db.migrate import upgrade
 from callerid.db.models import import_all_models
 from callerid.jobs.runner import JobRunner
+from callerid.runtime import Runtime
 
 PG_ADMIN_URL = os.environ.get("CALLERID_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("CALLERID_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -192,14 +193,29 @@ async def app(settings: Settings) -> AsyncIterator[Any]:
 
 
 @pytest.fixture
-def runtime(app: Any) -> Any:
-    return app.state.runtime
+def runtime(app: Any) -> Runtime:
+    opened: Runtime = app.state.runtime
+    return opened
 
 
 @pytest.fixture
-def db(runtime: Any) -> Database:
-    database: Database = runtime.db
-    return database
+def db(runtime: Runtime) -> Database:
+    return runtime.db
+
+
+@pytest.fixture
+async def runtime_with(db: Database) -> AsyncIterator[Callable[[Settings], Runtime]]:
+    """Runtimes over the test's database with other settings (as a process configured otherwise has), none
+    started; closed at the end of the test."""
+    made: list[Runtime] = []
+
+    def build(settings: Settings) -> Runtime:
+        made.append(Runtime.build(settings, db))
+        return made[-1]
+
+    yield build
+    for runtime in made:
+        await runtime.close()
 
 
 @pytest.fixture
@@ -210,9 +226,9 @@ async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-def runner(db: Database, settings: Settings, runtime: Any) -> JobRunner:
+def runner(runtime: Runtime) -> JobRunner:
     """A job runner the test drives by hand (``await runner.run_until_idle()``)."""
-    return JobRunner(db, settings, services=runtime.services)
+    return JobRunner(runtime)
 
 
 # --- accounts and tokens ------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from callerid.numbers.models import DELIST, JOB_DONE, JOB_PROCESSING, LIST, Numb
 from callerid.personalisation.jobs import RECORD_PURGES
 from callerid.personalisation.models import ERROR, INVALID_INPUT, PENDING, SUCCESS, CallBatch, CallRecord
 from callerid.personalisation.service import epoch_ms
+from callerid.runtime import Runtime
 from tests.conftest import Tenant
 from tests.engagement.conftest import make_feature_set, make_org
 from tests.engagement.test_surveys import make_survey
@@ -180,7 +181,9 @@ async def test_a_purge_over_its_time_budget_continues_in_a_later_run(
     old = NOW - timedelta(days=40)
     await store(db, [record(tenant.account_id, ends=old, batch_id=batch, position=i) for i in range(7)], {batch: old})
     load_job_handlers()
-    runner = JobRunner(db, tuned(settings, retention_chunk_rows=3, retention_run_seconds=0), registry=registry)
+    runner = JobRunner(
+        Runtime.build(tuned(settings, retention_chunk_rows=3, retention_run_seconds=0), db), registry=registry
+    )
     await runner.schedule_periodic()
 
     left = []

@@ -17,24 +17,17 @@ from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.types import ASGIApp
 
 from callerid import __version__
-from callerid.accounts.ratelimit import RateLimiter
-from callerid.accounts.service import TokenCache
 from callerid.config import Settings, load_settings
 from callerid.console.app import install_console
-from callerid.db import Database
-from callerid.delivery.hub import start_push_hub
 from callerid.errors import install_error_handlers
 from callerid.fastlane import FastLane, FastRoute, add_to_openapi
 from callerid.http import set_max_json_depth
-from callerid.identity.signer import SIGNER, Signer
-from callerid.jobs.runner import JobRunner
 from callerid.openapi import finish as finish_openapi
 from callerid.ops.logging import flush_access_log
 from callerid.ops.middleware import ObservabilityMiddleware
 from callerid.request_limits import RequestLimits
 from callerid.responses import JsonResponse
 from callerid.runtime import Runtime
-from callerid.webhooks.delivery import close_deliverer
 
 # Modules that register job handlers at import. Add a domain's jobs module here.
 JOB_MODULES = (
@@ -88,20 +81,8 @@ def create_app(settings: Settings | None = None) -> CallerIdApp:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = Database(settings.database_url, pool_size=settings.database_pool_size)
-        runtime = Runtime(
-            settings=settings, db=db, limiter=RateLimiter(settings), tokens=TokenCache(settings.token_cache_seconds)
-        )
+        runtime = await Runtime.open(settings, run_jobs=settings.run_jobs_in_process)
         app.state.runtime = runtime
-        # Before the job runner: batch jobs push through the hub.
-        push_hub = await start_push_hub(settings, runtime.services)
-        runtime.services[SIGNER] = signer = Signer(db, settings)
-        await signer.prepare()  # the first start generates the assertion signing key
-        runner: JobRunner | None = None
-        if settings.run_jobs_in_process:
-            runner = JobRunner(db, settings, services=runtime.services)
-            await runner.start()
-            runtime.services["job_runner"] = runner
         # Everything made so far (modules, routes, schemas, metadata) lives as long as the process: keep it out of
         # the garbage collector's full collections, which otherwise walk it all and paused requests for 100+ ms.
         gc.collect()
@@ -109,12 +90,7 @@ def create_app(settings: Settings | None = None) -> CallerIdApp:
         try:
             yield
         finally:
-            if runner is not None:
-                await runner.stop()
-            await push_hub.stop()
-            await signer.stop()
-            await close_deliverer(runtime.services)
-            await db.dispose()
+            await runtime.close()
             flush_access_log()
 
     app = CallerIdApp(

@@ -146,3 +146,6 @@ def test_worker_starts_and_stops_on_sigterm(cli: Cli, tmp_path: Path) -> None:
         stderr = stop(process)
     for line in stderr.splitlines():
         json.loads(line)
+    # It opened the same runtime as a serving process: its signer was prepared (the first start makes the key).
+    keys = cli.run("signing-keys", "list", "--json").json()["keys"]
+    assert [key["active"] for key in keys] == [True]

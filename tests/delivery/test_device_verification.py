@@ -21,7 +21,7 @@ from callerid import clock
 from callerid.accounts.secrets import sha256_hex
 from callerid.config import Settings
 from callerid.db import Database
-from callerid.delivery.hub import CLOSE, PUSH_HUB
+from callerid.delivery.hub import CLOSE
 from callerid.delivery.models import AppCredential, Device, PendingRegistration, SmsOutbox
 from callerid.delivery.service import register_device
 from callerid.secretbox import generate_key
@@ -111,7 +111,7 @@ async def test_nothing_changes_until_the_code_is_confirmed(
     client: httpx.AsyncClient, db: Database, runtime: Any, receiver: Receiver
 ) -> None:
     old = await direct_device(db)
-    hub = runtime.services[PUSH_HUB]
+    hub = runtime.hub
     async with hub.attach(old["device_id"]) as old_stream:
         answer = await start(client)
         assert set(answer) == {"registration_id", "status", "expires_at", "resend_after"}  # no demo_code here

@@ -40,7 +40,7 @@ def message(receiver: str = RECEIVER, *, call_reason: str | None = "Flower Deliv
 def deliver(client: TestClient, messages: list[PushMessage]) -> list[DeliveryOutcome]:
     runtime = client.app.state.runtime  # type: ignore[attr-defined]
     outcomes: list[DeliveryOutcome] = client.portal.call(  # type: ignore[union-attr]
-        deliver_many, runtime.services, runtime.db, runtime.settings, messages
+        deliver_many, runtime, messages
     )
     return outcomes
 
@@ -223,7 +223,7 @@ class BrokenHub(LocalHub):
 
 def test_hub_failure_refuses_the_stream_and_fails_the_push(phone_client: TestClient) -> None:
     device = register(phone_client, RECEIVER, "android", "2.0.0")
-    phone_client.app.state.runtime.services["push_hub"] = BrokenHub()  # type: ignore[attr-defined]
+    phone_client.app.state.runtime.hub = BrokenHub()  # type: ignore[attr-defined]
     headers = bearer(device["device_token"])
     with (
         pytest.raises(WebSocketDisconnect) as refused,
@@ -279,7 +279,7 @@ def test_server_shutdown_closes_streams_with_going_away(database_url: str, tmp_p
         device = register(client, RECEIVER, "android", "2.0.0")
         with client.websocket_connect("/app/v1/stream", headers=bearer(device["device_token"])) as ws:
             ws.receive_json()
-            client.portal.call(application.state.runtime.services["push_hub"].stop)
+            client.portal.call(application.state.runtime.hub.stop)
             with pytest.raises(WebSocketDisconnect) as closed:
                 ws.receive_json()
             assert closed.value.code == 1001

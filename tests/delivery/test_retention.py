@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import secrets
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from sqlalchemy import select
 from starlette.testclient import TestClient
@@ -19,6 +19,7 @@ from callerid.db import Database
 from callerid.delivery.models import Device
 from callerid.delivery.retention import DEVICE_PURGES, mark_seen
 from callerid.jobs.purge import purge
+from callerid.runtime import Runtime
 
 NOW = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -65,18 +66,20 @@ async def test_devices_unseen_for_the_retention_period_are_forgotten(db: Databas
     assert await device_numbers(db) == {"919000000002", "919000000004", "919000000005"}
 
 
-async def test_a_device_is_marked_seen_at_most_once_a_day(db: Database) -> None:
+async def test_a_device_is_marked_seen_at_most_once_a_day(
+    db: Database, settings: Settings, runtime: Runtime, runtime_with: Callable[[Settings], Runtime]
+) -> None:
     clock.freeze(NOW)
     device_id, _ = await add_device(db, "919000000001", created=NOW - 10 * DAY)
-    services: dict[str, Any] = {}
-    assert await mark_seen(db, services, device_id) is True
+    assert await mark_seen(runtime, device_id) is True
     assert await last_seen(db, device_id) == NOW
     clock.advance(DAY - SECOND)
-    assert await mark_seen(db, services, device_id) is False  # remembered by this process: no write
-    assert await mark_seen(db, {}, device_id) is False  # another process: the guarded UPDATE changes nothing
+    assert await mark_seen(runtime, device_id) is False  # remembered by this process: no write
+    another_process = runtime_with(settings)
+    assert await mark_seen(another_process, device_id) is False  # the guarded UPDATE changes nothing
     assert await last_seen(db, device_id) == NOW
     clock.advance(SECOND)
-    assert await mark_seen(db, services, device_id) is True
+    assert await mark_seen(runtime, device_id) is True
     assert await last_seen(db, device_id) == NOW + DAY
 
 

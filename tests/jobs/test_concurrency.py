@@ -28,6 +28,7 @@ from callerid.jobs import enqueue_many
 from callerid.jobs.models import RUNNING, Job
 from callerid.jobs.registry import Registry
 from callerid.jobs.runner import JobRunner
+from callerid.runtime import Runtime
 from tests.jobs.worker_process import KIND, queue_length, record_handler
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -86,7 +87,7 @@ async def test_two_runners_with_separate_connections_process_each_item_exactly_o
     for i, database in enumerate(databases):
         registry = Registry()
         registry.handler(KIND)(record_handler(record_table, f"runner-{i}", None))
-        runners.append(JobRunner(database, settings, registry=registry, owner=f"runner-{i}"))
+        runners.append(JobRunner(Runtime.build(settings, database), registry=registry, owner=f"runner-{i}"))
     try:
         await asyncio.gather(*(runner.start() for runner in runners))
         await wait_for_empty_queue(db)
@@ -205,7 +206,7 @@ async def test_killed_runner_loses_nothing(db: Database, settings: Settings, rec
     survivor_db = Database(settings.database_url)
     registry = Registry()
     registry.handler(KIND)(record_handler(record_table, "survivor", None))
-    survivor = JobRunner(survivor_db, settings, registry=registry, owner="survivor")
+    survivor = JobRunner(Runtime.build(settings, survivor_db), registry=registry, owner="survivor")
     try:
         await survivor.run_until_idle()
         async with db.session() as session:  # the dead runner's jobs wait for their lease to expire

@@ -19,6 +19,7 @@ from callerid.jobs import JobContext, RetryLater, enqueue, enqueue_many, enqueue
 from callerid.jobs.models import DEAD, QUEUED, RUNNING, Job
 from callerid.jobs.registry import Registry
 from callerid.jobs.runner import JobRunner
+from callerid.runtime import Runtime
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 WAIT = 10.0  # upper bound for waiting on something another task does; never reached when things work
@@ -26,6 +27,11 @@ WAIT = 10.0  # upper bound for waiting on something another task does; never rea
 
 def tuned(settings: Settings, **values: Any) -> Settings:
     return settings.model_copy(update=values)
+
+
+def runner_on(db: Database, settings: Settings, **options: Any) -> JobRunner:
+    """A runner over ``db`` with these settings, in a runtime of its own (as another process would have)."""
+    return JobRunner(Runtime.build(settings, db), **options)
 
 
 async def jobs_in(db: Database) -> list[Job]:
@@ -72,7 +78,7 @@ def registry_with(**handlers: Any) -> Registry:
 
 async def test_enqueue_runs_handler_with_payload_and_deletes_row(db: Database, settings: Settings) -> None:
     record = Recorder()
-    runner = JobRunner(db, settings, registry=registry_with(record=record))
+    runner = runner_on(db, settings, registry=registry_with(record=record))
     async with db.transaction() as session:
         await enqueue(session, "test.record", {"n": 1, "text": "ünïcode", "nested": {"list": [1, 2]}})
         await enqueue_many(session, "test.record", [{"n": 2}, {"n": 3}])
@@ -92,7 +98,7 @@ async def test_enqueue_runs_handler_with_payload_and_deletes_row(db: Database, s
 
 async def test_runner_only_claims_its_own_kinds(db: Database, settings: Settings) -> None:
     record = Recorder()
-    runner = JobRunner(db, settings, registry=registry_with(record=record))
+    runner = runner_on(db, settings, registry=registry_with(record=record))
     await add(db, "test.someone_else", {"n": 1})
     assert await runner.run_until_idle() == 0
     [job] = await jobs_in(db)
@@ -102,7 +108,7 @@ async def test_runner_only_claims_its_own_kinds(db: Database, settings: Settings
 async def test_future_due_at_is_not_claimed_until_the_clock_gets_there(db: Database, settings: Settings) -> None:
     clock.freeze(T0)
     record = Recorder()
-    runner = JobRunner(db, settings, registry=registry_with(record=record))
+    runner = runner_on(db, settings, registry=registry_with(record=record))
     await add(db, "test.record", {"n": 1}, due_at=T0 + timedelta(minutes=10))
     assert await runner.run_until_idle() == 0
     clock.advance(timedelta(minutes=10) - timedelta(microseconds=1))
@@ -123,7 +129,7 @@ async def test_failure_is_retried_with_backoff_then_dead(db: Database, settings:
         raise ValueError(f"boom {ctx.attempt}")
 
     record = Recorder(explode)
-    runner = JobRunner(db, tuned(settings, job_max_attempts=3), registry=registry_with(flaky=record))
+    runner = runner_on(db, tuned(settings, job_max_attempts=3), registry=registry_with(flaky=record))
     await add(db, "test.flaky", {"n": 1})
 
     assert await runner.run_until_idle() == 1
@@ -163,7 +169,7 @@ async def test_failure_then_success_deletes_the_job(db: Database, settings: Sett
             raise RuntimeError("transient")
 
     record = Recorder(fail_once)
-    runner = JobRunner(db, settings, registry=registry_with(flaky=record))
+    runner = runner_on(db, settings, registry=registry_with(flaky=record))
     await add(db, "test.flaky", {"n": 1})
     assert await runner.run_until_idle() == 1
     clock.advance(2)
@@ -181,7 +187,7 @@ async def test_retry_later_at_reschedules_without_counting_a_failure(db: Databas
             raise RetryLater(at=clock.now() + timedelta(minutes=10))
 
     record = Recorder(not_yet)
-    runner = JobRunner(db, tuned(settings, job_max_attempts=1), registry=registry_with(wait=record))
+    runner = runner_on(db, tuned(settings, job_max_attempts=1), registry=registry_with(wait=record))
     await add(db, "test.wait", {"n": 1})
 
     for _ in range(3):  # more RetryLaters than job_max_attempts: none of them is a failure
@@ -207,7 +213,7 @@ async def test_retry_later_delay(db: Database, settings: Settings) -> None:
             raise RetryLater(delay=timedelta(seconds=90))
 
     record = Recorder(once_more)
-    runner = JobRunner(db, settings, registry=registry_with(wait=record))
+    runner = runner_on(db, settings, registry=registry_with(wait=record))
     await add(db, "test.wait", {"n": 1})
     assert await runner.run_until_idle() == 1
     [job] = await jobs_in(db)
@@ -235,8 +241,8 @@ async def test_expired_lease_is_claimed_by_another_runner_and_late_completion_is
 
     record = Recorder(slow)
     registry = registry_with(slow=record)
-    runner_a = JobRunner(db, settings, registry=registry, owner="runner-a")
-    runner_b = JobRunner(db, settings, registry=registry, owner="runner-b")
+    runner_a = runner_on(db, settings, registry=registry, owner="runner-a")
+    runner_b = runner_on(db, settings, registry=registry, owner="runner-b")
     await add(db, "test.slow", {"n": 1})
 
     a_done = asyncio.create_task(runner_a.run_until_idle())
@@ -266,8 +272,8 @@ async def test_expired_lease_is_claimed_by_another_runner_and_late_completion_is
 async def test_late_failure_and_retry_later_of_a_lost_lease_are_ignored(db: Database, settings: Settings) -> None:
     clock.freeze(T0)
     registry = registry_with(record=Recorder())
-    runner_a = JobRunner(db, settings, registry=registry, owner="runner-a")
-    runner_b = JobRunner(db, settings, registry=registry, owner="runner-b")
+    runner_a = runner_on(db, settings, registry=registry, owner="runner-a")
+    runner_b = runner_on(db, settings, registry=registry, owner="runner-b")
     await add(db, "test.record", {"n": 1})
     [claimed_by_a] = await runner_a.claim(10)
     clock.advance(settings.job_lease_seconds + 1)
@@ -288,9 +294,9 @@ async def test_job_whose_runner_keeps_dying_goes_dead_without_running(db: Databa
     settings = tuned(settings, job_max_attempts=2)
     await add(db, "test.record", {"n": 1})
     for owner in ("crashes-1", "crashes-2"):  # each claims and then "dies" with the lease
-        assert len(await JobRunner(db, settings, registry=registry, owner=owner).claim(10)) == 1
+        assert len(await runner_on(db, settings, registry=registry, owner=owner).claim(10)) == 1
         clock.advance(settings.job_lease_seconds + 1)
-    assert await JobRunner(db, settings, registry=registry, owner="survivor").run_until_idle() == 0
+    assert await runner_on(db, settings, registry=registry, owner="survivor").run_until_idle() == 0
     [job] = await jobs_in(db)
     assert (job.status, job.attempts, job.lease_owner) == (DEAD, 3, None)
     assert job.last_error == (
@@ -310,8 +316,8 @@ async def test_heartbeat_extends_the_lease_of_a_long_handler(db: Database, setti
 
     registry = registry_with(long=Recorder(long))
     settings = tuned(settings, job_lease_seconds=lease)
-    runner_a = JobRunner(db, settings, registry=registry, owner="runner-a")
-    runner_b = JobRunner(db, settings, registry=registry, owner="runner-b")
+    runner_a = runner_on(db, settings, registry=registry, owner="runner-a")
+    runner_b = runner_on(db, settings, registry=registry, owner="runner-b")
     await add(db, "test.long", {"n": 1})
     a_done = asyncio.create_task(runner_a.run_until_idle())
     await asyncio.wait_for(started.wait(), WAIT)
@@ -348,7 +354,7 @@ async def test_stop_waits_for_running_handlers_and_claims_nothing_new(db: Databa
         finished.set()
 
     record = Recorder(work)
-    runner = JobRunner(db, tuned(settings, job_shutdown_grace_seconds=WAIT), registry=registry_with(work=record))
+    runner = runner_on(db, tuned(settings, job_shutdown_grace_seconds=WAIT), registry=registry_with(work=record))
     await runner.start()
     await add(db, "test.work", {"n": 1})
     wake_local_runners()
@@ -381,7 +387,7 @@ async def test_stop_releases_unfinished_jobs_after_the_grace_period(db: Database
             raise
 
     registry = registry_with(stuck=Recorder(stuck))
-    runner_a = JobRunner(db, tuned(settings, job_shutdown_grace_seconds=0.2), registry=registry, owner="runner-a")
+    runner_a = runner_on(db, tuned(settings, job_shutdown_grace_seconds=0.2), registry=registry, owner="runner-a")
     await add(db, "test.stuck", {"n": 1})
     await runner_a.start()
     await asyncio.wait_for(started.wait(), WAIT)
@@ -394,7 +400,7 @@ async def test_stop_releases_unfinished_jobs_after_the_grace_period(db: Database
     assert (job.status, job.lease_owner, job.lease_expires_at, job.attempts) == (QUEUED, None, None, 0)
 
     # Same instant (clock frozen): no lease expiry needed for another runner to take it over.
-    runner_b = JobRunner(db, settings, registry=registry, owner="runner-b")
+    runner_b = runner_on(db, settings, registry=registry, owner="runner-b")
     [claimed] = await runner_b.claim(10)
     assert (claimed.id, claimed.attempts) == (job.id, 1)
 
@@ -407,7 +413,7 @@ async def test_started_runner_picks_up_work_and_finishes_it(db: Database, settin
             done.set()
 
     record = Recorder(count)
-    runner = JobRunner(db, tuned(settings, job_concurrency=4), registry=registry_with(count=record))
+    runner = runner_on(db, tuned(settings, job_concurrency=4), registry=registry_with(count=record))
     await runner.start()
     try:
         async with db.transaction() as session:
@@ -432,7 +438,7 @@ async def test_periodic_job_has_one_instance_and_is_rescheduled(db: Database, se
     record = Recorder()
     registry = Registry()
     registry.handler("test.tick", every=lambda s: timedelta(minutes=5))(record)
-    runners = [JobRunner(db, settings, registry=registry, owner=f"runner-{i}") for i in range(4)]
+    runners = [runner_on(db, settings, registry=registry, owner=f"runner-{i}") for i in range(4)]
     await asyncio.gather(*(r.schedule_periodic() for r in runners))
     await asyncio.gather(*(r.schedule_periodic() for r in runners))
     [job] = await jobs_in(db)
@@ -460,7 +466,7 @@ async def test_failing_periodic_job_never_dies(db: Database, settings: Settings)
 
     registry = Registry()
     registry.handler("test.tick", every=lambda s: timedelta(hours=1))(Recorder(broken))
-    runner = JobRunner(db, tuned(settings, job_max_attempts=2), registry=registry)
+    runner = runner_on(db, tuned(settings, job_max_attempts=2), registry=registry)
     await runner.schedule_periodic()
     assert await runner.run_until_idle() == 1
     clock.advance(2)
@@ -487,7 +493,7 @@ async def test_enqueue_unique_is_race_free(db: Database, settings: Settings) -> 
     assert job.payload == {"n": results.index(True)}
 
     record = Recorder()
-    assert await JobRunner(db, settings, registry=registry_with(record=record)).run_until_idle() == 1
+    assert await runner_on(db, settings, registry=registry_with(record=record)).run_until_idle() == 1
     async with db.transaction() as session:  # done jobs free their key
         assert await enqueue_unique(session, "test.record", "order:42", {"n": 99}) is True
 
@@ -511,7 +517,7 @@ async def test_wake_local_runners_skips_the_poll_wait(db: Database, settings: Se
     async def work(_ctx: JobContext, _payload: dict[str, Any]) -> None:
         done.set()
 
-    runner = JobRunner(db, tuned(settings, job_poll_seconds=3600), registry=registry_with(work=Recorder(work)))
+    runner = runner_on(db, tuned(settings, job_poll_seconds=3600), registry=registry_with(work=Recorder(work)))
     await runner.start()
     try:
         await add(db, "test.work", {"n": 1})
@@ -529,7 +535,7 @@ async def test_postgresql_notify_wakes_runners_of_other_processes(db: Database, 
         done.set()
 
     other_process_db = Database(settings.database_url)  # its own connections, and no wake_local_runners()
-    runner = JobRunner(
+    runner = runner_on(
         other_process_db, tuned(settings, job_poll_seconds=3600), registry=registry_with(work=Recorder(work))
     )
     await runner.start()
@@ -571,7 +577,9 @@ async def test_outcomes_that_arrive_together_are_written_in_one_transaction(db: 
             raise ValueError("no")
 
     record = Recorder(behaviour)
-    runner = CountingRunner(db, tuned(settings, job_concurrency=30), registry=registry_with(mixed=record))
+    runner = CountingRunner(
+        Runtime.build(tuned(settings, job_concurrency=30), db), registry=registry_with(mixed=record)
+    )
     async with db.transaction() as session:
         await enqueue_many(session, "test.mixed", [{"n": n} for n in range(30)])
     runner.hold_writes = asyncio.Event()  # the first write waits until every handler has finished
@@ -603,8 +611,8 @@ async def _true(value: bool) -> bool:
 async def test_batched_completion_is_lease_checked_per_job(db: Database, settings: Settings) -> None:
     clock.freeze(T0)
     registry = registry_with(record=Recorder())
-    runner_a = JobRunner(db, settings, registry=registry, owner="runner-a")
-    runner_b = JobRunner(db, settings, registry=registry, owner="runner-b")
+    runner_a = runner_on(db, settings, registry=registry, owner="runner-a")
+    runner_b = runner_on(db, settings, registry=registry, owner="runner-b")
     await add(db, "test.record", {"n": 1})
     [stolen] = await runner_a.claim(10)
     clock.advance(settings.job_lease_seconds + 1)
@@ -626,7 +634,7 @@ async def test_crash_before_the_outcome_is_written_leaves_the_job_to_run_again(
     clock.freeze(T0)
     record = Recorder()
     registry = registry_with(record=record)
-    doomed = CountingRunner(db, settings, registry=registry, owner="doomed")
+    doomed = CountingRunner(Runtime.build(settings, db), registry=registry, owner="doomed")
     doomed.hold_writes = asyncio.Event()  # never set: the process "dies" before its outcome is flushed
     await add(db, "test.record", {"n": 1})
     running = asyncio.create_task(doomed.run_until_idle())
@@ -634,7 +642,7 @@ async def test_crash_before_the_outcome_is_written_leaves_the_job_to_run_again(
     [job] = await jobs_in(db)
     assert (job.status, job.lease_owner, job.attempts) == (RUNNING, "doomed", 1)  # done, but not recorded as done
 
-    survivor = JobRunner(db, settings, registry=registry, owner="survivor")
+    survivor = runner_on(db, settings, registry=registry, owner="survivor")
     assert await survivor.run_until_idle() == 0  # the lease still holds
     clock.advance(settings.job_lease_seconds)
     assert await survivor.run_until_idle() == 1
@@ -656,7 +664,7 @@ async def test_one_bad_outcome_does_not_stop_the_others_in_its_batch(db: Databas
             return await super()._write_outcomes(outcomes)
 
     record = Recorder()
-    runner = PickyRunner(db, tuned(settings, job_concurrency=5), registry=registry_with(record=record))
+    runner = PickyRunner(Runtime.build(tuned(settings, job_concurrency=5), db), registry=registry_with(record=record))
     async with db.transaction() as session:
         await enqueue_many(session, "test.record", [{"n": n} for n in range(5)])
     runner.hold_writes = asyncio.Event()
@@ -673,8 +681,8 @@ async def test_one_heartbeat_extends_every_lease_and_skips_lost_ones(db: Databas
     clock.freeze(T0)
     lease = 30.0
     registry = registry_with(record=Recorder())
-    runner_a = JobRunner(db, tuned(settings, job_lease_seconds=lease), registry=registry, owner="runner-a")
-    runner_b = JobRunner(db, tuned(settings, job_lease_seconds=lease), registry=registry, owner="runner-b")
+    runner_a = runner_on(db, tuned(settings, job_lease_seconds=lease), registry=registry, owner="runner-a")
+    runner_b = runner_on(db, tuned(settings, job_lease_seconds=lease), registry=registry, owner="runner-b")
     async with db.transaction() as session:
         await enqueue_many(session, "test.record", [{"n": n} for n in range(3)])
     held = await runner_a.claim(2)
@@ -719,7 +727,9 @@ async def test_a_heartbeat_right_after_outcomes_are_committed_loses_no_lease(db:
             raise RetryLater(delay=timedelta(minutes=1))
 
     record = Recorder(behaviour)
-    runner = HeartbeatAfterCommit(db, tuned(settings, job_concurrency=8), registry=registry_with(record=record))
+    runner = HeartbeatAfterCommit(
+        Runtime.build(tuned(settings, job_concurrency=8), db), registry=registry_with(record=record)
+    )
     async with db.transaction() as session:
         await enqueue_many(session, "test.record", [{"n": n} for n in range(8)])
     assert await runner.run_until_idle() == 8
@@ -730,8 +740,8 @@ async def test_a_heartbeat_right_after_outcomes_are_committed_loses_no_lease(db:
 async def test_claim_takes_expired_leases_first_and_never_its_own_held_jobs(db: Database, settings: Settings) -> None:
     clock.freeze(T0)
     registry = registry_with(record=Recorder())
-    runner_a = JobRunner(db, settings, registry=registry, owner="runner-a")
-    runner_b = JobRunner(db, settings, registry=registry, owner="runner-b")
+    runner_a = runner_on(db, settings, registry=registry, owner="runner-a")
+    runner_b = runner_on(db, settings, registry=registry, owner="runner-b")
     await add(db, "test.record", {"n": 1})
     [first] = await runner_a.claim(1)
     await add(db, "test.record", {"n": 2})
@@ -756,7 +766,9 @@ async def test_stop_writes_finished_outcomes_before_releasing_the_rest(db: Datab
 
     record = Recorder(work)
     runner = CountingRunner(
-        db, tuned(settings, job_shutdown_grace_seconds=0.3), registry=registry_with(work=record), owner="runner-a"
+        Runtime.build(tuned(settings, job_shutdown_grace_seconds=0.3), db),
+        registry=registry_with(work=record),
+        owner="runner-a",
     )
     async with db.transaction() as session:
         await enqueue_many(session, "test.work", [{"n": 1}, {"n": 2}])

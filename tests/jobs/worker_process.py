@@ -21,6 +21,7 @@ from callerid.jobs import JobContext
 from callerid.jobs.models import Job
 from callerid.jobs.registry import Registry
 from callerid.jobs.runner import JobRunner
+from callerid.runtime import Runtime
 
 KIND = "test.record"
 
@@ -60,7 +61,7 @@ async def main(args: argparse.Namespace) -> None:
     registry = Registry()
     registry.handler(KIND)(record_handler(args.table, args.owner, args.block_n))
     db = Database(args.url)
-    runner = JobRunner(db, settings, registry=registry, owner=args.owner)
+    runner = JobRunner(Runtime.build(settings, db), registry=registry, owner=args.owner)
     await db.ping()
     say("ready")
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)

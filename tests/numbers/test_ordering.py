@@ -185,7 +185,7 @@ async def test_a_job_run_twice_changes_nothing_the_second_time(
     assert job is not None
     await api.delist(tree.fs, [N])
     await api.publish(tree.fs, [N])  # held behind the delist
-    context = JobContext(db=db, settings=runtime.settings, job_id=0, attempt=2, services=runtime.services)
+    context = JobContext(runtime=runtime, job_id=0, attempt=2)
     # At-least-once delivery: the finished listing job runs again; it must not touch the number now delisting.
     await process_number_job(context, {"job_id": str(job.id)})
     assert await api.states() == {N: "delisting"}

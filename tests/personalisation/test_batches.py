@@ -13,7 +13,7 @@ from sqlalchemy import select
 from callerid import clock
 from callerid.config import Settings
 from callerid.db import Database
-from callerid.delivery.service import PUSH_HUB, register_device
+from callerid.delivery.service import register_device
 from callerid.jobs.models import Job
 from callerid.jobs.runner import JobRunner
 from callerid.labels.models import Label
@@ -196,7 +196,7 @@ async def test_b2_stores_invalid_records_with_their_error_and_s2_shows_every_for
     assert data[8]["receiver_number"] == receiver(5) and data[8]["dynamic_call_reason"] == "Flower Delivery"
     assert len({row["id"] for row in data}) == len(records)
 
-    async with runtime.services[PUSH_HUB].attach(connected.device_id) as connection:
+    async with runtime.hub.attach(connected.device_id) as connection:
         assert await runner.run_until_idle() == 1
         assert connection.queue.qsize() == 1
         pushed = orjson.loads(connection.queue.get_nowait())
@@ -290,8 +290,8 @@ async def test_batch_delivery_is_idempotent(
     records = [record_v2(label, now_ms, receiver_number=receiver(i)) for i in range(3)]
     response = await client.post(b2_path(tenant), json={"call_records": records}, headers=auth)
     batch_id = uuid.UUID(response.json()["batch_id"])
-    assert await service.deliver_batch(runtime.services, db, settings, batch_id) == 3
-    assert await service.deliver_batch(runtime.services, db, settings, batch_id) == 0  # a re-run finds nothing
+    assert await service.deliver_batch(runtime, batch_id) == 3
+    assert await service.deliver_batch(runtime, batch_id) == 0  # a re-run finds nothing
     assert {r.status for r in await stored_records(db)} == {"error"}
 
 

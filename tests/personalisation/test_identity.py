@@ -10,6 +10,7 @@ from callerid.db import Database
 from callerid.labels.models import Label
 from callerid.personalisation import service
 from callerid.personalisation.service import ActiveIdentity, active_identity, epoch_ms
+from callerid.runtime import Runtime
 from tests.conftest import Tenant
 from tests.personalisation.conftest import CALLER, HOUR_MS, RECEIVER, add_label, record_v2
 
@@ -67,9 +68,9 @@ async def test_invalid_records_never_identify(db: Database, tenant: Tenant, labe
 
 
 async def test_r2_records_with_a_failed_push_still_identify(
-    db: Database, runtime: object, settings: Settings, tenant: Tenant, label: Label, now_ms: int
+    db: Database, runtime: Runtime, tenant: Tenant, label: Label, now_ms: int
 ) -> None:
-    result = await service.submit_realtime_v2({}, db, settings, tenant.account_id, record_v2(label, now_ms))
+    result = await service.submit_realtime_v2(runtime, tenant.account_id, record_v2(label, now_ms))
     assert result.outcome is not None and result.outcome.reason == "not_app_user"
     found = await lookup(db)
     assert found is not None and found.record_id == str(result.record.id)

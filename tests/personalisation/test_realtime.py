@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from callerid import clock
 from callerid.config import Settings
 from callerid.db import Database
-from callerid.delivery.service import PUSH_HUB, register_device
+from callerid.delivery.service import register_device
 from callerid.jobs.models import Job
 from callerid.jobs.runner import JobRunner
 from callerid.labels.models import Label
@@ -178,7 +178,7 @@ async def test_r2_pushes_synchronously_and_answers_the_outcome(
 ) -> None:
     async with db.transaction() as session:
         device = await register_device(session, phone_number=RECEIVER, platform=platform, app_version=version)
-    hub = runtime.services[PUSH_HUB]
+    hub = runtime.hub
     body = record_v2(label, now_ms, receiver_number="+" + RECEIVER)
     if connected:
         async with hub.attach(device.device_id) as connection:

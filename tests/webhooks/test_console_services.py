@@ -22,6 +22,7 @@ from callerid.db import Database
 from callerid.jobs.models import Job
 from callerid.jobs.purge import purge
 from callerid.jobs.runner import JobRunner
+from callerid.runtime import Runtime
 from callerid.webhooks import secrets_at_rest, service, signing
 from callerid.webhooks.delivery import Deliverer
 from callerid.webhooks.models import EVENT_STATES, OutboxMail, RetryRun, WebhookConfig, WebhookEvent
@@ -105,9 +106,7 @@ async def test_rotation_signs_with_both_secrets_until_the_overlap_ends(
         assert Webhook(secret).verify(request.body, request.headers) == json.loads(request.body)
 
     clock.advance(timedelta(hours=23, minutes=59))
-    sample = await service.send_test_event(
-        db, settings, runner.services, account_id=tenant.account_id, webhook_id=created.webhook.id
-    )
+    sample = await service.send_test_event(runner.runtime, account_id=tenant.account_id, webhook_id=created.webhook.id)
     assert sample.state == "success"
     assert len(signatures(receiver.requests[1].headers)) == 2  # test sends sign with both too
     Webhook(old).verify(receiver.requests[1].body, receiver.requests[1].headers)
@@ -250,7 +249,7 @@ async def answering() -> AsyncIterator[list[Answering]]:
 
 
 async def test_test_send_returns_the_start_of_the_answer(
-    db: Database, settings: Settings, tenant: Tenant, runtime: Any, receiver: Receiver, answering: list[Answering]
+    db: Database, settings: Settings, tenant: Tenant, runtime: Runtime, receiver: Receiver, answering: list[Answering]
 ) -> None:
     created = await make_webhook(db, settings, tenant.account_id, receiver.url)
 
@@ -259,9 +258,7 @@ async def test_test_send_returns_the_start_of_the_answer(
             await service.update_webhook(
                 session, settings, account_id=tenant.account_id, webhook_id=created.webhook.id, url=url
             )
-        return await service.send_test_event(
-            db, settings, runtime.services, account_id=tenant.account_id, webhook_id=created.webhook.id
-        )
+        return await service.send_test_event(runtime, account_id=tenant.account_id, webhook_id=created.webhook.id)
 
     sent = await sample(receiver.url)
     assert (sent.state, sent.attempt.status_code, sent.attempt.response_excerpt) == ("success", 200, "ok")
@@ -354,9 +351,7 @@ async def test_resend_of_delivered_and_test_events(
     assert [r.body for r in receiver.requests] == [(await event_row(db, event_id)).body.encode()] * 2
 
     receiver.status = 500
-    sample = await service.send_test_event(
-        db, settings, runner.services, account_id=tenant.account_id, webhook_id=created.webhook.id
-    )
+    sample = await service.send_test_event(runner.runtime, account_id=tenant.account_id, webhook_id=created.webhook.id)
     assert sample.state == "failed"
     receiver.status = 200
     await resend(db, tenant, sample.event.id)
@@ -461,7 +456,7 @@ async def test_retry_failed_since(
         for event_id in delivered:
             await set_state(db, event_id, "success")  # not failed: left alone
         await service.send_test_event(
-            db, settings, runner.services, account_id=tenant.account_id, webhook_id=a.webhook.id
+            runner.runtime, account_id=tenant.account_id, webhook_id=a.webhook.id
         )  # a failed test event: left alone
         async with db.transaction() as session:
             await service.delete_webhook(session, account_id=tenant.account_id, webhook_id=gone.webhook.id)

@@ -8,8 +8,8 @@ import hashlib
 import hmac
 import json
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -20,6 +20,7 @@ from callerid.db import Database
 from callerid.jobs.models import Job
 from callerid.jobs.purge import purge
 from callerid.jobs.runner import JobRunner
+from callerid.runtime import Runtime
 from callerid.webhooks import attempts, service
 from callerid.webhooks.models import OutboxMail, WebhookAttempt, WebhookEvent
 from tests.conftest import Tenant
@@ -366,13 +367,17 @@ async def test_connection_refused(db: Database, settings: Settings, tenant: Tena
 
 
 async def test_private_address_refused_at_send_time(
-    db: Database, settings: Settings, tenant: Tenant, receiver: Receiver, runtime: Any
+    db: Database,
+    settings: Settings,
+    tenant: Tenant,
+    receiver: Receiver,
+    runtime_with: Callable[[Settings], Runtime],
 ) -> None:
     # Created while the operator allowed private addresses, sent after they stopped allowing them.
     await make_webhook(db, settings, tenant.account_id, receiver.url)
     [event_id] = await emit(db, tenant.account_id)
     strict = settings.model_copy(update={"webhook_allow_private": False})
-    await JobRunner(db, strict, services={}).run_until_idle()
+    await JobRunner(runtime_with(strict)).run_until_idle()
     assert receiver.requests == []
     [attempt] = await attempts_of(db, event_id)
     assert attempt.outcome == "connection_error"
@@ -398,12 +403,10 @@ async def test_concurrency_is_bounded_per_webhook(
 
 
 async def test_test_event_is_one_synchronous_attempt(
-    db: Database, settings: Settings, tenant: Tenant, runner: JobRunner, receiver: Receiver, runtime: Any
+    db: Database, settings: Settings, tenant: Tenant, runner: JobRunner, receiver: Receiver, runtime: Runtime
 ) -> None:
     created = await make_webhook(db, settings, tenant.account_id, receiver.url)
-    sent = await service.send_test_event(
-        db, settings, runtime.services, account_id=tenant.account_id, webhook_id=created.webhook.id
-    )
+    sent = await service.send_test_event(runtime, account_id=tenant.account_id, webhook_id=created.webhook.id)
     assert (sent.state, sent.attempt.outcome, sent.attempt.status_code) == ("success", "success", 200)
     payload = json.loads(receiver.requests[0].body)
     assert list(payload) == ["event_id", "client_account_id", "event_type", "created_at", "cmb_payload"]
@@ -412,9 +415,7 @@ async def test_test_event_is_one_synchronous_attempt(
 
     receiver.status = 500
     failed = await service.send_test_event(
-        db,
-        settings,
-        runtime.services,
+        runtime,
         account_id=tenant.account_id,
         webhook_id=created.webhook.id,
         event_type="user_feedback",
@@ -427,14 +428,10 @@ async def test_test_event_is_one_synchronous_attempt(
     assert await runner.run_until_idle() == 0  # no retries for a test
     assert await outbox(db) == []  # and no failure mail
     with pytest.raises(service.NotFound):
-        await service.send_test_event(
-            db, settings, runtime.services, account_id=tenant.account_id, webhook_id=uuid.uuid4()
-        )
+        await service.send_test_event(runtime, account_id=tenant.account_id, webhook_id=uuid.uuid4())
     with pytest.raises(service.WebhooksError, match=r"^event type must be cmb or user_feedback$"):
         await service.send_test_event(
-            db,
-            settings,
-            runtime.services,
+            runtime,
             account_id=tenant.account_id,
             webhook_id=created.webhook.id,
             event_type="sms",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from email import message_from_bytes
 from typing import Any
 
@@ -15,6 +15,7 @@ from callerid.config import Settings
 from callerid.db import Database
 from callerid.jobs.models import Job
 from callerid.jobs.runner import JobRunner
+from callerid.runtime import Runtime
 from callerid.webhooks.models import OutboxMail
 from tests.conftest import Tenant
 from tests.webhooks.conftest import emit, make_webhook
@@ -87,13 +88,13 @@ async def test_failure_notice_sent_by_smtp(
 
 
 async def test_smtp_failure_is_retried_and_recorded(
-    db: Database, settings: Settings, tenant: Tenant, receiver: Receiver
+    db: Database, settings: Settings, tenant: Tenant, receiver: Receiver, runtime_with: Callable[[Settings], Runtime]
 ) -> None:
     receiver.status = 500
     await make_webhook(db, settings, tenant.account_id, receiver.url)
     await emit(db, tenant.account_id)
     broken = settings.model_copy(update={"smtp_port": free_port()})  # nothing listens there
-    await JobRunner(db, broken, services={}).run_until_idle()
+    await JobRunner(runtime_with(broken)).run_until_idle()
     [row] = await mails(db)
     assert row.status == "queued" and row.error is not None and "Connection refused" in row.error
     async with db.session() as session:

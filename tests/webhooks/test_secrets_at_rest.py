@@ -10,7 +10,7 @@ import json
 import sqlite3
 import stat
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from callerid.config import Settings
 from callerid.db import Database
 from callerid.db.migrate import alembic_config, upgrade_async
 from callerid.jobs.runner import JobRunner
+from callerid.runtime import Runtime
 from callerid.webhooks import secrets_at_rest, service
 from callerid.webhooks.models import WebhookConfig, WebhookEvent
 from tests.conftest import Tenant, create_tenant, fresh_postgresql_database, make_settings
@@ -84,14 +85,11 @@ def verify(request: Received, secret: str) -> Any:
     return Webhook(secret).verify(request.body, request.headers)
 
 
-async def deliver_one(
-    db: Database, settings: Settings, runner: JobRunner, tenant: Tenant, receiver: Receiver
-) -> Received:
-    """Emit one event and deliver it with ``settings`` (its keys); the request the receiver got."""
+async def deliver_one(runtime: Runtime, tenant: Tenant, receiver: Receiver) -> Received:
+    """Emit one event and deliver it with the runtime's settings (its keys); the request the receiver got."""
     seen = len(receiver.requests)
-    await emit(db, tenant.account_id)
-    delivering = JobRunner(db, settings, services=runner.services)
-    assert await delivering.run_until_idle() == 1
+    await emit(runtime.db, tenant.account_id)
+    assert await JobRunner(runtime).run_until_idle() == 1
     assert len(receiver.requests) == seen + 1
     return receiver.requests[-1]
 
@@ -110,7 +108,13 @@ async def stored_of(db: Database, webhook_id: uuid.UUID) -> tuple[str, str | Non
 
 
 async def test_created_and_rotated_secrets_are_encrypted_in_the_row_and_deliveries_still_verify(
-    db: Database, settings: Settings, tenant: Tenant, runner: JobRunner, receiver: Receiver, database_url: str
+    db: Database,
+    settings: Settings,
+    tenant: Tenant,
+    runtime: Runtime,
+    runtime_with: Callable[[Settings], Runtime],
+    receiver: Receiver,
+    database_url: str,
 ) -> None:
     created = await make_webhook(db, settings, tenant.account_id, receiver.url)
     async with db.transaction() as session:
@@ -121,7 +125,7 @@ async def test_created_and_rotated_secrets_are_encrypted_in_the_row_and_deliveri
     assert old.startswith("whsec_") and new.startswith("whsec_") and old != new  # shown in clear, once
     assert_nowhere_in_clear(await raw_webhook_rows(database_url), [old, new], OLD_ID)
 
-    request = await deliver_one(db, settings, runner, tenant, receiver)
+    request = await deliver_one(runtime, tenant, receiver)
     assert len(request.headers["webhook-signature"].split(" ")) == 2
     for secret in (new, old):  # signed with the clear secrets: a receiver holding either accepts it
         assert verify(request, secret) == json.loads(request.body)
@@ -142,7 +146,7 @@ async def test_created_and_rotated_secrets_are_encrypted_in_the_row_and_deliveri
 
     # The old key dropped: deliveries are still signed with both clear secrets.
     new_only = with_keys(settings, NEW_KEY)
-    request = await deliver_one(db, new_only, runner, tenant, receiver)
+    request = await deliver_one(runtime_with(new_only), tenant, receiver)
     for secret in (new, old):
         assert verify(request, secret) == json.loads(request.body)
     # ... and the old key alone no longer opens anything.
@@ -153,34 +157,31 @@ async def test_created_and_rotated_secrets_are_encrypted_in_the_row_and_deliveri
 
 
 async def test_values_left_under_a_dropped_key_stop_decrypting(
-    db: Database, settings: Settings, tenant: Tenant, runner: JobRunner, receiver: Receiver
+    db: Database, settings: Settings, tenant: Tenant, runtime_with: Callable[[Settings], Runtime], receiver: Receiver
 ) -> None:
     created = await make_webhook(db, settings, tenant.account_id, receiver.url)  # under the old key
     new_only = with_keys(settings, NEW_KEY)  # dropped before `secret-key rotate` ran
+    runtime = runtime_with(new_only)
     [event_id] = await emit(db, tenant.account_id)
     with pytest.raises(secretbox.DecryptionError, match=f"encrypted with key {OLD_ID}, which is not among"):
-        await service.attempt_delivery(db, new_only, runner.services, event_id)
+        await service.attempt_delivery(runtime, event_id)
     assert receiver.requests == []  # nothing signed with a wrong secret
     with pytest.raises(secrets_at_rest.ReencryptError, match=f"webhook {created.webhook.id}: .* cannot be decrypted"):
         await secrets_at_rest.reencrypt_all(db, new_only)
     with pytest.raises(service.WebhooksError, match=r"cannot be decrypted.*rotate it"):
-        await service.send_test_event(
-            db, new_only, runner.services, account_id=tenant.account_id, webhook_id=created.webhook.id
-        )
+        await service.send_test_event(runtime, account_id=tenant.account_id, webhook_id=created.webhook.id)
     # Rotating the webhook's secret is the way out: a new secret, and the unreadable one is not kept.
     async with db.transaction() as session:
         rotated = await service.rotate_secret(
             session, new_only, account_id=tenant.account_id, webhook_id=created.webhook.id
         )
     assert rotated.webhook.previous_secret is None and rotated.webhook.previous_secret_expires_at is None
-    sample = await service.send_test_event(
-        db, new_only, runner.services, account_id=tenant.account_id, webhook_id=created.webhook.id
-    )
+    sample = await service.send_test_event(runtime, account_id=tenant.account_id, webhook_id=created.webhook.id)
     assert sample.state == "success" and verify(receiver.requests[-1], rotated.secret)
 
 
 async def test_a_secret_moved_to_another_row_does_not_sign(
-    db: Database, settings: Settings, tenant: Tenant, runner: JobRunner, receiver: Receiver
+    db: Database, settings: Settings, tenant: Tenant, runtime: Runtime, receiver: Receiver
 ) -> None:
     a = await make_webhook(db, settings, tenant.account_id, receiver.url, name="A")
     b = await make_webhook(db, settings, tenant.account_id, receiver.url, name="B")
@@ -191,9 +192,7 @@ async def test_a_secret_moved_to_another_row_does_not_sign(
     with pytest.raises(secretbox.DecryptionError, match="belongs to another row"):
         secrets_at_rest.unseal(settings, b.webhook.id, stored_a)
     with pytest.raises(service.WebhooksError, match="cannot be decrypted"):
-        await service.send_test_event(
-            db, settings, runner.services, account_id=tenant.account_id, webhook_id=b.webhook.id
-        )
+        await service.send_test_event(runtime, account_id=tenant.account_id, webhook_id=b.webhook.id)
     async with db.session() as session:  # refused before anything was logged
         assert (
             await session.scalars(select(WebhookEvent.id).where(WebhookEvent.webhook_id == b.webhook.id))
@@ -202,17 +201,17 @@ async def test_a_secret_moved_to_another_row_does_not_sign(
 
 
 async def test_legacy_clear_secrets_sign_until_rotation_encrypts_them(
-    db: Database, settings: Settings, tenant: Tenant, runner: JobRunner, receiver: Receiver, database_url: str
+    db: Database, settings: Settings, tenant: Tenant, runtime: Runtime, receiver: Receiver, database_url: str
 ) -> None:
     created = await make_webhook(db, settings, tenant.account_id, receiver.url)
     legacy = "whsec_" + base64.b64encode(b"l" * 32).decode()  # as written before encryption at rest
     async with db.transaction() as session:
         await session.execute(update(WebhookConfig).where(WebhookConfig.id == created.webhook.id).values(secret=legacy))
-    assert verify(await deliver_one(db, settings, runner, tenant, receiver), legacy)
+    assert verify(await deliver_one(runtime, tenant, receiver), legacy)
     counts = await secrets_at_rest.reencrypt_all(db, settings)
     assert (counts.webhooks, counts.reencrypted, counts.were_clear_text) == (1, 1, 1)
     assert_nowhere_in_clear(await raw_webhook_rows(database_url), [legacy, created.secret], OLD_ID)
-    assert verify(await deliver_one(db, settings, runner, tenant, receiver), legacy)
+    assert verify(await deliver_one(runtime, tenant, receiver), legacy)
 
 
 async def test_rotation_walks_in_chunks_and_never_overwrites_a_concurrent_secret_rotation(

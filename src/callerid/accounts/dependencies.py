@@ -36,7 +36,7 @@ async def check_access(
     match = _BEARER.match(authorization.strip())
     if match is None:
         raise token_parse_error()
-    principal = await principal_of(runtime.db, match.group(1), runtime.tokens)
+    principal = await principal_of(runtime, match.group(1))
     if principal is None:
         raise Unauthorized("please login again")
     if path_account.lower() != str(principal.account_id):

@@ -7,7 +7,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,8 +16,11 @@ from callerid import clock, failures
 from callerid.accounts.models import AccessToken, ApiKey, ClientAccount, Member
 from callerid.accounts.secrets import hash_password, new_access_token, new_password, sha256_hex
 from callerid.config import FEATURES, Settings
-from callerid.db import Database, UtcDateTime
+from callerid.db import UtcDateTime
 from callerid.display_text import storage_problem, unstorable
+
+if TYPE_CHECKING:
+    from callerid.runtime import Runtime
 
 ACCESS_LEVELS = ("none", "read", "write")
 _LEVEL_RANK = {level: rank for rank, level in enumerate(ACCESS_LEVELS)}
@@ -349,13 +352,14 @@ def _token_query() -> Any:
 _TOKEN_QUERY = _token_query()
 
 
-async def principal_of(db: Database, token: str, cache: TokenCache) -> TokenPrincipal | None:
-    """``resolve_token`` for a request: from ``cache`` without touching the database when it has the token."""
-    cached = cache.get(sha256_hex(token), clock.now())
+async def principal_of(runtime: Runtime, token: str) -> TokenPrincipal | None:
+    """``resolve_token`` for a request: from the process's token cache without touching the database when it has
+    the token."""
+    cached = runtime.tokens.get(sha256_hex(token), clock.now())
     if cached is not None:
         return cached
-    async with db.point_session() as session:
-        return await resolve_token(session, token, cache)
+    async with runtime.db.point_session() as session:
+        return await resolve_token(session, token, runtime.tokens)
 
 
 class TokenCache:

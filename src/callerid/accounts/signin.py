@@ -17,6 +17,7 @@ import asyncio
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from limits import parse
 from sqlalchemy import delete, func, select
@@ -45,6 +46,9 @@ from callerid.db import Database
 from callerid.display_text import unstorable
 from callerid.failures import LimitExceeded
 from callerid.webhooks import mail
+
+if TYPE_CHECKING:
+    from callerid.runtime import Runtime
 
 ACTIVE = "active"
 PENDING_CODE = "pending_code"
@@ -132,9 +136,7 @@ def _check_lookup(email: str) -> None:
 
 
 async def sign_in(
-    db: Database,
-    settings: Settings,
-    limiter: RateLimiter,
+    runtime: Runtime,
     *,
     email: str,
     password: str,
@@ -146,13 +148,14 @@ async def sign_in(
 
     When the same e-mail and password open several accounts, returns the choices; call again with ``member_id``.
     """
+    db, settings = runtime.db, runtime.settings
     email = email.strip().lower()
     if not email:
         raise AccountsError("Enter your e-mail address", field="email")
     _check_lookup(email)
     if not password:
         raise AccountsError("Enter your password", field="password")
-    await _check_throttle(limiter, settings, email, client.address)
+    await _check_throttle(runtime.limiter, settings, email, client.address)
     async with db.session() as session:
         candidates = (
             await session.execute(
@@ -169,7 +172,7 @@ async def sign_in(
     if not candidates:
         await asyncio.to_thread(verify_password, _DUMMY_HASH, password)
     if not matched:
-        await _count_failure(limiter, settings, email, client.address)
+        await _count_failure(runtime.limiter, settings, email, client.address)
         raise AccountsError(WRONG_CREDENTIALS, field="password")
     if member_id is not None:
         matched = [(m, name) for m, name in matched if m.id == member_id] or matched
@@ -315,7 +318,8 @@ async def verify_code(
     raise AccountsError(f"That code is not right ({left} tr{'ies' if left != 1 else 'y'} left)", field="code")
 
 
-async def resend_code(db: Database, settings: Settings, limiter: RateLimiter, *, token: str) -> None:
+async def resend_code(runtime: Runtime, *, token: str) -> None:
+    db, settings, limiter = runtime.db, runtime.settings, runtime.limiter
     async with db.transaction() as session:
         row = await session.get(ConsoleSession, sha256_hex(token), with_for_update=True)
         if row is None or row.state != PENDING_CODE:
@@ -407,14 +411,15 @@ async def change_password(
         return await _new_session(session, settings, member, client, ACTIVE)
 
 
-async def request_password_reset(db: Database, settings: Settings, limiter: RateLimiter, *, email: str) -> None:
+async def request_password_reset(runtime: Runtime, *, email: str) -> None:
     """E-mail a one-time reset link (valid ``console_reset_link_minutes``) to every active member with this
     address. Says nothing about whether there is one: the caller shows the same answer either way."""
+    db, settings = runtime.db, runtime.settings
     email = email.strip().lower()
     if not email:
         raise AccountsError("Enter your e-mail address", field="email")
     _check_lookup(email)
-    await throttle_mail(limiter, settings, email)
+    await throttle_mail(runtime.limiter, settings, email)
     async with db.transaction() as session:
         found = (
             await session.execute(

@@ -149,34 +149,27 @@ def serve(
 def worker(as_json: bool = JSON_OPTION) -> None:
     """Run only the durable job runner (batches, list/delist, webhooks) until SIGTERM/SIGINT."""
     from callerid.app import load_job_handlers
-    from callerid.jobs.runner import JobRunner
     from callerid.ops.logging import configure_logging
+    from callerid.runtime import Runtime
 
     settings = settings_and_schema()
     configure_logging(settings.log_level, settings.log_json)
     load_job_handlers()
 
     async def main() -> None:
-        from callerid.delivery.hub import start_push_hub
-        from callerid.identity.signer import SIGNER, Signer
-        from callerid.webhooks.delivery import close_deliverer
-
-        db = Database(settings.database_url, pool_size=settings.database_pool_size)
-        # Batch jobs push to phones: the worker needs the hub (Redis fans pushes out to the serving processes).
-        services: dict[str, object] = {SIGNER: Signer(db, settings)}
-        push_hub = await start_push_hub(settings, services)
-        runner = JobRunner(db, settings, services=services)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await runner.start()
-        emit({"worker": runner.owner, "status": "running"}, as_json, title="callerid worker")
-        await stop.wait()
-        await runner.stop()
-        await push_hub.stop()
-        await close_deliverer(services)
-        await db.dispose()
+        # The same objects as a serving process (batch jobs push to phones through the hub, which Redis fans out to
+        # the serving processes), opened and closed the same way.
+        runtime = await Runtime.open(settings, run_jobs=True)
+        try:
+            assert runtime.job_runner is not None
+            emit({"worker": runtime.job_runner.owner, "status": "running"}, as_json, title="callerid worker")
+            await stop.wait()
+        finally:
+            await runtime.close()
 
     asyncio.run(main())
 

@@ -3,17 +3,17 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import typer
 
-from callerid.accounts.ratelimit import RateLimiter
-from callerid.accounts.service import TokenCache
 from callerid.cli.common import JSON_OPTION, emit, fail, run_with_db
 from callerid.config import Settings
 from callerid.db import Database
 from callerid.delivery.hub import close_device_via_redis
 from callerid.runtime import Runtime
 from callerid.timefmt import iso_z
-from callerid.webhooks.delivery import close_deliverer
 
 devices_app = typer.Typer(help="Phones registered for pushes (what the app does with POST /app/v1/devices).")
 signing_keys_app = typer.Typer(help="Keys that sign caller-ID assertions (published at /.well-known/jwks.json).")
@@ -28,13 +28,18 @@ sms_app = typer.Typer(
 CLI = "cli"
 
 
-def _runtime(settings: Settings, db: Database) -> Runtime:
+@asynccontextmanager
+async def _runtime(settings: Settings, db: Database) -> AsyncIterator[Runtime]:
+    """The process's objects over the command's database, none started; closed after (the SMS gateway's HTTP client,
+    Redis connections), the database left to ``run_with_db``."""
     from callerid.ops.logging import configure_logging
 
     configure_logging(settings.log_level, settings.log_json)  # on stderr: stdout holds only the JSON answer
-    return Runtime(
-        settings=settings, db=db, limiter=RateLimiter(settings), tokens=TokenCache(settings.token_cache_seconds)
-    )
+    runtime = Runtime.build(settings, db)
+    try:
+        yield runtime
+    finally:
+        await runtime.close()
 
 
 @devices_app.command("register")
@@ -56,8 +61,7 @@ def register(
     from callerid.delivery.verification import OTP, confirm_code, start_registration
 
     async def run(settings: Settings, db: Database) -> tuple[dict[str, object], str]:
-        runtime = _runtime(settings, db)
-        try:
+        async with _runtime(settings, db) as runtime:
             if settings.device_verifier == OTP:
                 sent = await start_registration(
                     runtime, phone_number=number, platform=platform, app_version=app_version, client_address=CLI
@@ -73,8 +77,6 @@ def register(
                     registered = await register_device(
                         session, phone_number=number, platform=platform, app_version=app_version
                     )
-        finally:
-            await close_deliverer(runtime.services)
         await close_device_via_redis(settings.redis_url, registered.replaced_device_id)
         return {"device_id": registered.device_id, "device_token": registered.device_token}, "Device registered"
 
@@ -92,9 +94,8 @@ def verify(
     from callerid.delivery.verification import confirm_code
 
     async def run(settings: Settings, db: Database) -> dict[str, object]:
-        registered = await confirm_code(
-            _runtime(settings, db), registration_id=registration_id, code=code, client_address=CLI
-        )
+        async with _runtime(settings, db) as runtime:
+            registered = await confirm_code(runtime, registration_id=registration_id, code=code, client_address=CLI)
         await close_device_via_redis(settings.redis_url, registered.replaced_device_id)
         return {"device_id": registered.device_id, "device_token": registered.device_token}
 
@@ -110,11 +111,8 @@ def resend(
     from callerid.delivery.verification import resend_code
 
     async def run(settings: Settings, db: Database) -> dict[str, object]:
-        runtime = _runtime(settings, db)
-        try:
+        async with _runtime(settings, db) as runtime:
             sent = await resend_code(runtime, registration_id=registration_id, client_address=CLI)
-        finally:
-            await close_deliverer(runtime.services)
         return sent.to_json()
 
     emit(run_with_db(run, phones=True), as_json, title="Code sent")

@@ -10,9 +10,9 @@ import typer
 from callerid.cli.common import JSON_OPTION, emit, fail, parse_uuid_option, run_with_db
 from callerid.config import Settings
 from callerid.db import Database
+from callerid.runtime import Runtime
 from callerid.timefmt import iso_z
 from callerid.webhooks import mail, service
-from callerid.webhooks.delivery import close_deliverer
 from callerid.webhooks.schemas import (
     event_details_json,
     event_json,
@@ -131,13 +131,13 @@ def test(
     webhook_id = parse_uuid_option(webhook, "--id")
 
     async def run(settings: Settings, db: Database) -> dict[str, Any]:
-        services: dict[str, Any] = {}
+        runtime = Runtime.build(settings, db)
         try:
             sent = await service.send_test_event(
-                db, settings, services, account_id=account_id, webhook_id=webhook_id, event_type=event_type
+                runtime, account_id=account_id, webhook_id=webhook_id, event_type=event_type
             )
         finally:
-            await close_deliverer(services)
+            await runtime.close()  # its HTTP client; the database is run_with_db's
         return {
             "event_id": str(sent.event.id),
             "webhook_id": str(webhook_id),

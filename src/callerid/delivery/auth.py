@@ -9,13 +9,11 @@ from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection, Request
 
-from callerid import clock
 from callerid.delivery.service import DeviceInfo, authenticate_device
 from callerid.failures import Unauthorized
 from callerid.runtime import Runtime, runtime_of
 
 _BEARER = re.compile(r"^[Bb][Ee][Aa][Rr][Ee][Rr] +(\S+)$")
-DEVICE_AUTH_CACHE = "device_auth_cache"
 MISSING = "Missing device token"
 INVALID = "invalid device token"
 
@@ -37,49 +35,6 @@ def device_token_of(connection: HTTPConnection) -> str | None:
     return device_token(connection.headers.get("authorization"), connection.query_params.get("token"))
 
 
-class DeviceAuthCache:
-    """Recently authenticated device tokens, so the caller-ID hot path costs one query, not two.
-
-    Only successes are cached, for ``ttl_seconds``; this process forgets a device at once when it is
-    replaced or unregistered here, other processes within the TTL (the stream itself is closed at once
-    everywhere, through the hub).
-    """
-
-    def __init__(self, ttl_seconds: float, max_entries: int = 100_000):
-        self._ttl = ttl_seconds
-        self._max = max_entries
-        self._entries: dict[str, tuple[DeviceInfo, float]] = {}
-
-    def get(self, token: str, now: datetime | None = None) -> DeviceInfo | None:
-        entry = self._entries.get(token)
-        if entry is None:
-            return None
-        if (now or clock.now()).timestamp() - entry[1] >= self._ttl:
-            self._entries.pop(token, None)
-            return None
-        return entry[0]
-
-    def put(self, token: str, device: DeviceInfo) -> None:
-        if self._ttl <= 0:
-            return
-        if len(self._entries) >= self._max:
-            self._entries.clear()  # crude but bounded; refilled by the next requests
-        self._entries[token] = (device, clock.now().timestamp())
-
-    def forget(self, device_id: str | None) -> None:
-        if device_id is None:
-            return
-        for token in [t for t, (device, _) in self._entries.items() if device.device_id == device_id]:
-            self._entries.pop(token, None)
-
-
-def device_auth_cache(runtime: Runtime) -> DeviceAuthCache:
-    cache: DeviceAuthCache | None = runtime.services.get(DEVICE_AUTH_CACHE)
-    if cache is None:
-        cache = runtime.services[DEVICE_AUTH_CACHE] = DeviceAuthCache(runtime.settings.device_auth_cache_seconds)
-    return cache
-
-
 async def resolve_device(connection: HTTPConnection, *, cached: bool = False) -> DeviceInfo:
     """The calling device, or Unauthorized (401 authorization-error). ``cached`` allows a recent answer."""
     return await authenticate(runtime_of(connection), device_token_of(connection), cached=cached)
@@ -91,7 +46,7 @@ async def authenticate(
     """The device of ``token``, or Unauthorized (401 authorization-error). ``cached`` allows a recent answer."""
     if token is None:
         raise Unauthorized(MISSING)
-    cache = device_auth_cache(runtime) if cached else None
+    cache = runtime.device_auth if cached else None
     device = cache.get(token, now) if cache is not None else None
     if device is None:
         async with runtime.db.point_session() as session:

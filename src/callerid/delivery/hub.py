@@ -205,18 +205,8 @@ class RedisHub(LocalHub):
 
 
 def create_hub(redis_url: str | None) -> LocalHub:
+    """The process's hub (``Runtime.hub``), started by ``Runtime.open``."""
     return RedisHub(redis_url) if redis_url else LocalHub()
-
-
-PUSH_HUB = "push_hub"
-
-
-async def start_push_hub(settings: Any, services: dict[str, Any]) -> LocalHub:
-    """Create and start the process's hub and publish it as ``services["push_hub"]`` (serve and worker)."""
-    hub = create_hub(settings.redis_url)
-    await hub.start()
-    services[PUSH_HUB] = hub
-    return hub
 
 
 async def close_device_via_redis(redis_url: str | None, device_id: str | None) -> None:

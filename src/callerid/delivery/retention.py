@@ -13,26 +13,27 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from sqlalchemy import bindparam, or_, select, update
 
 from callerid import clock
 from callerid.config import Settings
-from callerid.db import Database
 from callerid.db.write import Step
 from callerid.delivery.models import Device, PendingRegistration, SmsOutbox
 from callerid.delivery.sms import OUTBOX_KEPT
 from callerid.delivery.verification import EXPIRED_KEPT
 from callerid.jobs.purge import Purge
 
+if TYPE_CHECKING:
+    from callerid.runtime import Runtime
+
 log = structlog.get_logger("callerid.delivery")
 
 SEEN_EVERY = timedelta(days=1)
-# In Runtime.services: devices this process marked seen recently (id -> when), so that a phone reconnecting
-# within SEEN_EVERY costs no write at all.
-RECENTLY_SEEN = "devices_recently_seen"
+# Runtime.devices_seen (id -> when) holds the devices this process marked seen recently, so that a phone
+# reconnecting within SEEN_EVERY costs no write at all; at most this many.
 _RECENTLY_SEEN_KEPT = 100_000
 
 _DEVICES = Device.__table__
@@ -48,11 +49,11 @@ _MARK_SEEN = (
 )
 
 
-async def mark_seen(db: Database, services: dict[str, Any], device_id: str) -> bool:
+async def mark_seen(runtime: Runtime, device_id: str) -> bool:
     """Record that the device is in use now, unless that was done less than ``SEEN_EVERY`` ago. Returns whether
     it wrote."""
     now = clock.now()
-    recently: dict[str, datetime] = services.setdefault(RECENTLY_SEEN, {})
+    db, recently = runtime.db, runtime.devices_seen
     last = recently.get(device_id)
     if last is not None and now - last < SEEN_EVERY:
         return False
@@ -70,12 +71,12 @@ async def mark_seen(db: Database, services: dict[str, Any], device_id: str) -> b
     return bool((await db.write([Step(_MARK_SEEN, values)]))[0])
 
 
-async def keep_seen(db: Database, services: dict[str, Any], device_id: str) -> None:
+async def keep_seen(runtime: Runtime, device_id: str) -> None:
     """Run while a push stream is open (cancel it when the stream ends): the device is seen now and once a day."""
     while True:
         try:
             # Shielded: a stream that closes mid-write must not cancel the write on its connection.
-            await asyncio.shield(mark_seen(db, services, device_id))
+            await asyncio.shield(mark_seen(runtime, device_id))
         except Exception:
             log.warning("device_seen_failed", device_id=device_id, exc_info=True)
         await asyncio.sleep(SEEN_EVERY.total_seconds())

@@ -16,7 +16,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from callerid import openapi
 from callerid.delivery import service, verification
-from callerid.delivery.auth import device_auth_cache, device_bearer, device_token, require_device, resolve_device
+from callerid.delivery.auth import device_bearer, device_token, require_device, resolve_device
 from callerid.delivery.hub import CLOSE, SHUTDOWN
 from callerid.delivery.retention import keep_seen
 from callerid.delivery.schemas import (
@@ -198,8 +198,7 @@ def _client_address(request: Request) -> str:
 
 async def _registered(runtime: Runtime, registered: service.RegisteredDevice) -> JsonResponse:
     """The 201 of a registration: the replaced device's streams closed and its cached token check dropped."""
-    await service.close_device(runtime.services, registered.replaced_device_id)
-    device_auth_cache(runtime).forget(registered.replaced_device_id)
+    await service.close_device(runtime, registered.replaced_device_id)
     return JsonResponse({"device_id": registered.device_id, "device_token": registered.device_token}, status_code=201)
 
 
@@ -214,8 +213,7 @@ async def unregister_device(request: Request, device: DeviceInfo = Depends(requi
     runtime = runtime_of(request)
     async with runtime.db.transaction() as session:
         await service.unregister_device(session, device.device_id)
-    await service.close_device(runtime.services, device.device_id)
-    device_auth_cache(runtime).forget(device.device_id)
+    await service.close_device(runtime, device.device_id)
     return Response(status_code=204)
 
 
@@ -260,10 +258,7 @@ async def stream(websocket: WebSocket) -> None:
     except DomainError as exc:
         await _deny(websocket, exc)
         return
-    hub = service.hub_of(runtime.services)
-    if hub is None:  # cannot happen in serve/worker; keep the socket honest anyway
-        await websocket.close(code=1011)
-        return
+    hub = runtime.hub
     heartbeat = runtime.settings.push_heartbeat_seconds
     accepted = False
     try:
@@ -273,7 +268,7 @@ async def stream(websocket: WebSocket) -> None:
             accepted = True
             PUSH_STREAMS.inc()
             # The device is in use (data retention): marked seen now and once a day while connected.
-            seen = asyncio.create_task(keep_seen(runtime.db, runtime.services, device.device_id))
+            seen = asyncio.create_task(keep_seen(runtime, device.device_id))
             hello = {"type": "connected", "device_id": device.device_id, "phone_number": device.phone_number}
             await websocket.send_text(orjson.dumps(hello).decode())
             sender = asyncio.create_task(_send_loop(websocket, connection.queue, heartbeat))

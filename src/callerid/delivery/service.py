@@ -6,8 +6,9 @@ import secrets
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import structlog
@@ -23,10 +24,13 @@ from callerid.db import Database
 from callerid.db.keyedreads import KeyedQuery
 from callerid.db.values import in_values
 from callerid.db.write import lock_session
-from callerid.delivery.hub import PUSH_HUB, LocalHub
+from callerid.delivery.hub import LocalHub
 from callerid.delivery.models import Device
 from callerid.failures import InvalidInput
 from callerid.phone import normalise_phone
+
+if TYPE_CHECKING:
+    from callerid.runtime import Runtime
 
 log = structlog.get_logger("callerid.delivery")
 
@@ -194,16 +198,49 @@ async def authenticate_device(session: AsyncSession, token: str | None) -> Devic
     )
 
 
-def hub_of(services: dict[str, Any]) -> LocalHub | None:
-    hub: LocalHub | None = services.get(PUSH_HUB)
-    return hub
+class DeviceAuthCache:
+    """Recently authenticated device tokens (``Runtime.device_auth``), so the caller-ID hot path costs one query,
+    not two.
+
+    Only successes are cached, for ``ttl_seconds``; this process forgets a device at once when it is
+    replaced or unregistered here, other processes within the TTL (the stream itself is closed at once
+    everywhere, through the hub).
+    """
+
+    def __init__(self, ttl_seconds: float, max_entries: int = 100_000):
+        self._ttl = ttl_seconds
+        self._max = max_entries
+        self._entries: dict[str, tuple[DeviceInfo, float]] = {}
+
+    def get(self, token: str, now: datetime | None = None) -> DeviceInfo | None:
+        entry = self._entries.get(token)
+        if entry is None:
+            return None
+        if (now or clock.now()).timestamp() - entry[1] >= self._ttl:
+            self._entries.pop(token, None)
+            return None
+        return entry[0]
+
+    def put(self, token: str, device: DeviceInfo) -> None:
+        if self._ttl <= 0:
+            return
+        if len(self._entries) >= self._max:
+            self._entries.clear()  # crude but bounded; refilled by the next requests
+        self._entries[token] = (device, clock.now().timestamp())
+
+    def forget(self, device_id: str | None) -> None:
+        if device_id is None:
+            return
+        for token in [t for t, (device, _) in self._entries.items() if device.device_id == device_id]:
+            self._entries.pop(token, None)
 
 
-async def close_device(services: dict[str, Any], device_id: str | None) -> None:
-    """Disconnect a replaced/unregistered device's live streams (wherever they are, via the hub)."""
-    hub = hub_of(services)
-    if hub is not None and device_id is not None:
-        await hub.close_device(device_id)
+async def close_device(runtime: Runtime, device_id: str | None) -> None:
+    """A replaced/unregistered device: its live streams closed (wherever they are, via the hub) and its cached
+    token check dropped in this process."""
+    if device_id is not None:
+        await runtime.hub.close_device(device_id)
+        runtime.device_auth.forget(device_id)
 
 
 _DEVICES = Device.__table__.c
@@ -267,24 +304,18 @@ async def plan_delivery(db: Database, settings: Settings, receivers: Sequence[st
     return DeliveryPlan(outcomes, pushes, outcome(settings, "failed_to_push"))
 
 
-async def push_planned(
-    services: dict[str, Any], plan: DeliveryPlan, messages: Sequence[PushMessage]
-) -> list[DeliveryOutcome]:
+async def push_planned(hub: LocalHub, plan: DeliveryPlan, messages: Sequence[PushMessage]) -> list[DeliveryOutcome]:
     """Carry out a plan: ``messages[k]`` is pushed for ``plan.pushes[k]``. One outcome per receiver, in order."""
     outcomes = list(plan.outcomes)
     if plan.pushes:
         to_push = [
             (device_id, message.to_json()) for (_, device_id), message in zip(plan.pushes, messages, strict=True)
         ]
-        hub = hub_of(services)
-        if hub is None:
+        try:
+            pushed = await hub.publish_many(to_push)
+        except Exception:  # Redis down: the push failed; the record's outcome says so (SPEC §8 #4)
+            log.warning("push_publish_failed", messages=len(to_push), exc_info=True)
             pushed = [False] * len(to_push)
-        else:
-            try:
-                pushed = await hub.publish_many(to_push)
-            except Exception:  # Redis down: the push failed; the record's outcome says so (SPEC §8 #4)
-                log.warning("push_publish_failed", messages=len(to_push), exc_info=True)
-                pushed = [False] * len(to_push)
         for (index, _), ok in zip(plan.pushes, pushed, strict=True):
             outcomes[index] = DELIVERED if ok else plan.failed_to_push
     final = [item if item is not None else plan.failed_to_push for item in outcomes]
@@ -297,12 +328,10 @@ async def push_planned(
     return final
 
 
-async def deliver_many(
-    services: dict[str, Any], db: Database, settings: Settings, messages: Sequence[PushMessage]
-) -> list[DeliveryOutcome]:
+async def deliver_many(runtime: Runtime, messages: Sequence[PushMessage]) -> list[DeliveryOutcome]:
     """Push each message to its receiver's device; one outcome per message, in order (SPEC §8 order)."""
-    plan = await plan_delivery(db, settings, [message.receiver for message in messages])
-    return await push_planned(services, plan, [messages[index] for index, _ in plan.pushes])
+    plan = await plan_delivery(runtime.db, runtime.settings, [message.receiver for message in messages])
+    return await push_planned(runtime.hub, plan, [messages[index] for index, _ in plan.pushes])
 
 
 @lru_cache(maxsize=16)

@@ -18,7 +18,7 @@ import binascii
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 import orjson
 from sqlalchemy import select
@@ -29,8 +29,10 @@ from callerid.config import Settings
 from callerid.delivery.models import SmsOutbox
 from callerid.timefmt import iso_z
 from callerid.webhooks import signing
-from callerid.webhooks.delivery import deliverer_of
 from callerid.webhooks.safety import UnsafeUrl, check_url_syntax
+
+if TYPE_CHECKING:
+    from callerid.runtime import Runtime
 
 # The deliverer's concurrency limit is per webhook id: the SMS gateway is one "webhook" of its own.
 SMS_GATEWAY_ID = uuid.uuid5(uuid.NAMESPACE_URL, "callerid:sms-gateway")
@@ -111,15 +113,15 @@ async def store_in_outbox(session: AsyncSession, sms: Sms) -> None:
     )
 
 
-async def send_to_gateway(services: dict[str, Any], settings: Settings, sms: Sms) -> None:
+async def send_to_gateway(runtime: Runtime, sms: Sms) -> None:
     """POST the code to the SMS gateway once; raises :class:`SmsFailed` unless it answers 2xx in time."""
+    settings = runtime.settings
     url, secret = settings.sms_webhook_url, settings.sms_webhook_secret
     if url is None or secret is None:
         raise SmsFailed("no SMS gateway configured (CALLERID_SMS_WEBHOOK_URL, CALLERID_SMS_WEBHOOK_SECRET)")
-    deliverer = deliverer_of(services, settings)
     try:
         async with asyncio.timeout(settings.sms_webhook_timeout_seconds):
-            result = await deliverer.send(
+            result = await runtime.deliverer.send(
                 webhook_id=SMS_GATEWAY_ID,
                 url=url,
                 secrets=secret.get_secret_value(),

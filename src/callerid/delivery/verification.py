@@ -297,7 +297,7 @@ def _resend_after(settings: Settings, sent_at: datetime) -> datetime:
 async def _send_or_end(runtime: Runtime, message: sms.Sms) -> None:
     """Hand the code to the SMS gateway; if it fails the registration ends (nothing was registered) and 502."""
     try:
-        await sms.send_to_gateway(runtime.services, runtime.settings, message)
+        await sms.send_to_gateway(runtime, message)
     except sms.SmsFailed as exc:
         log.warning("device_code_not_sent", registration_id=str(message.registration_id), error=str(exc))
         async with runtime.db.transaction() as session:

@@ -11,7 +11,7 @@ from callerid.failures import InvalidInput, Unauthorized
 from callerid.fastlane import FastRequest, FastResponse, FastRoute, component_schemas, documented, operation
 from callerid.identity import service
 from callerid.identity.schemas import Jwks, UnverifiedCaller, VerifiedCaller
-from callerid.identity.signer import SIGNER, Signer, ensure_active_key, jwks
+from callerid.identity.signer import ensure_active_key, jwks
 from callerid.openapi import PHONE_DESCRIPTION, PHONE_PATTERN, query_parameter
 from callerid.phone import normalise_phone
 from callerid.responses import JsonResponse
@@ -35,10 +35,9 @@ async def caller_id(request: FastRequest) -> FastResponse:
     caller = normalise_phone(raw.strip())
     if caller is None:
         raise InvalidInput("caller is invalid")
-    signer: Signer = runtime.services[SIGNER]
-    # Warm the key before taking a pooled connection (a cold start reads the key with its own connection).
-    await signer.active_key(now)
-    found = await service.lookup(runtime.db, runtime.settings, signer, caller, device.phone_number, now)
+    # Warm the key first (a cold start reads it with its own connection).
+    await runtime.signer.active_key(now)
+    found = await service.lookup(runtime, caller, device.phone_number, now)
     return FastResponse(found.to_json() if found is not None else service.NOT_VERIFIED)
 
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from callerid.config import Settings
-from callerid.db import Database
-from callerid.identity.signer import Signer, passport_claims
+from callerid.identity.signer import passport_claims
 from callerid.labels.service import logo_url
 from callerid.numbers.service import listed_identity
 from callerid.personalisation.service import active_identity
+
+if TYPE_CHECKING:
+    from callerid.runtime import Runtime
 
 
 @dataclass(frozen=True)
@@ -43,20 +44,21 @@ NOT_VERIFIED: dict[str, Any] = {"verified": False}
 
 
 async def lookup(
-    db: Database, settings: Settings, signer: Signer, caller: str, receiver: str, at: datetime
+    runtime: Runtime, caller: str, receiver: str, at: datetime
 ) -> CallerIdentity | None:
     """The identity ``caller`` shows to ``receiver`` at ``at``, or None outside every window.
 
     Sources, in order (first match wins): the latest call personalisation record whose window holds ``at``;
     then, for a business number listed in a feature set, the set's static label and call reason.
     """
-    found: Any = await active_identity(db, caller, receiver, at)
+    settings = runtime.settings
+    found: Any = await active_identity(runtime.db, caller, receiver, at)
     starts_at: int | None = None
     ends_at: int | None = None
     if found is not None:
         name, starts_at, ends_at = found.name, found.starts_at, found.ends_at
     else:
-        found = await listed_identity(db, caller)
+        found = await listed_identity(runtime.db, caller)
         if found is None:
             return None
         name = found.label_name
@@ -78,5 +80,5 @@ async def lookup(
         label_id=str(found.label_id),
         starts_at=starts_at,
         ends_at=ends_at,
-        assertion=await signer.sign(claims, at),
+        assertion=await runtime.signer.sign(claims, at),
     )

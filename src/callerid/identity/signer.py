@@ -35,7 +35,6 @@ from callerid.timefmt import iso_z
 
 log = structlog.get_logger("callerid.identity.signer")
 
-SIGNER = "signer"
 ALGORITHM = "ES256"
 KEY_REFRESH_SECONDS = 10.0
 # How long after retirement a process may still sign with a retired key: its cache age plus a generous bound
@@ -164,7 +163,7 @@ async def list_keys(session: AsyncSession, settings: Settings) -> list[dict[str,
 
 
 class Signer:
-    """Process-wide: caches the active signing key and signs PASSporTs with it.
+    """Process-wide (``Runtime.signer``): caches the active signing key and signs PASSporTs with it.
 
     A stale key is still used while one background task re-reads it (stale-while-revalidate): requests never
     wait for the database here except on a cold start, so a request holding a pooled connection can never

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from callerid.config import Settings
-from callerid.db import Database
+
+if TYPE_CHECKING:
+    from callerid.db import Database
+    from callerid.runtime import Runtime
 
 
 class RetryLater(Exception):
@@ -24,11 +27,17 @@ class RetryLater(Exception):
 class JobContext:
     """What a handler gets besides its payload."""
 
-    db: Database
-    settings: Settings
+    runtime: Runtime  # the process's objects (database, settings, push hub, webhook deliverer, ...)
     job_id: int
     attempt: int  # 1 on the first run
-    services: dict[str, Any] = field(default_factory=dict)  # app-wide objects (push hub, mailer, ...)
+
+    @property
+    def db(self) -> Database:
+        return self.runtime.db
+
+    @property
+    def settings(self) -> Settings:
+        return self.runtime.settings
 
 
 JobHandler = Callable[[JobContext, dict[str, Any]], Awaitable[None]]

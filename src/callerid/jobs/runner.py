@@ -29,20 +29,21 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from callerid import clock
 from callerid.batching import Batcher
-from callerid.config import Settings
-from callerid.db import Database
 from callerid.db.write import WriteTx, add_local_waker, remove_local_waker
 from callerid.jobs import statements
 from callerid.jobs.models import DEAD, QUEUED
 from callerid.jobs.registry import JobContext, Registry, RetryLater
 from callerid.jobs.registry import registry as default_registry
 from callerid.jobs.service import enqueue_in, enqueue_unique, periodic_key
+
+if TYPE_CHECKING:
+    from callerid.runtime import Runtime
 
 log = structlog.get_logger("callerid.jobs")
 
@@ -79,19 +80,11 @@ def _default_owner() -> str:
 
 
 class JobRunner:
-    def __init__(
-        self,
-        db: Database,
-        settings: Settings,
-        *,
-        registry: Registry | None = None,
-        services: dict[str, Any] | None = None,
-        owner: str | None = None,
-    ):
-        self.db = db
-        self.settings = settings
+    def __init__(self, runtime: Runtime, *, registry: Registry | None = None, owner: str | None = None):
+        self.runtime = runtime  # what handlers get (JobContext.runtime)
+        self.db = runtime.db
+        self.settings = runtime.settings
         self.registry = registry or default_registry
-        self.services = services if services is not None else {}
         self.owner = owner or _default_owner()
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -276,9 +269,7 @@ class JobRunner:
         self._held[job.id] = job
         try:
             fn = self.registry.handlers[job.kind]
-            context = JobContext(
-                db=self.db, settings=self.settings, job_id=job.id, attempt=job.attempts, services=self.services
-            )
+            context = JobContext(runtime=self.runtime, job_id=job.id, attempt=job.attempts)
             outcome: BaseException | None = None
             try:
                 await fn(context, job.payload)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import bindparam, select, type_coerce, update
 
@@ -19,6 +19,9 @@ from callerid.labels.service import logo_url
 from callerid.labels.shared import LABELS
 from callerid.personalisation.models import ERROR, PENDING, SUCCESS, CallRecord
 from callerid.personalisation.reading import RECORDS_WITH_LABELS
+
+if TYPE_CHECKING:
+    from callerid.runtime import Runtime
 
 _RECORDS = CallRecord.__table__.c
 # A batch's records still to deliver, in submission order: first only who receives them (most receivers of a batch
@@ -59,9 +62,10 @@ _SET_OUTCOME = (
 )
 
 
-async def deliver_batch(services: dict[str, Any], db: Database, settings: Settings, batch_id: uuid.UUID) -> int:
+async def deliver_batch(runtime: Runtime, batch_id: uuid.UUID) -> int:
     """Deliver a batch's pending records and store each outcome. Idempotent: only pending records are
     taken and only pending records are updated, so a job run again after a crash finishes the rest."""
+    db, settings = runtime.db, runtime.settings
     async with db.point_session() as session:
         rows = (await session.execute(_PENDING_RECEIVERS, {"batch_id": batch_id})).all()
     if not rows:
@@ -90,7 +94,7 @@ async def deliver_batch(services: dict[str, Any], db: Database, settings: Settin
                     ends_at=row.ends_at,
                 )
             )
-    outcomes = await push_planned(services, plan, messages)
+    outcomes = await push_planned(runtime.hub, plan, messages)
     # Outcomes are few (delivered, or one of four reasons): one UPDATE each, by position within the batch.
     by_outcome: dict[tuple[str | None, str | None], list[int]] = defaultdict(list)
     for row, outcome in zip(rows, outcomes, strict=True):

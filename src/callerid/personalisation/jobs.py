@@ -64,7 +64,7 @@ async def purge_records(ctx: JobContext, _payload: dict[str, Any]) -> None:
 async def deliver_batch(ctx: JobContext, payload: dict[str, Any]) -> None:
     batch_id = uuid.UUID(payload["batch_id"])
     try:
-        await service.deliver_batch(ctx.services, ctx.db, ctx.settings, batch_id)
+        await service.deliver_batch(ctx.runtime, batch_id)
     except Exception:
         if ctx.attempt < ctx.settings.job_max_attempts:
             raise  # the runner retries with backoff

@@ -246,9 +246,7 @@ async def realtime_v2(request: FastRequest) -> FastResponse:
     body = parse_json_object(await request.body())
     if body is None:
         return FastResponse(schemas.V2_BODY_UNPARSABLE, 400)
-    result = await service.submit_realtime_v2(
-        runtime.services, runtime.db, runtime.settings, principal.account_id, body
-    )
+    result = await service.submit_realtime_v2(runtime, principal.account_id, body)
     record = result.record
     if not record.valid:
         return FastResponse(schemas.v2_invalid(record.v2_field or "", record.message or ""), 400)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from sqlalchemy import insert
@@ -25,9 +25,11 @@ from callerid.personalisation.rules import BATCH_FIELD, CheckedRecord, check_rec
 from callerid.personalisation.schemas import V1, V2
 from callerid.personalisation.writer import GroupInserter
 
+if TYPE_CHECKING:
+    from callerid.runtime import Runtime
+
 log = structlog.get_logger("callerid.personalisation")
 DELIVER_BATCH_JOB = "personalisation.deliver_batch"
-REALTIME_INSERTER = "personalisation.realtime_inserter"  # runtime.services key: the R1/R2 group commit
 
 
 def _row(
@@ -196,10 +198,9 @@ def push_message(settings: Settings, checked: CheckedRecord) -> PushMessage:
     )
 
 
-async def submit_realtime_v2(
-    services: dict[str, Any], db: Database, settings: Settings, account_id: uuid.UUID, record: dict[str, Any]
-) -> RealtimeResult:
+async def submit_realtime_v2(runtime: Runtime, account_id: uuid.UUID, record: dict[str, Any]) -> RealtimeResult:
     """R2: validate, push synchronously, then store the record with its outcome in one write."""
+    db, settings = runtime.db, runtime.settings
     now = clock.now()
     labels = await labels_for(db, account_id, [record])
     checked = check_record(record, V2, labels, epoch_ms(now))
@@ -207,7 +208,7 @@ async def submit_realtime_v2(
     outcome: DeliveryOutcome | None = None
     if checked.valid:
         try:
-            outcome = (await deliver_many(services, db, settings, [push_message(settings, checked)]))[0]
+            outcome = (await deliver_many(runtime, [push_message(settings, checked)]))[0]
         except Exception:
             # The push could not be attempted: that is the record's outcome (SPEC §8 #4), not a 500 for a valid record.
             log.exception("realtime_push_failed", record_id=str(checked.id))
@@ -218,12 +219,10 @@ async def submit_realtime_v2(
             row = _row(checked, **common, status=ERROR, reason=outcome.reason, message=outcome.message)
     else:
         row = _invalid_row(checked, **common)
-    await _realtime_inserter(services, db).insert(row)
+    await runtime.realtime_inserter.insert(row)
     return RealtimeResult(record=checked, outcome=outcome)
 
 
-def _realtime_inserter(services: dict[str, Any], db: Database) -> GroupInserter:
-    inserter: GroupInserter | None = services.get(REALTIME_INSERTER)
-    if inserter is None:
-        inserter = services[REALTIME_INSERTER] = GroupInserter(db, CallRecord.__table__)
-    return inserter
+def new_realtime_inserter(db: Database) -> GroupInserter:
+    """The R1/R2 group commit, one per process (``Runtime.realtime_inserter``)."""
+    return GroupInserter(db, CallRecord.__table__)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,7 +27,7 @@ from callerid.webhooks.configs import (
     get_webhook,
     retry_schedule,
 )
-from callerid.webhooks.delivery import AttemptResult, WebhookBusy, deliverer_of
+from callerid.webhooks.delivery import AttemptResult, WebhookBusy
 from callerid.webhooks.events import _new_event
 from callerid.webhooks.models import (
     EVENT_TYPES,
@@ -42,6 +42,9 @@ from callerid.webhooks.models import (
     WebhookEvent,
 )
 from callerid.webhooks.payloads import sample_payload
+
+if TYPE_CHECKING:
+    from callerid.runtime import Runtime
 
 
 @dataclass(frozen=True)
@@ -215,7 +218,7 @@ _LOAD = _LOAD_FROM.where(in_values(WebhookEvent.id, "ids"))
 
 
 class DeliveryStore:
-    """The process's batched reads and writes for deliveries (see ``batching``).
+    """The process's batched reads and writes for deliveries (see ``batching``): ``Runtime.webhook_store``.
 
     Both stay off SQLAlchemy's ORM session when they can: loads are point reads and attempts are written through
     ``Database.transact`` (the seam's fast path on either database). A batch with a failure notice to queue takes
@@ -251,17 +254,6 @@ class DeliveryStore:
         return [None] * len(records)
 
 
-STORE_KEY = "webhooks.store"
-
-
-def store_of(services: dict[str, Any], db: Database) -> DeliveryStore:
-    store = services.get(STORE_KEY)
-    if store is None or store.db is not db:
-        store = DeliveryStore(db)
-        services[STORE_KEY] = store
-    return store  # type: ignore[no-any-return]
-
-
 async def _queue_failure_notice(
     session: AsyncSession, event: WebhookEvent | EventRow, attempts: int, result: AttemptResult
 ) -> None:
@@ -287,15 +279,13 @@ async def _queue_failure_notice(
     )
 
 
-async def attempt_delivery(
-    db: Database, settings: Settings, services: dict[str, Any], event_id: uuid.UUID, *, manual: bool = False
-) -> datetime | None:
+async def attempt_delivery(runtime: Runtime, event_id: uuid.UUID, *, manual: bool = False) -> datetime | None:
     """Run the due attempt of one event. Returns when the next attempt is due (None: the event is done).
 
     The event and its webhook's current config (None once deleted) are read afresh for every attempt.
     A ``manual`` attempt (a resend from the console) is one attempt: no retries, no failure e-mail.
     """
-    store = store_of(services, db)
+    settings, store = runtime.settings, runtime.webhook_store
     loaded = await store.loads.submit(event_id)
     if loaded is None:
         return None  # purged
@@ -310,7 +300,7 @@ async def attempt_delivery(
         await store.writes.submit(plan_attempt(settings, event, number, "", result, retries=False, notify=not manual))
         return None
     try:
-        result = await deliverer_of(services, settings).send(
+        result = await runtime.deliverer.send(
             webhook_id=webhook.id,
             url=webhook.url,
             secrets=_secrets_of(settings, webhook),
@@ -336,9 +326,7 @@ class SampleDelivery:
 
 
 async def send_test_event(
-    db: Database,
-    settings: Settings,
-    services: dict[str, Any],
+    runtime: Runtime,
     *,
     account_id: uuid.UUID,
     webhook_id: uuid.UUID,
@@ -349,6 +337,7 @@ async def send_test_event(
     The result carries the first 500 characters of the receiver's answer (``attempt.response_excerpt``) for
     the console to show; it is not stored.
     """
+    db, settings = runtime.db, runtime.settings
     if event_type not in EVENT_TYPES:
         raise WebhooksError("event type must be cmb or user_feedback")
     async with db.transaction() as session:
@@ -361,7 +350,7 @@ async def send_test_event(
         payload = sample_payload(event_type, event_id=str(event_id), account_id=account_id, now=clock.now())
         event = _new_event(webhook, event_id=event_id, event_type=event_type, payload=payload, is_test=True)
         session.add(event)
-    result = await deliverer_of(services, settings).send(
+    result = await runtime.deliverer.send(
         webhook_id=webhook.id,
         url=webhook.url,
         secrets=signing_secrets,

@@ -1,7 +1,7 @@
 """One HTTP delivery of an event (SPEC §9.4): signed POST, timeouts, outcome classification.
 
-A :class:`Deliverer` is a process-wide object (one connection pool, one concurrency limit per webhook),
-kept in ``runtime.services`` under :data:`SERVICE_KEY`.
+A :class:`Deliverer` is a process-wide object (one connection pool, one concurrency limit per webhook):
+``Runtime.deliverer``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import aiohttp
 import httpx
@@ -34,7 +33,6 @@ from callerid.webhooks.models import (
 )
 from callerid.webhooks.safety import RefusedDestination, guarded_connector
 
-SERVICE_KEY = "webhooks.deliverer"
 # Response bodies are ignored (SPEC §9.4); read a little so keep-alive connections can be reused.
 MAX_RESPONSE_BYTES = 64 * 1024
 # Test sends show the start of the receiver's answer: this many characters, from at most this many raw bytes.
@@ -224,19 +222,3 @@ def _excerpt(raw: bytes, content_encoding: str) -> str:
 def _describe(exc: Exception) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def deliverer_of(services: dict[str, Any], settings: Settings) -> Deliverer:
-    """The process's deliverer, created on first use."""
-    deliverer = services.get(SERVICE_KEY)
-    if deliverer is None:
-        deliverer = Deliverer(settings)
-        services[SERVICE_KEY] = deliverer
-    return deliverer  # type: ignore[no-any-return]
-
-
-async def close_deliverer(services: dict[str, Any]) -> None:
-    """Close the process's deliverer, if one was made (app shutdown, worker exit)."""
-    deliverer = services.pop(SERVICE_KEY, None)
-    if deliverer is not None:
-        await deliverer.aclose()

@@ -17,7 +17,7 @@ async def deliver(ctx: JobContext, payload: dict[str, Any]) -> None:
     ``manual`` (a resend from the console): one attempt, no retries, no failure e-mail.
     """
     next_attempt_at = await service.attempt_delivery(
-        ctx.db, ctx.settings, ctx.services, uuid.UUID(payload["event_id"]), manual=bool(payload.get("manual"))
+        ctx.runtime, uuid.UUID(payload["event_id"]), manual=bool(payload.get("manual"))
     )
     if next_attempt_at is not None:
         raise RetryLater(at=next_attempt_at)

@@ -5,7 +5,6 @@ This module is the domain's public face for routes, jobs, the console, the CLI a
 """
 
 from callerid.webhooks.attempts import (
-    STORE_KEY,
     AttemptRecord,
     DeliveryStore,
     EventRow,
@@ -14,7 +13,6 @@ from callerid.webhooks.attempts import (
     attempt_delivery,
     plan_attempt,
     send_test_event,
-    store_of,
     write_attempts,
 )
 from callerid.webhooks.configs import (
@@ -56,7 +54,6 @@ __all__ = [
     "LOG_PURGES",
     "MAX_NAME_LENGTH",
     "PROGRESS_CHUNK",
-    "STORE_KEY",
     "AttemptRecord",
     "CreatedWebhook",
     "DeliveryStore",
@@ -85,7 +82,6 @@ __all__ = [
     "retry_schedule",
     "rotate_secret",
     "send_test_event",
-    "store_of",
     "update_webhook",
     "write_attempts",
 ]

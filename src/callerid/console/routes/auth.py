@@ -56,9 +56,7 @@ async def sign_in(request: Request) -> Response:
         member_id = None
     try:
         outcome = await signin.sign_in(
-            runtime.db,
-            runtime.settings,
-            runtime.limiter,
+            runtime,
             email=email,
             password=web.text(form, "password"),
             client=web.client_of(request),
@@ -146,9 +144,7 @@ async def code_resend(request: Request) -> Response:
     form = await web.read_form(request)
     web.check_csrf(request, form, pending.csrf_token)
     try:
-        await signin.resend_code(
-            runtime.db, runtime.settings, runtime.limiter, token=request.cookies.get(web.SESSION_COOKIE, "")
-        )
+        await signin.resend_code(runtime, token=request.cookies.get(web.SESSION_COOKIE, ""))
     except AccountsError as exc:
         context = {"csrf_token": pending.csrf_token, "email": pending.member.email, "next": "/console"}
         status = 429 if isinstance(exc, signin.Throttled) else 400
@@ -186,7 +182,7 @@ async def forgot_submit(request: Request) -> Response:
     form = await web.signed_out_form(request)
     email = web.text(form, "email")
     try:
-        await signin.request_password_reset(runtime.db, runtime.settings, runtime.limiter, email=email)
+        await signin.request_password_reset(runtime, email=email)
     except AccountsError as exc:
         status = 429 if isinstance(exc, signin.Throttled) else 400
         context = {"email": email, "sent": False, "errors": {exc.field or "email": exc.message}}

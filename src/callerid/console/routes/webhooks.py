@@ -466,9 +466,7 @@ async def test_webhook(request: Request, webhook_id: str) -> Response:
     else:
         try:
             result = await service.send_test_event(
-                page.runtime.db,
-                page.settings,
-                page.runtime.services,
+                page.runtime,
                 account_id=page.account_id,
                 webhook_id=webhook.id,
                 event_type=event_type,
