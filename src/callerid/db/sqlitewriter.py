@@ -16,27 +16,49 @@ worker thread instead, whose connection waits for the lock (30 s busy timeout): 
 somebody else's lock.
 
 Statements are SQLAlchemy statements compiled once (``db.rawsql``), so SQL text and column types are the
-same as everywhere else. The loop connection never checkpoints the WAL itself (a checkpoint writes and syncs
-the database file); ``checkpoint()`` does it on the worker thread, every ``CHECKPOINT_EVERY_COMMITS``.
+same as everywhere else.
+
+The WAL is kept bounded by this writer. The loop connection never checkpoints itself (a checkpoint writes and syncs
+the database file); the worker thread does, every ``CHECKPOINT_EVERY_COMMITS`` (PASSIVE: it copies what it can
+without waiting for anybody). That alone does not bound the WAL under load: SQLite starts the WAL file over only
+when a writer finds it fully copied back and no reader still using it, and with reads going on all the time there
+always is one, so the file grows for as long as the load lasts (issue 15: 125 -> 254 MB while 240,000 records were
+written, never shrinking). So once the file passes ``WAL_TRUNCATE_BYTES`` the writer takes its write lock and runs a
+TRUNCATE checkpoint: it copies everything back, waits for the readers of older snapshots to finish (new readers
+read the database file: nobody can starve it), and empties the file. Readers here hold a snapshot for a statement
+(``db.pointread``) or a request's session, so the wait is short; it is bounded by ``CHECKPOINT_BUSY_TIMEOUT_MS``
+all the same (writers wait meanwhile), and a checkpoint that could not finish is tried again a little later.
+``bench/storage.py`` samples the file's size under a sustained B2 load.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import structlog
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.engine import Dialect
 
 from callerid.db.rawsql import RawStatement, RawStatementCache
 
 T = TypeVar("T")
-# The loop connection's commits between two checkpoints (WAL pages are ~4 KiB; a group commit adds a few).
+log = structlog.get_logger("callerid.db")
+# The loop connection's commits between two PASSIVE checkpoints (WAL pages are ~4 KiB; a group commit adds a few).
 CHECKPOINT_EVERY_COMMITS = 200
+# A WAL file this large is copied back and emptied (TRUNCATE); SQLite also trims it to this size when it starts it
+# over by itself (journal_size_limit). Issue 15 bounds it at 64 MB under a sustained batch load.
+WAL_TRUNCATE_BYTES = 16 * 1024 * 1024
+# How long that checkpoint waits for readers of older snapshots (and so writers wait for it) before giving up...
+CHECKPOINT_BUSY_TIMEOUT_MS = 1000
+# ... and how long after giving up it is tried again.
+TRUNCATE_RETRY_SECONDS = 1.0
 SQLITE_BUSY_TIMEOUT_MS = 30_000  # other processes' write transactions are waited for this long
 # Bound parameters per statement: SQLITE_MAX_VARIABLE_NUMBER is 32766 since SQLite 3.32, 999 before.
 MAX_VARIABLES = 32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
@@ -109,6 +131,7 @@ def _connect(path: str, busy_timeout_ms: int, *, autocheckpoint: bool) -> sqlite
     connection.execute("PRAGMA synchronous=NORMAL")
     connection.execute("PRAGMA foreign_keys=ON")
     connection.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+    connection.execute(f"PRAGMA journal_size_limit={WAL_TRUNCATE_BYTES}")
     if not autocheckpoint:
         connection.execute("PRAGMA wal_autocheckpoint=0")
     return connection
@@ -130,8 +153,10 @@ class SqliteWriter:
         # Opened at the first write: a Database is made before its file may exist (the CLI, migrations).
         self._connections: tuple[sqlite3.Connection, sqlite3.Connection] | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="callerid-sqlite-writer")
+        self._wal_path = f"{path}-wal"
         self._commits = 0
         self._checkpointing: asyncio.Future[None] | None = None
+        self._truncate_after = 0.0  # monotonic time before which a TRUNCATE checkpoint is not tried again
 
     @property
     def _loop_connection(self) -> sqlite3.Connection:
@@ -162,21 +187,40 @@ class SqliteWriter:
                 raise
         else:
             result = self._finish(self._loop_connection, work)
-            self._commits += 1
-            if self._commits >= CHECKPOINT_EVERY_COMMITS and (
-                self._checkpointing is None or self._checkpointing.done()
-            ):
-                self._commits = 0
-                self._checkpointing = self.checkpoint()
+            self._after_commit()
             return result
-        return await asyncio.get_running_loop().run_in_executor(self._thread, self._on_thread, work)
+        result = await asyncio.get_running_loop().run_in_executor(self._thread, self._on_thread, work)
+        self._after_commit()
+        return result
+
+    def _after_commit(self) -> None:
+        """Start a checkpoint when one is due (none is running): TRUNCATE once the WAL file is large, else PASSIVE
+        every ``CHECKPOINT_EVERY_COMMITS``."""
+        self._commits += 1
+        if self._checkpointing is not None and not self._checkpointing.done():
+            return
+        if self.wal_bytes() >= WAL_TRUNCATE_BYTES and time.monotonic() >= self._truncate_after:
+            self._commits = 0
+            self._checkpointing = asyncio.ensure_future(self._truncate_wal())
+        elif self._commits >= CHECKPOINT_EVERY_COMMITS:
+            self._commits = 0
+            self._checkpointing = self.checkpoint()
+
+    def wal_bytes(self) -> int:
+        """The size of the WAL file (0 when there is none)."""
+        try:
+            return os.stat(self._wal_path).st_size
+        except FileNotFoundError:
+            return 0
 
     async def transaction_on_thread(self, work: Callable[[WriteTransaction], T]) -> T:
         """``transaction`` on the worker thread's connection, for bulk writes that are not urgent (retention purges):
         on the loop they would stall every request for their whole duration; here only writers wait (the write
         lock is held all the same), while requests go on being read, pushed and answered."""
         async with self._lock:
-            return await asyncio.get_running_loop().run_in_executor(self._thread, self._on_thread, work)
+            result = await asyncio.get_running_loop().run_in_executor(self._thread, self._on_thread, work)
+        self._after_commit()
+        return result
 
     def prepare_insert(
         self, statement: Any, rows: Sequence[Mapping[str, Any]], shared: Mapping[str, Any] | None = None
@@ -217,7 +261,30 @@ class SqliteWriter:
     def _checkpoint(self) -> None:
         self._thread_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").close()
 
+    async def _truncate_wal(self) -> None:
+        """Copy the whole WAL back and empty it, with this process's writers waiting on the write lock meanwhile (not
+        in SQLite's busy handler, nor falling back to the thread)."""
+        try:
+            async with self._lock:
+                finished = await asyncio.get_running_loop().run_in_executor(self._thread, self._checkpoint_truncate)
+        except Exception:
+            log.warning("wal_checkpoint_failed", exc_info=True)
+            finished = False
+        if not finished:  # a reader held an older snapshot all along: the WAL grows a little more, try again soon
+            self._truncate_after = time.monotonic() + TRUNCATE_RETRY_SECONDS
+
+    def _checkpoint_truncate(self) -> bool:
+        connection = self._thread_connection
+        connection.execute(f"PRAGMA busy_timeout={CHECKPOINT_BUSY_TIMEOUT_MS}")
+        try:
+            busy, _frames, _copied = connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            connection.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+        return not busy
+
     def close(self) -> None:
+        if isinstance(self._checkpointing, asyncio.Task):
+            self._checkpointing.cancel()  # its statement, if running, is waited for below
         self._thread.shutdown(wait=True)
         connections, self._connections = self._connections, None
         for connection in connections or ():
