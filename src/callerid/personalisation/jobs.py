@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import bindparam, exists
+from sqlalchemy import bindparam, exists, select
 
 from callerid.config import Settings
 from callerid.jobs import JobContext, handler
@@ -27,7 +27,11 @@ def _record_cutoffs(settings: Settings, now: datetime) -> dict[str, Any]:
 
 
 # A record is pending while its batch has no outcomes yet (a record row is never updated: personalisation.outcomes).
-_DELIVERED = exists().where(_BATCHES.c.key == group_key_of(_RECORDS.c.id), _BATCHES.c.outcomes.is_not(None))
+# A scalar sub-select, not EXISTS: PostgreSQL may answer an EXISTS under OR by hashing every delivered batch, for
+# each chunk; this is one primary-key probe per record read, on both databases.
+_DELIVERED = (
+    select(_BATCHES.c.outcomes.is_not(None)).where(_BATCHES.c.key == group_key_of(_RECORDS.c.id)).scalar_subquery()
+)
 _HAS_RECORDS = exists().where(
     _RECORDS.c.id >= _BATCHES.c.key * GROUP_SPAN, _RECORDS.c.id < (_BATCHES.c.key + 1) * GROUP_SPAN
 )
