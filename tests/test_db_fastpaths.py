@@ -71,10 +71,10 @@ async def test_point_reads_return_what_sqlalchemy_returns(
         "ends_at": now_ms + 60_000,
     }
     await submit_v2_batch(db, tenant.account_id, [record])
-    lookup = {"caller": "911234567890", "receiver": "919876543210", "at_ms": now_ms}
+    lookup = {"caller": 911234567890, "receiver": 919876543210, "at_ms": now_ms}  # numbers stored as numbers
     found = await point_rows(db, _ACTIVE_IDENTITY, lookup)
     assert found == await sqlalchemy_rows(db, _ACTIVE_IDENTITY, lookup)
-    assert len(found) == 1 and found[0][1] == str(label.id)  # ids read as their text
+    assert len(found) == 1 and found[0][0] == str(label.id)  # ids read as their text
 
 
 def test_compiled_statements_keep_literals_and_refuse_expanding_parameters() -> None:

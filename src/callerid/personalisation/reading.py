@@ -47,7 +47,7 @@ IN_GROUP = and_(
     _RECORDS.c.id >= bindparam("first_id", type_=BigInteger), _RECORDS.c.id < bindparam("stop_id", type_=BigInteger)
 )
 
-_BATCH = select(_BATCHES.c.key, _BATCHES.c.version, _BATCHES.c.created_at, _BATCHES.c.outcomes).where(
+_BATCH = select(_BATCHES.c.key, _BATCHES.c.created_at, _BATCHES.c.outcomes).where(
     _BATCHES.c.id == bindparam("batch_id"), _BATCHES.c.account_id == bindparam("account_id")
 )
 _BATCH_TEXTS = select(
