@@ -23,7 +23,7 @@ from sqlalchemy.pool import NullPool
 
 from callerid.db.driverpool import DriverPool
 from callerid.db.pointread import PointReader, PostgresPointReader, SessionPointReader, sqlite_point_reader
-from callerid.db.sqlitewriter import SQLITE_BUSY_TIMEOUT_MS, WAL_TRUNCATE_BYTES, SqliteWriter
+from callerid.db.sqlitewriter import SQLITE_BUSY_TIMEOUT_MS, WAL_RESTART_BYTES, SqliteWriter
 from callerid.db.write import (
     JOBS_CHANNEL,
     Step,
@@ -48,7 +48,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     # A connection that starts the WAL over trims it to this size (db.sqlitewriter keeps it bounded).
-    cursor.execute(f"PRAGMA journal_size_limit={WAL_TRUNCATE_BYTES}")
+    cursor.execute(f"PRAGMA journal_size_limit={WAL_RESTART_BYTES}")
     cursor.close()
 
 

@@ -19,22 +19,27 @@ Statements are SQLAlchemy statements compiled once (``db.rawsql``), so SQL text 
 same as everywhere else.
 
 The WAL is kept bounded by this writer. The loop connection never checkpoints itself (a checkpoint writes and syncs
-the database file); the worker thread does, every ``CHECKPOINT_EVERY_COMMITS`` (PASSIVE: it copies what it can
-without waiting for anybody). That alone does not bound the WAL under load: SQLite starts the WAL file over only
-when a writer finds it fully copied back and no reader still using it, and with reads going on all the time there
-always is one, so the file grows for as long as the load lasts (issue 15: 125 -> 254 MB while 240,000 records were
-written, never shrinking). So once the file passes ``WAL_TRUNCATE_BYTES`` the writer takes its write lock and runs a
-TRUNCATE checkpoint: it copies everything back, waits for the readers of older snapshots to finish (new readers
-read the database file: nobody can starve it), and empties the file. Readers here hold a snapshot for a statement
-(``db.pointread``) or a request's session, so the wait is short; it is bounded by ``CHECKPOINT_BUSY_TIMEOUT_MS``
-all the same (writers wait meanwhile), and a checkpoint that could not finish is tried again a little later.
-``bench/storage.py`` samples the file's size under a sustained B2 load.
+the database file); the worker thread does, every ``CHECKPOINT_EVERY_COMMITS`` commits or ``CHECKPOINT_EVERY_SECONDS``
+(PASSIVE: it copies what it can without waiting for anybody). That alone does not bound the WAL under load: SQLite
+starts the file over only when a writer begins while all of it is copied back and no reader uses it, and under a
+steady load new frames are appended while the checkpoint copies the old ones, so that moment never comes and the
+file grows for as long as the load lasts (issue 15: 125 -> 254 MB while 240,000 records were written, never
+shrinking). So when a PASSIVE checkpoint finds more than ``WAL_RESTART_BYTES`` in the WAL, the writer takes its
+write lock and runs a RESTART checkpoint: it copies the few frames appended meanwhile (under a millisecond: the
+PASSIVE one did the bulk without the lock), waits for readers of older snapshots to finish (readers that start now
+read the database file, so no stream of readers can starve it), and the next write starts the file over, which
+SQLite then trims to ``WAL_RESTART_BYTES`` (``journal_size_limit``). Readers here hold a snapshot for a statement
+(``db.pointread``) or a request's session, so the wait is short; it is bounded by ``CHECKPOINT_BUSY_TIMEOUT_MS`` all
+the same (writers wait meanwhile), and tried again ``RESTART_RETRY_SECONDS`` later if a reader outlasted it. A
+RESTART rather than a TRUNCATE: emptying the file costs a truncate and a sync with writers waiting (~7 ms here, R2's
+p99 went from 9 to 14 ms); a file kept at its size is overwritten instead. ``bench/storage.py`` samples the file's
+size under a sustained B2 load.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
+import functools
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -50,15 +55,20 @@ from callerid.db.rawsql import RawStatement, RawStatementCache
 
 T = TypeVar("T")
 log = structlog.get_logger("callerid.db")
-# The loop connection's commits between two PASSIVE checkpoints (WAL pages are ~4 KiB; a group commit adds a few).
+# A PASSIVE checkpoint after this many of the loop connection's commits, or this long after the last one: big
+# transactions (a 500-record batch writes ~100 KiB of WAL) are few, small ones (an R2 group commit) many.
 CHECKPOINT_EVERY_COMMITS = 200
-# A WAL file this large is copied back and emptied (TRUNCATE); SQLite also trims it to this size when it starts it
-# over by itself (journal_size_limit). Issue 15 bounds it at 64 MB under a sustained batch load.
-WAL_TRUNCATE_BYTES = 16 * 1024 * 1024
-# How long that checkpoint waits for readers of older snapshots (and so writers wait for it) before giving up...
-CHECKPOINT_BUSY_TIMEOUT_MS = 1000
-# ... and how long after giving up it is tried again.
-TRUNCATE_RETRY_SECONDS = 1.0
+CHECKPOINT_EVERY_SECONDS = 0.5
+# A WAL holding more than this is started over (RESTART), and SQLite trims the file to this size when it starts it
+# over (journal_size_limit). Issue 15 bounds it at 64 MB under a sustained batch load.
+WAL_RESTART_BYTES = 16 * 1024 * 1024
+# How long that checkpoint waits for readers of older snapshots (and so writers wait for it) before giving up: those
+# readers started before it, and a snapshot is held for a statement or a request's session. Measured with readers
+# back to back, a RESTART finished in 2-11 ms, or now and then not for a while (SQLite's busy handler polls; it
+# does not queue): then it gives up rather than keep writers waiting, ...
+CHECKPOINT_BUSY_TIMEOUT_MS = 20
+# ... and is tried again at a checkpoint this much later (the WAL grows a little meanwhile).
+RESTART_RETRY_SECONDS = 0.25
 SQLITE_BUSY_TIMEOUT_MS = 30_000  # other processes' write transactions are waited for this long
 # Bound parameters per statement: SQLITE_MAX_VARIABLE_NUMBER is 32766 since SQLite 3.32, 999 before.
 MAX_VARIABLES = 32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
@@ -131,7 +141,7 @@ def _connect(path: str, busy_timeout_ms: int, *, autocheckpoint: bool) -> sqlite
     connection.execute("PRAGMA synchronous=NORMAL")
     connection.execute("PRAGMA foreign_keys=ON")
     connection.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
-    connection.execute(f"PRAGMA journal_size_limit={WAL_TRUNCATE_BYTES}")
+    connection.execute(f"PRAGMA journal_size_limit={WAL_RESTART_BYTES}")
     if not autocheckpoint:
         connection.execute("PRAGMA wal_autocheckpoint=0")
     return connection
@@ -153,10 +163,10 @@ class SqliteWriter:
         # Opened at the first write: a Database is made before its file may exist (the CLI, migrations).
         self._connections: tuple[sqlite3.Connection, sqlite3.Connection] | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="callerid-sqlite-writer")
-        self._wal_path = f"{path}-wal"
-        self._commits = 0
-        self._checkpointing: asyncio.Future[None] | None = None
-        self._truncate_after = 0.0  # monotonic time before which a TRUNCATE checkpoint is not tried again
+        self._commits = 0  # since the last checkpoint
+        self._checkpointed_at = time.monotonic()
+        self._checkpointing: asyncio.Task[None] | None = None
+        self._restart_after = 0.0  # monotonic time before which a RESTART checkpoint is not tried again
 
     @property
     def _loop_connection(self) -> sqlite3.Connection:
@@ -194,24 +204,15 @@ class SqliteWriter:
         return result
 
     def _after_commit(self) -> None:
-        """Start a checkpoint when one is due (none is running): TRUNCATE once the WAL file is large, else PASSIVE
-        every ``CHECKPOINT_EVERY_COMMITS``."""
+        """Start a checkpoint when one is due and none is running."""
         self._commits += 1
         if self._checkpointing is not None and not self._checkpointing.done():
             return
-        if self.wal_bytes() >= WAL_TRUNCATE_BYTES and time.monotonic() >= self._truncate_after:
+        now = time.monotonic()
+        if self._commits >= CHECKPOINT_EVERY_COMMITS or now - self._checkpointed_at >= CHECKPOINT_EVERY_SECONDS:
             self._commits = 0
-            self._checkpointing = asyncio.ensure_future(self._truncate_wal())
-        elif self._commits >= CHECKPOINT_EVERY_COMMITS:
-            self._commits = 0
-            self._checkpointing = self.checkpoint()
-
-    def wal_bytes(self) -> int:
-        """The size of the WAL file (0 when there is none)."""
-        try:
-            return os.stat(self._wal_path).st_size
-        except FileNotFoundError:
-            return 0
+            self._checkpointed_at = now
+            self._checkpointing = asyncio.ensure_future(self.checkpoint())
 
     async def transaction_on_thread(self, work: Callable[[WriteTransaction], T]) -> T:
         """``transaction`` on the worker thread's connection, for bulk writes that are not urgent (retention purges):
@@ -254,33 +255,39 @@ class SqliteWriter:
             raise
         return result
 
-    def checkpoint(self) -> asyncio.Future[None]:
-        """Copy the WAL into the database file without waiting for readers (PASSIVE), off the loop."""
-        return asyncio.get_running_loop().run_in_executor(self._thread, self._checkpoint)
-
-    def _checkpoint(self) -> None:
-        self._thread_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").close()
-
-    async def _truncate_wal(self) -> None:
-        """Copy the whole WAL back and empty it, with this process's writers waiting on the write lock meanwhile (not
-        in SQLite's busy handler, nor falling back to the thread)."""
+    async def checkpoint(self) -> None:
+        """Copy the WAL into the database file without waiting for anybody (PASSIVE), off the loop; then, if the WAL
+        holds more than ``WAL_RESTART_BYTES``, start it over (RESTART) with this process's writers waiting on the
+        write lock (not in SQLite's busy handler, nor falling back to the thread)."""
+        loop = asyncio.get_running_loop()
         try:
-            async with self._lock:
-                finished = await asyncio.get_running_loop().run_in_executor(self._thread, self._checkpoint_truncate)
+            wal_bytes = await loop.run_in_executor(self._thread, self._checkpoint, "PASSIVE")
+            if wal_bytes > WAL_RESTART_BYTES and time.monotonic() >= self._restart_after:
+                async with self._lock:
+                    wal_bytes = await loop.run_in_executor(self._thread, self._checkpoint, "RESTART")
+                if wal_bytes < 0:  # a reader held an older snapshot all along: the WAL grows a little more
+                    self._restart_after = time.monotonic() + RESTART_RETRY_SECONDS
         except Exception:
             log.warning("wal_checkpoint_failed", exc_info=True)
-            finished = False
-        if not finished:  # a reader held an older snapshot all along: the WAL grows a little more, try again soon
-            self._truncate_after = time.monotonic() + TRUNCATE_RETRY_SECONDS
 
-    def _checkpoint_truncate(self) -> bool:
+    def _checkpoint(self, mode: str) -> int:
+        """A checkpoint on the thread's connection: the bytes the WAL holds (its frames), -1 if it could not finish
+        (busy: a RESTART gave up waiting, after copying what it could)."""
         connection = self._thread_connection
-        connection.execute(f"PRAGMA busy_timeout={CHECKPOINT_BUSY_TIMEOUT_MS}")
+        if mode != "PASSIVE":
+            connection.execute(f"PRAGMA busy_timeout={CHECKPOINT_BUSY_TIMEOUT_MS}")
         try:
-            busy, _frames, _copied = connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            busy, frames, _copied = connection.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
         finally:
-            connection.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
-        return not busy
+            if mode != "PASSIVE":
+                connection.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+        if busy and mode != "PASSIVE":
+            return -1
+        return int(frames) * self._page_size
+
+    @functools.cached_property
+    def _page_size(self) -> int:
+        return int(self._thread_connection.execute("PRAGMA page_size").fetchone()[0])
 
     def close(self) -> None:
         if isinstance(self._checkpointing, asyncio.Task):
