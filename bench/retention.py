@@ -48,6 +48,7 @@ from benchkit import CALLERID, free_port, wait_ready
 from PIL import Image
 
 from callerid.config import Settings
+from callerid.personalisation.models import GROUP_SPAN
 from personalisation import TOKENS_PER_ACCOUNT, make_tenant, report, run_wrk, wrk_script_plain, wrk_script_r2
 
 BATCH = 500
@@ -73,48 +74,58 @@ class Store:
         done = subprocess.run(["psql", str(self.psql_url), "-qAtc", sql], capture_output=True, text=True, check=True)
         return done.stdout.strip()
 
-    def insert_expired(self, account_id: str, records: int) -> None:
+    def insert_expired(self, account_id: str, label_id: str, records: int) -> None:
+        """``records`` (rounded up to whole batches) delivered long ago, in the layout of
+        ``callerid.personalisation.models``: a batch row with its outcomes and one text, and the records of each."""
         ended = datetime.now(UTC) - AGE
         ends_ms = int(ended.timestamp() * 1000)
         batches = (records + BATCH - 1) // BATCH
+        outcomes = f'[["not_app_user", "Not an app user", [0, {BATCH}]]]'
         if self.backend == "postgres":
             created = f"now() - interval '{AGE.days + 1} days'"
             self.psql(
-                "INSERT INTO call_batches (id, account_id, version, record_count, created_at) "
-                f"SELECT md5('b' || g)::uuid, '{account_id}', 'v2', {BATCH}, {created} "
+                "INSERT INTO call_batches (id, account_id, version, record_count, created_at, outcomes) "
+                f"SELECT md5('b' || g)::uuid, '{account_id}', 'v2', {BATCH}, {created}, '{outcomes}' "
                 f"FROM generate_series(0, {batches - 1}) g"
             )
             self.psql(
-                "INSERT INTO call_records (id, account_id, batch_id, position, version, caller, receiver, label_name, "
-                "starts_at, ends_at, status, reason, message, created_at) "
-                f"SELECT md5('r' || g)::uuid, '{account_id}', md5('b' || (g / {BATCH}))::uuid, g % {BATCH}, 'v2', "
-                f"'911234567890', '91' || (8000000000 + g), 'Bench', {ends_ms - 3_600_000}, {ends_ms}, 'error', "
-                f"'not_app_user', 'Not an app user', {created} FROM generate_series(0, {records - 1}) g"
+                "INSERT INTO call_batch_texts (batch_key, number, label_id, label_name) "
+                f"SELECT key, 0, '{label_id}', 'Bench' FROM call_batches WHERE account_id = '{account_id}'"
             )
-            self.psql("ANALYZE call_records; ANALYZE call_batches")
+            self.psql(
+                "INSERT INTO call_records (id, caller, receiver, starts_at, ends_at, display, state) "
+                f"SELECT b.key * {GROUP_SPAN} + p, 911234567890, 918000000000 + b.key * {BATCH} + p, "
+                f"{ends_ms - 3_600_000}, {ends_ms}, 0, 0 FROM call_batches b, generate_series(0, {BATCH - 1}) p "
+                f"WHERE b.account_id = '{account_id}'"
+            )
+            self.psql("ANALYZE call_records; ANALYZE call_batches; ANALYZE call_batch_texts")
             return
-        account = uuid.UUID(account_id).hex  # SQLite stores UUIDs as 32 hex digits
+        account, label = uuid.UUID(account_id).hex, uuid.UUID(label_id).hex  # SQLite stores UUIDs as 32 hex digits
         created = sqlite_time(ended - timedelta(days=1))
         with sqlite3.connect(str(self.sqlite_path), timeout=60, isolation_level=None) as db:
             db.execute("BEGIN IMMEDIATE")
             db.execute(
                 "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < ? - 1) "
-                "INSERT INTO call_batches (id, account_id, version, record_count, created_at) "
-                "SELECT printf('deadbeef%024x', i), ?, 'v2', ?, ? FROM n",
-                (batches, account, BATCH, created),
+                "INSERT INTO call_batches (id, account_id, version, record_count, created_at, outcomes) "
+                "SELECT printf('deadbeef%024x', i), ?, 'v2', ?, ?, ? FROM n",
+                (batches, account, BATCH, created, outcomes),
+            )
+            db.execute(
+                "INSERT INTO call_batch_texts (batch_key, number, label_id, label_name) "
+                "SELECT key, 0, ?, 'Bench' FROM call_batches WHERE account_id = ?",
+                (label, account),
             )
             db.execute("COMMIT")
-            for start in range(0, records, INSERT_CHUNK):
-                stop = min(records, start + INSERT_CHUNK)
+            keys = [key for (key,) in db.execute("SELECT key FROM call_batches WHERE account_id = ?", (account,))]
+            for start in range(0, len(keys), INSERT_CHUNK // BATCH):
+                chunk = keys[start : start + INSERT_CHUNK // BATCH]
                 db.execute("BEGIN IMMEDIATE")
                 db.execute(
-                    "WITH RECURSIVE n(i) AS (SELECT ? UNION ALL SELECT i + 1 FROM n WHERE i < ? - 1) "
-                    "INSERT INTO call_records (id, account_id, batch_id, position, version, caller, receiver, "
-                    "label_name, starts_at, ends_at, status, reason, message, created_at) "
-                    "SELECT printf('cafebabe%024x', i), ?, printf('deadbeef%024x', i / ?), i % ?, 'v2', "
-                    "'911234567890', printf('91%d', 8000000000 + i), 'Bench', ?, ?, 'error', 'not_app_user', "
-                    "'Not an app user', ? FROM n",
-                    (start, stop, account, BATCH, BATCH, ends_ms - 3_600_000, ends_ms, created),
+                    "WITH RECURSIVE p(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM p WHERE i < ? - 1) "
+                    "INSERT INTO call_records (id, caller, receiver, starts_at, ends_at, display, state) "
+                    "SELECT b.key * ? + p.i, 911234567890, 918000000000 + b.key * ? + p.i, ?, ?, 0, 0 "
+                    "FROM call_batches b, p WHERE b.key BETWEEN ? AND ? ORDER BY b.key, p.i",
+                    (BATCH, GROUP_SPAN, BATCH, ends_ms - 3_600_000, ends_ms, chunk[0], chunk[-1]),
                 )
                 db.execute("COMMIT")
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -128,11 +139,13 @@ class Store:
             return int(db.execute(sql).fetchone()[0])
 
     def batches(self) -> int:
-        sql = "SELECT count(*) FROM call_batches"
+        """Batches older than the retention (the R2 load's groups are not)."""
+        cutoff = datetime.now(UTC) - timedelta(days=30)
         if self.backend == "postgres":
-            return int(self.psql(sql))
+            return int(self.psql(f"SELECT count(*) FROM call_batches WHERE created_at < '{cutoff.isoformat()}'"))
         with sqlite3.connect(str(self.sqlite_path), timeout=60) as db:
-            return int(db.execute(sql).fetchone()[0])
+            sql = "SELECT count(*) FROM call_batches WHERE created_at < ?"
+            return int(db.execute(sql, (sqlite_time(cutoff),)).fetchone()[0])
 
     def purge_due_in(self) -> float | None:
         """Seconds until the purge job is due (negative: due or running), None while no row exists."""
@@ -220,7 +233,7 @@ def run_backend(backend: str, args: argparse.Namespace) -> None:
             time.sleep(0.2)
 
         started = time.perf_counter()
-        store.insert_expired(tenants[0]["account_id"], args.records)
+        store.insert_expired(tenants[0]["account_id"], tenants[0]["label_id"], args.records)
         inserted = store.expired_left()
         print(
             f"{backend}: callerid serve, 1 process, {os.cpu_count()} CPUs; {inserted:,} expired call records in "

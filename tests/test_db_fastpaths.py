@@ -72,12 +72,12 @@ async def test_point_reads_return_what_sqlalchemy_returns(
         "ends_at": now_ms + 60_000,
     }
     await submit_v2_batch(db, tenant.account_id, [record])
-    lookup = {"caller": "911234567890", "receiver": "919876543210", "at_ms": now_ms}
+    lookup = {"caller": 911234567890, "receiver": 919876543210, "at_ms": now_ms}  # numbers stored as numbers
     found = await point_rows(db, _ACTIVE_IDENTITY.one, lookup)
     assert found == await sqlalchemy_rows(db, _ACTIVE_IDENTITY.one, lookup)
-    assert len(found) == 1 and found[0][1] == str(label.id)  # ids read as their text
+    assert len(found) == 1 and found[0][0] == str(label.id)  # ids read as their text
     # The list form (lookups read together) finds the same row for the same key, and nothing for others.
-    pairs = {"pairs": [tuple(lookup.values()), ("911234567890", "910000000000", now_ms), (*lookup.values(),)]}
+    pairs = {"pairs": [tuple(lookup.values()), (911234567890, 910000000000, now_ms), (*lookup.values(),)]}
     many = await point_rows(db, _ACTIVE_IDENTITY.many, pairs)
     assert many == await sqlalchemy_rows(db, _ACTIVE_IDENTITY.many, pairs)
     assert [row[3:] for row in many] == found * 2 and [row[:3] for row in many] == [tuple(lookup.values())] * 2

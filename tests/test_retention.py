@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, update
 
 from callerid import clock
 from callerid.accounts.jobs import CONSOLE_PURGES, TOKEN_PURGES
@@ -28,7 +28,18 @@ from callerid.jobs.runner import JobRunner
 from callerid.numbers.jobs import NUMBER_JOB_PURGES
 from callerid.numbers.models import DELIST, JOB_DONE, JOB_PROCESSING, LIST, NumberJob
 from callerid.personalisation.jobs import RECORD_PURGES
-from callerid.personalisation.models import ERROR, INVALID_INPUT, PENDING, SUCCESS, CallBatch, CallRecord
+from callerid.personalisation.models import (
+    DELIVERED_STATE,
+    ERROR,
+    GROUP_SPAN,
+    INVALID_STATE,
+    OUTCOME_STATES,
+    PENDING,
+    PENDING_STATE,
+    SUCCESS,
+    CallBatch,
+    CallRecord,
+)
 from callerid.personalisation.service import epoch_ms
 from callerid.runtime import Runtime
 from tests.conftest import Tenant
@@ -75,52 +86,62 @@ def record(
     created: datetime | None = None,
     position: int = 0,
 ) -> dict[str, Any]:
-    """A call_records row whose window ends at ``ends`` (None: refused as invalid, no window)."""
+    """A call record whose window ends at ``ends`` (None: refused as invalid, no window), in a batch or not (R2).
+    ``store`` gives it its ``id``."""
     usable = ends is not None
-    ends_ms = epoch_ms(ends) if ends is not None else None
+    arrived = created or ((ends - timedelta(hours=2)) if ends is not None else NOW)
+    ends_ms = epoch_ms(ends) if ends is not None else epoch_ms(arrived)  # an invalid record's: its arrival
+    states = {PENDING: PENDING_STATE, SUCCESS: DELIVERED_STATE, ERROR: OUTCOME_STATES["not_app_user"]}
     return {
-        "id": uuid.uuid4(),
         "account_id": account_id,
         "batch_id": batch_id,
         "position": position,
-        "version": "v2",
-        "caller": "911234567890" if usable else None,
-        "receiver": f"91{9_000_000_000 + position}" if usable else None,
-        "label_id": None,
-        "label_name": "Flower rasm" if usable else None,
-        "call_reason": None,
-        "starts_at": ends_ms - 3_600_000 if ends_ms is not None else None,
+        "caller": 911234567890 if usable else None,
+        "receiver": 919_000_000_000 + position if usable else None,
+        "starts_at": ends_ms - 3_600_000 if usable else None,
         "ends_at": ends_ms,
-        "status": status if usable else ERROR,
-        "reason": None if usable else INVALID_INPUT,
-        "field": None,
-        "message": None,
-        "sent": None if usable else {"caller_number": "x"},
-        "created_at": created or ((ends - timedelta(hours=2)) if ends is not None else NOW),
+        "state": states[status] if usable else INVALID_STATE,
+        "problem": None if usable else {"field": "caller_number", "message": "x", "sent": {"caller": "x"}},
     }
 
 
 async def store(db: Database, rows: list[dict[str, Any]], batches: dict[uuid.UUID, datetime] | None = None) -> None:
+    """``rows`` in their batches (``batches``: their arrival), the others in one R2 group that arrived now."""
+    groups, records = CallBatch.__table__, CallRecord.__table__
+    realtime = uuid.uuid4()
     async with db.transaction() as session:
-        if batches:
-            await session.execute(
-                insert(CallBatch.__table__),
-                [
-                    {"id": b, "account_id": rows[0]["account_id"], "version": "v2", "record_count": 2, "created_at": at}
-                    for b, at in batches.items()
-                ],
-            )
-        await session.execute(insert(CallRecord.__table__), rows)
+        keys = {}
+        for batch_id, at in [*(batches or {}).items(), (realtime, NOW)]:
+            values = {"id": batch_id, "version": "v2", "record_count": 2, "created_at": at}
+            values["account_id"] = rows[0]["account_id"] if batch_id != realtime else None
+            keys[batch_id] = (await session.execute(insert(groups).values(values).returning(groups.c.key))).scalar_one()
+        for index, row in enumerate(rows):
+            group = row.pop("batch_id") or realtime
+            position = row.pop("position") if group != realtime else index
+            row.pop("account_id")
+            row["id"] = keys[group] * GROUP_SPAN + position
+        await session.execute(insert(records), rows)
 
 
-async def record_ids(db: Database) -> set[uuid.UUID]:
+async def deliver(db: Database, batch_id: uuid.UUID) -> None:
+    """The batch's outcomes written (its pending records are not pending any more)."""
+    async with db.transaction() as session:
+        await session.execute(
+            update(CallBatch.__table__)
+            .where(CallBatch.__table__.c.id == batch_id)
+            .values(outcomes=[["not_app_user", "Not an app user", [0, 2]]])
+        )
+
+
+async def record_ids(db: Database) -> set[int]:
     async with db.session() as session:
         return set((await session.scalars(select(CallRecord.id))).all())
 
 
 async def batch_ids(db: Database) -> set[uuid.UUID]:
+    """The batches of B1/B2 requests (not R2 groups)."""
     async with db.session() as session:
-        return set((await session.scalars(select(CallBatch.id))).all())
+        return set((await session.scalars(select(CallBatch.id).where(CallBatch.account_id.is_not(None)))).all())
 
 
 async def test_call_records_go_30_days_after_their_window_and_a_batch_with_its_last_record(
@@ -128,7 +149,7 @@ async def test_call_records_go_30_days_after_their_window_and_a_batch_with_its_l
 ) -> None:
     cutoff = NOW - timedelta(days=settings.call_record_retention_days)
     a = tenant.account_id
-    both_gone, half_gone, stuck = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    both_gone, half_gone, stuck, delivered = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     rows = {
         "ended": record(a, ends=cutoff - timedelta(milliseconds=1)),
         "ended_with_outcome": record(a, ends=cutoff - timedelta(days=3), status=ERROR),
@@ -141,21 +162,25 @@ async def test_call_records_go_30_days_after_their_window_and_a_batch_with_its_l
         "half_1": record(a, ends=cutoff - SECOND, batch_id=half_gone, position=0),
         "half_2": record(a, ends=cutoff + SECOND, batch_id=half_gone, position=1),
         "stuck": record(a, ends=cutoff - timedelta(days=5), status=PENDING, batch_id=stuck),
+        # stored pending, then its batch was delivered (the outcomes are the batch's: a record row never changes)
+        "delivered": record(a, ends=cutoff - timedelta(days=4), status=PENDING, batch_id=delivered),
     }
     old_batch = cutoff - timedelta(days=2)
-    await store(db, list(rows.values()), {both_gone: old_batch, half_gone: old_batch, stuck: old_batch})
+    batches = dict.fromkeys([both_gone, half_gone, stuck, delivered], old_batch)
+    await store(db, list(rows.values()), batches)
+    await deliver(db, delivered)
 
     run = await purge(db, settings, RECORD_PURGES)
 
     assert run.finished
-    assert run.deleted == {"call_records": 4, "invalid_call_records": 2, "call_batches": 1}
+    assert run.deleted == {"call_records": 7, "call_batches": 2}  # invalid records by arrival, as ended ones
     kept = {"inside", "pending", "invalid_new", "half_2", "stuck"}
     assert await record_ids(db) == {rows[name]["id"] for name in kept}
     assert await batch_ids(db) == {half_gone, stuck}
 
     clock.advance(2 * SECOND)  # now the rest of half_gone's window is over too: the batch goes with it
     run = await purge(db, settings, RECORD_PURGES)
-    assert run.deleted == {"call_records": 2, "invalid_call_records": 1, "call_batches": 1}
+    assert run.deleted == {"call_records": 3, "call_batches": 1}
     assert await record_ids(db) == {rows["pending"]["id"], rows["stuck"]["id"]}
     assert await batch_ids(db) == {stuck}
 
@@ -167,8 +192,8 @@ async def test_a_purge_deletes_in_chunks_until_done(db: Database, settings: Sett
 
     run = await purge(db, tuned(settings, retention_chunk_rows=3), RECORD_PURGES)
 
-    # 3 + 3 + 3 + 1 records, then one statement each for invalid records and batches (none).
-    assert (run.finished, run.statements, run.deleted["call_records"]) == (True, 6, 10)
+    # 3 + 3 + 3 + 1 records, then one statement for batches (none).
+    assert (run.finished, run.statements, run.deleted["call_records"]) == (True, 5, 10)
     assert await count(db, CallRecord) == 1
 
 

@@ -139,7 +139,12 @@ class Settings(BaseSettings):
     # --- rate limits (SPEC §4), in the `limits` library's notation ---------------------------------------
     rate_limit_general: str = "100/second"
     rate_limit_batch_v2: str = "60/minute"
-    batch_max_records: int = Field(default=500, description="records per B1/B2 request (SPEC §4)")
+    batch_max_records: int = Field(
+        default=500,
+        ge=1,
+        le=65_536,  # a record's id holds its position in the batch in 16 bits (callerid.personalisation.models)
+        description="records per B1/B2 request (SPEC §4)",
+    )
 
     # --- phones and delivery (SPEC §8, §11) -----------------------------------------------------------------
     min_app_version: str = Field(

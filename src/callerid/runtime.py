@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # the domains' classes are imported where they are made (buil
     from callerid.delivery.service import DeviceAuthCache
     from callerid.identity.signer import Signer
     from callerid.jobs.runner import JobRunner
+    from callerid.personalisation.storing import NewRecord
     from callerid.personalisation.writer import GroupInserter
     from callerid.webhooks.attempts import DeliveryStore
     from callerid.webhooks.delivery import Deliverer
@@ -45,7 +46,7 @@ class Runtime:
     deliverer: Deliverer  # the HTTP client of webhook deliveries and of the SMS gateway
     webhook_store: DeliveryStore  # batched reads and writes of webhook deliveries
     device_auth: DeviceAuthCache  # device tokens recently checked (caller-ID lookup)
-    realtime_inserter: GroupInserter  # the group commit of real-time call records (R1/R2)
+    realtime_inserter: GroupInserter[NewRecord]  # the group commit of real-time call records (R1/R2)
     # Devices this process marked seen recently (id -> when): a phone reconnecting within a day costs no write.
     devices_seen: dict[str, datetime] = field(default_factory=dict)
     job_runner: JobRunner | None = None  # set by open(run_jobs=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +17,23 @@ from callerid.config import Settings
 from callerid.db import Database
 from callerid.labels import service as labels
 from callerid.labels.models import Label
-from callerid.personalisation.models import CallBatch, CallRecord
+from callerid.personalisation.models import (
+    DELIVERED_STATE,
+    ERROR,
+    GROUP_SPAN,
+    INVALID_INPUT,
+    INVALID_STATE,
+    PENDING,
+    PENDING_STATE,
+    REASON_OF_STATE,
+    SUCCESS,
+    CallBatch,
+    CallBatchText,
+    CallRecord,
+    group_key_of,
+    record_uuid,
+)
+from callerid.personalisation.outcomes import outcomes_by_position
 from callerid.personalisation.service import epoch_ms
 from tests.conftest import Tenant, create_tenant
 from tests.labels.images import image_bytes
@@ -102,15 +119,84 @@ def _apply(record: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-async def stored_records(db: Database) -> list[CallRecord]:
+@dataclass(frozen=True)
+class StoredRow:
+    """A call record as stored, decoded (callerid.personalisation.models): numbers as text, codes as names."""
+
+    id: uuid.UUID | None  # the public id (None: an R2 record, whose id only its push message had)
+    batch_id: uuid.UUID | None  # None: an R2 record
+    position: int
+    version: str
+    caller: str | None
+    receiver: str | None
+    label_id: uuid.UUID | None
+    label_name: str | None
+    call_reason: str | None
+    starts_at: int | None
+    ends_at: int | None  # None for an invalid record
+    status: str
+    reason: str | None
+    field: str | None
+    message: str | None  # None for an R2 record's outcome (not stored: R2 records are never shown again)
+    sent: dict[str, Any] | None
+
+
+async def stored_records(db: Database) -> list[StoredRow]:
+    """Every call record, in arrival order."""
+    records, groups, texts = CallRecord.__table__, CallBatch.__table__, CallBatchText.__table__
+    joined = records.join(groups, groups.c.key == group_key_of(records.c.id)).outerjoin(
+        texts, (texts.c.batch_key == groups.c.key) & (texts.c.number == records.c.display)
+    )
+    query = select(
+        records, groups.c.id.label("group_id"), groups.c.account_id, groups.c.version, groups.c.outcomes
+    ).add_columns(texts.c.label_id, texts.c.label_name, texts.c.call_reason)
     async with db.session() as session:
-        rows = await session.scalars(select(CallRecord).order_by(CallRecord.created_at, CallRecord.position))
-        return list(rows.all())
+        rows = (await session.execute(query.select_from(joined).order_by(records.c.id))).all()
+    return [_decoded(row) for row in rows]
+
+
+def _decoded(row: Any) -> StoredRow:
+    batch = row.account_id is not None
+    position = row.id % GROUP_SPAN
+    status, reason, field, message, sent = ERROR, None, None, None, None
+    if row.state == INVALID_STATE:
+        reason, field, message, sent = INVALID_INPUT, row.problem["field"], row.problem["message"], row.problem["sent"]
+    elif row.state == PENDING_STATE:
+        outcome = outcomes_by_position(row.outcomes).get(position)
+        if outcome is None:
+            status = PENDING
+        else:
+            reason, message = outcome
+            status = SUCCESS if reason is None else ERROR
+    elif row.state == DELIVERED_STATE:
+        status = SUCCESS
+    else:
+        reason = REASON_OF_STATE[row.state]
+    public_id = row.legacy_id or (uuid.UUID(record_uuid(row.group_id, position)) if batch else None)
+    return StoredRow(
+        id=public_id,
+        batch_id=row.group_id if batch else None,
+        position=position,
+        version=row.version,
+        caller=None if row.caller is None else str(row.caller),
+        receiver=None if row.receiver is None else str(row.receiver),
+        label_id=row.label_id,
+        label_name=row.label_name,
+        call_reason=row.call_reason,
+        starts_at=row.starts_at,
+        ends_at=None if row.state == INVALID_STATE else row.ends_at,
+        status=status,
+        reason=reason,
+        field=field,
+        message=message,
+        sent=sent,
+    )
 
 
 async def stored_batches(db: Database) -> list[CallBatch]:
+    """The batches of B1/B2/R1 requests (not the groups of R2 records, which have no account)."""
     async with db.session() as session:
-        return list((await session.scalars(select(CallBatch))).all())
+        return list((await session.scalars(select(CallBatch).where(CallBatch.account_id.is_not(None)))).all())
 
 
 async def s2(client: httpx.AsyncClient, tenant: Tenant, auth: dict[str, str], batch_id: str) -> dict[str, Any]:

@@ -73,4 +73,4 @@ async def test_r2_records_with_a_failed_push_still_identify(
     result = await service.submit_realtime_v2(runtime, tenant.account_id, record_v2(label, now_ms))
     assert result.outcome is not None and result.outcome.reason == "not_app_user"
     found = await lookup(db)
-    assert found is not None and found.record_id == str(result.record.id)
+    assert found is not None and (found.label_id, found.starts_at) == (str(label.id), result.record.starts_at)

@@ -24,7 +24,7 @@ from sqlalchemy.pool import NullPool
 from callerid.db.driverpool import DriverPool
 from callerid.db.keyedreads import KeyedQuery, KeyedReads
 from callerid.db.pointread import PointReader, PostgresPointReader, SessionPointReader, sqlite_point_reader
-from callerid.db.sqlitewriter import SQLITE_BUSY_TIMEOUT_MS, SqliteWriter
+from callerid.db.sqlitewriter import SQLITE_BUSY_TIMEOUT_MS, WAL_RESTART_BYTES, SqliteWriter
 from callerid.db.write import (
     JOBS_CHANNEL,
     Step,
@@ -48,6 +48,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    # A connection that starts the WAL over trims it to this size (db.sqlitewriter keeps it bounded).
+    cursor.execute(f"PRAGMA journal_size_limit={WAL_RESTART_BYTES}")
     cursor.close()
 
 

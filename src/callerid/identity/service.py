@@ -43,9 +43,7 @@ class CallerIdentity:
 NOT_VERIFIED: dict[str, Any] = {"verified": False}
 
 
-async def lookup(
-    runtime: Runtime, caller: str, receiver: str, at: datetime
-) -> CallerIdentity | None:
+async def lookup(runtime: Runtime, caller: str, receiver: str, at: datetime) -> CallerIdentity | None:
     """The identity ``caller`` shows to ``receiver`` at ``at``, or None outside every window.
 
     Sources, in order (first match wins): the latest call personalisation record whose window holds ``at``;

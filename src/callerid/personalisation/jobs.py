@@ -7,13 +7,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import bindparam, exists
+from sqlalchemy import bindparam, exists, select
 
 from callerid.config import Settings
 from callerid.jobs import JobContext, handler
 from callerid.jobs.purge import Purge, retention_every, run_purges
 from callerid.personalisation import service
-from callerid.personalisation.models import PENDING, CallBatch, CallRecord
+from callerid.personalisation.models import GROUP_SPAN, PENDING_STATE, CallBatch, CallRecord, group_key_of
 
 log = structlog.get_logger("callerid.personalisation")
 
@@ -26,29 +26,32 @@ def _record_cutoffs(settings: Settings, now: datetime) -> dict[str, Any]:
     return {"ended_before_ms": service.epoch_ms(cutoff), "created_before": cutoff}
 
 
-# In this order: records whose window ended (never a pending one: its delivery is still to come), records refused
-# as invalid (they have no window: by arrival), then batches left without records (a batch arrived with its
-# records, so one whose records are gone is older than the cutoff). ix_call_records_ends_created serves both record
-# kinds, ix_call_batches_created_at the batches (ix_call_records_batch_position the NOT EXISTS).
+# A record is pending while its batch has no outcomes yet (a record row is never updated: personalisation.outcomes).
+# A scalar sub-select, not EXISTS: PostgreSQL may answer an EXISTS under OR by hashing every delivered batch, for
+# each chunk; this is one primary-key probe per record read, on both databases.
+_DELIVERED = (
+    select(_BATCHES.c.outcomes.is_not(None)).where(_BATCHES.c.key == group_key_of(_RECORDS.c.id)).scalar_subquery()
+)
+_HAS_RECORDS = exists().where(
+    _RECORDS.c.id >= _BATCHES.c.key * GROUP_SPAN, _RECORDS.c.id < (_BATCHES.c.key + 1) * GROUP_SPAN
+)
+
+# In this order: records whose window ended, and records refused as invalid (their ends_at is their arrival), never a
+# pending one (its delivery is still to come); then groups left without records (a group arrived with its records,
+# so one whose records are gone is older than the cutoff), their texts with them (ON DELETE CASCADE).
+# ix_call_records_ends_at serves the records, ix_call_batches_created_at the groups (the records' primary key the
+# NOT EXISTS).
 RECORD_PURGES = (
     Purge(
         "call_records",
         _RECORDS,
-        (_RECORDS.c.ends_at < bindparam("ended_before_ms")) & (_RECORDS.c.status != PENDING),
-        _record_cutoffs,
-    ),
-    Purge(
-        "invalid_call_records",
-        _RECORDS,
-        _RECORDS.c.ends_at.is_(None)
-        & (_RECORDS.c.created_at < bindparam("created_before"))
-        & (_RECORDS.c.status != PENDING),
+        (_RECORDS.c.ends_at < bindparam("ended_before_ms")) & ((_RECORDS.c.state != PENDING_STATE) | _DELIVERED),
         _record_cutoffs,
     ),
     Purge(
         "call_batches",
         _BATCHES,
-        (_BATCHES.c.created_at < bindparam("created_before")) & ~exists().where(_RECORDS.c.batch_id == _BATCHES.c.id),
+        (_BATCHES.c.created_at < bindparam("created_before")) & ~_HAS_RECORDS,
         _record_cutoffs,
     ),
 )

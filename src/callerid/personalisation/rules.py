@@ -39,9 +39,9 @@ _V2_ALIASES = {
 
 
 def new_record_id(at_ms: int | None = None) -> uuid.UUID:
-    """A UUIDv7 (RFC 9562) for time ``at_ms`` (default now): ids made close in time sort together, so a batch's
-    rows append to the primary-key index instead of landing on random pages. Written here because Python
-    3.11's ``uuid`` has no ``uuid7``."""
+    """A UUIDv7 (RFC 9562) for time ``at_ms`` (default now), for batch ids and R2 push messages: ids made close in
+    time sort together, so new batches append to the index of batch ids instead of landing on random pages.
+    Written here because Python 3.11's ``uuid`` has no ``uuid7``."""
     millis = epoch_ms(clock.now()) if at_ms is None else at_ms
     value = (millis & 0xFFFF_FFFF_FFFF) << 80 | int.from_bytes(os.urandom(10), "big")
     value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
@@ -79,7 +79,6 @@ def batch_records_of(body: dict[str, Any] | None, max_records: int) -> list[dict
 class CheckedRecord:
     """One record after the rules: normalised values when valid, else the first failing rule."""
 
-    id: uuid.UUID
     position: int
     caller: str | None = None
     receiver: str | None = None
@@ -148,7 +147,7 @@ def check_record(
     record: dict[str, Any], version: str, labels: dict[uuid.UUID, DynamicLabel], now_ms: int, position: int = 0
 ) -> CheckedRecord:
     """Apply SPEC §7.1 rules 1-13 in order; the first failure is kept (messages per §7.2)."""
-    checked = CheckedRecord(id=new_record_id(now_ms), position=position)
+    checked = CheckedRecord(position=position)
     try:
         _apply_rules(checked, record, version, labels, now_ms)
     except _Invalid as problem:

@@ -1,5 +1,6 @@
 """Storing call records durably: a batch with one multi-row INSERT in the same transaction as the job that
-delivers it (B1/B2), and the real-time records (R1/R2) through one group commit.
+delivers it (B1/B2), and the real-time records (R2) through one group commit. Either way a group row, its distinct
+texts and its records (``callerid.personalisation.models``), in one transaction.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from sqlalchemy import insert
+from sqlalchemy import BigInteger, bindparam, insert, literal_column, select
 
 from callerid import clock
 from callerid.config import Settings
@@ -20,7 +21,16 @@ from callerid.delivery.service import DeliveryOutcome, PushMessage, deliver_many
 from callerid.delivery.service import outcome as delivery_outcome
 from callerid.jobs import enqueue_step
 from callerid.labels.service import logo_url
-from callerid.personalisation.models import ERROR, INVALID_INPUT, PENDING, SUCCESS, CallBatch, CallRecord
+from callerid.personalisation.models import (
+    DELIVERED_STATE,
+    GROUP_SPAN,
+    INVALID_STATE,
+    OUTCOME_STATES,
+    PENDING_STATE,
+    CallBatch,
+    CallBatchText,
+    CallRecord,
+)
 from callerid.personalisation.rules import BATCH_FIELD, CheckedRecord, check_record, epoch_ms, labels_for, new_record_id
 from callerid.personalisation.schemas import V1, V2
 from callerid.personalisation.writer import GroupInserter
@@ -31,54 +41,58 @@ if TYPE_CHECKING:
 log = structlog.get_logger("callerid.personalisation")
 DELIVER_BATCH_JOB = "personalisation.deliver_batch"
 
-
-def _row(
-    checked: CheckedRecord,
-    *,
-    account_id: uuid.UUID,
-    batch_id: uuid.UUID | None,
-    version: str,
-    created_at: datetime,
-    status: str,
-    reason: str | None = None,
-    field: str | None = None,
-    message: str | None = None,
-    sent: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """A ``call_records`` row; every row has the same keys so a batch is one executemany INSERT."""
-    usable = sent is None
-    return {
-        "id": checked.id,
-        "account_id": account_id,
-        "batch_id": batch_id,
-        "position": checked.position,
-        "version": version,
-        "caller": checked.caller if usable else None,
-        "receiver": checked.receiver if usable else None,
-        "label_id": checked.label.id if usable and checked.label is not None else None,
-        "label_name": checked.label_name if usable else None,
-        "call_reason": checked.call_reason if usable else None,
-        "starts_at": checked.starts_at if usable else None,
-        "ends_at": checked.ends_at if usable else None,
-        "status": status,
-        "reason": reason,
-        "field": field,
-        "message": message,
-        "sent": sent,
-        "created_at": created_at,
-    }
+_BATCHES = CallBatch.__table__
+_TEXTS = CallBatchText.__table__
+_RECORDS = CallRecord.__table__
 
 
-def _invalid_row(checked: CheckedRecord, **common: Any) -> dict[str, Any]:
-    return _row(
-        checked,
-        **common,
-        status=ERROR,
-        reason=INVALID_INPUT,
-        field=checked.v2_field,
-        message=checked.message,
-        sent=checked.sent,
+# A record's id from its group's key: the group row is inserted first in the same transaction, and found by its
+# UUID (one statement for both databases; the key is the database's to give).
+_GROUP_KEY = select(_BATCHES.c.key).where(_BATCHES.c.id == bindparam("group_id")).scalar_subquery()
+_INSERT_GROUP = insert(_BATCHES)
+_INSERT_TEXTS = insert(_TEXTS).values(batch_key=_GROUP_KEY).inline()
+_INSERT_RECORDS = (
+    insert(_RECORDS)
+    .values(id=_GROUP_KEY * literal_column(str(GROUP_SPAN), BigInteger) + bindparam("position", type_=BigInteger))
+    .inline()
+)
+
+Text = tuple[uuid.UUID, str, str | None]  # label id, label name, call reason
+
+
+@dataclass(frozen=True, slots=True)
+class NewRecord:
+    """A record to store, before its group gives it a position and numbers its texts."""
+
+    state: int
+    ends_at: int  # the window's end; an invalid record's arrival
+    caller: int | None = None  # None: not a usable record (failed validation, or in a rejected v1 batch)
+    receiver: int | None = None
+    starts_at: int | None = None
+    text: Text | None = None
+    problem: dict[str, Any] | None = None
+
+
+def usable(checked: CheckedRecord, state: int) -> NewRecord:
+    assert checked.caller and checked.receiver and checked.label is not None and checked.label_name is not None
+    assert checked.starts_at is not None and checked.ends_at is not None
+    return NewRecord(
+        state=state,
+        ends_at=checked.ends_at,
+        caller=int(checked.caller),
+        receiver=int(checked.receiver),
+        starts_at=checked.starts_at,
+        text=(checked.label.id, checked.label_name, checked.call_reason),
     )
+
+
+def refused(now_ms: int, field: str | None, message: str | None, sent: dict[str, Any] | None) -> NewRecord:
+    """A record S1/S2 show as failed validation, with the values to echo."""
+    return NewRecord(state=INVALID_STATE, ends_at=now_ms, problem={"field": field, "message": message, "sent": sent})
+
+
+def _invalid(checked: CheckedRecord, now_ms: int) -> NewRecord:
+    return refused(now_ms, checked.v2_field, checked.message, checked.sent)
 
 
 def _valid_values(checked: CheckedRecord) -> dict[str, Any]:
@@ -94,8 +108,38 @@ def _valid_values(checked: CheckedRecord) -> dict[str, Any]:
     }
 
 
-_INSERT_BATCH = insert(CallBatch.__table__)
-_INSERT_RECORDS = insert(CallRecord.__table__)
+def group_steps(
+    group_id: uuid.UUID, account_id: uuid.UUID | None, version: str, created_at: datetime, records: list[NewRecord]
+) -> list[Step]:
+    """The statements that store a group: its row, its distinct texts (numbered in order of appearance), its records
+    (positioned in order). Every record row has the same keys, so the records are one many-row INSERT."""
+    texts: dict[Text, int] = {}
+    rows = []
+    for position, record in enumerate(records):
+        rows.append(
+            {
+                "position": position,
+                "caller": record.caller,
+                "receiver": record.receiver,
+                "starts_at": record.starts_at,
+                "ends_at": record.ends_at,
+                "display": None if record.text is None else texts.setdefault(record.text, len(texts)),
+                "state": record.state,
+                "problem": record.problem,
+            }
+        )
+    group = {"id": group_id, "account_id": account_id, "version": version, "record_count": len(records)}
+    group["created_at"] = created_at
+    shared = {"group_id": group_id}
+    steps = [Step(_INSERT_GROUP, group)]
+    if texts:
+        text_rows = [
+            {"number": number, "label_id": label_id, "label_name": name, "call_reason": reason}
+            for (label_id, name, reason), number in texts.items()
+        ]
+        steps.append(Step(_INSERT_TEXTS, rows=text_rows, shared=shared))
+    steps.append(Step(_INSERT_RECORDS, rows=rows, shared=shared))
+    return steps
 
 
 async def _store_batch(
@@ -105,16 +149,12 @@ async def _store_batch(
     batch_id: uuid.UUID,
     version: str,
     created_at: datetime,
-    rows: list[dict[str, Any]],
+    records: list[NewRecord],
     deliver: bool,
 ) -> None:
     """Batch, records and (when some are valid) the delivery job, in one transaction: once this returns
     the batch cannot be lost, and its processing is already queued."""
-    batch = {"id": batch_id, "account_id": account_id, "version": version, "record_count": len(rows)}
-    batch["created_at"] = created_at
-    # Values every record shares are converted once.
-    shared = {"account_id": account_id, "batch_id": batch_id, "version": version, "created_at": created_at}
-    steps = [Step(_INSERT_BATCH, batch), Step(_INSERT_RECORDS, rows=rows, shared=shared)]
+    steps = group_steps(batch_id, account_id, version, created_at, records)
     if deliver:
         steps.append(enqueue_step(DELIVER_BATCH_JOB, {"batch_id": str(batch_id)}))
     await db.write(steps)
@@ -134,10 +174,9 @@ async def submit_v1(db: Database, account_id: uuid.UUID, records: list[dict[str,
     now_ms = epoch_ms(now)
     checked = [check_record(record, V1, labels, now_ms, i) for i, record in enumerate(records)]
     batch_id = new_record_id()
-    common: dict[str, Any] = {"account_id": account_id, "batch_id": batch_id, "version": V1, "created_at": now}
     first_bad = next((c for c in checked if not c.valid), None)
     if first_bad is None:
-        rows = [_row(c, **common, status=PENDING) for c in checked]
+        stored = [usable(c, PENDING_STATE) for c in checked]
         error = None
     else:
         error = (
@@ -145,21 +184,19 @@ async def submit_v1(db: Database, account_id: uuid.UUID, records: list[dict[str,
         )
         # Valid records of a rejected batch are not delivered and say why; they are not usable records.
         rejected = f"batch rejected, call_records[{first_bad.position}]: {first_bad.message}"
-        rows = [
-            _invalid_row(c, **common)
-            if not c.valid
-            else _row(
-                c,
-                **common,
-                status=ERROR,
-                reason=INVALID_INPUT,
-                field=BATCH_FIELD,
-                message=rejected,
-                sent=_valid_values(c),
-            )
+        stored = [
+            _invalid(c, now_ms) if not c.valid else refused(now_ms, BATCH_FIELD, rejected, _valid_values(c))
             for c in checked
         ]
-    await _store_batch(db, **common, rows=rows, deliver=error is None)
+    await _store_batch(
+        db,
+        account_id=account_id,
+        batch_id=batch_id,
+        version=V1,
+        created_at=now,
+        records=stored,
+        deliver=error is None,
+    )
     return V1Result(batch_id=batch_id, error=error)
 
 
@@ -170,9 +207,16 @@ async def submit_v2_batch(db: Database, account_id: uuid.UUID, records: list[dic
     now_ms = epoch_ms(now)
     checked = [check_record(record, V2, labels, now_ms, i) for i, record in enumerate(records)]
     batch_id = new_record_id()
-    common: dict[str, Any] = {"account_id": account_id, "batch_id": batch_id, "version": V2, "created_at": now}
-    rows = [_row(c, **common, status=PENDING) if c.valid else _invalid_row(c, **common) for c in checked]
-    await _store_batch(db, **common, rows=rows, deliver=any(c.valid for c in checked))
+    stored = [usable(c, PENDING_STATE) if c.valid else _invalid(c, now_ms) for c in checked]
+    await _store_batch(
+        db,
+        account_id=account_id,
+        batch_id=batch_id,
+        version=V2,
+        created_at=now,
+        records=stored,
+        deliver=any(c.valid for c in checked),
+    )
     return batch_id
 
 
@@ -180,13 +224,14 @@ async def submit_v2_batch(db: Database, account_id: uuid.UUID, records: list[dic
 class RealtimeResult:
     record: CheckedRecord
     outcome: DeliveryOutcome | None  # None when the record is invalid
+    record_id: str | None = None  # the id its push message had (R2 records are never shown again: not stored)
 
 
-def push_message(settings: Settings, checked: CheckedRecord) -> PushMessage:
+def push_message(settings: Settings, checked: CheckedRecord, record_id: str) -> PushMessage:
     assert checked.label is not None and checked.caller and checked.receiver
     assert checked.label_name is not None and checked.starts_at is not None and checked.ends_at is not None
     return PushMessage(
-        record_id=str(checked.id),
+        record_id=record_id,
         caller=checked.caller,
         receiver=checked.receiver,
         label_id=str(checked.label.id),
@@ -203,26 +248,30 @@ async def submit_realtime_v2(runtime: Runtime, account_id: uuid.UUID, record: di
     db, settings = runtime.db, runtime.settings
     now = clock.now()
     labels = await labels_for(db, account_id, [record])
-    checked = check_record(record, V2, labels, epoch_ms(now))
-    common: dict[str, Any] = {"account_id": account_id, "batch_id": None, "version": V2, "created_at": now}
+    now_ms = epoch_ms(now)
+    checked = check_record(record, V2, labels, now_ms)
     outcome: DeliveryOutcome | None = None
+    record_id: str | None = None
     if checked.valid:
+        record_id = str(new_record_id(now_ms))
         try:
-            outcome = (await deliver_many(runtime, [push_message(settings, checked)]))[0]
+            outcome = (await deliver_many(runtime, [push_message(settings, checked, record_id)]))[0]
         except Exception:
             # The push could not be attempted: that is the record's outcome (SPEC §8 #4), not a 500 for a valid record.
-            log.exception("realtime_push_failed", record_id=str(checked.id))
+            log.exception("realtime_push_failed", record_id=record_id)
             outcome = delivery_outcome(settings, "failed_to_push")
-        if outcome.reason is None:
-            row = _row(checked, **common, status=SUCCESS)
-        else:
-            row = _row(checked, **common, status=ERROR, reason=outcome.reason, message=outcome.message)
+        stored = usable(checked, DELIVERED_STATE if outcome.reason is None else OUTCOME_STATES[outcome.reason])
     else:
-        row = _invalid_row(checked, **common)
-    await runtime.realtime_inserter.insert(row)
-    return RealtimeResult(record=checked, outcome=outcome)
+        stored = _invalid(checked, now_ms)
+    await runtime.realtime_inserter.insert(stored)
+    return RealtimeResult(record=checked, outcome=outcome, record_id=record_id)
 
 
-def new_realtime_inserter(db: Database) -> GroupInserter:
+def _realtime_group(records: list[NewRecord]) -> list[Step]:
+    """One group commit of R2 records: a group of its own, with an internal id and no account."""
+    return group_steps(uuid.uuid4(), None, V2, clock.now(), records)
+
+
+def new_realtime_inserter(db: Database) -> GroupInserter[NewRecord]:
     """The R1/R2 group commit, one per process (``Runtime.realtime_inserter``)."""
-    return GroupInserter(db, CallRecord.__table__)
+    return GroupInserter(db, _realtime_group, name="call-records")

@@ -1,36 +1,38 @@
-"""Group commit for the real-time endpoints' single-row INSERTs (``callerid.batching``).
+"""Group commit for the real-time endpoints' records (``callerid.batching``).
 
 SQLite has one writer: one transaction per R2 request would serialise the requests on the write lock, with one
-COMMIT each (on PostgreSQL one WAL flush each). Rows that arrive while a transaction is running go together into
-the next one (one multi-row INSERT, one COMMIT). Every caller is answered only after the transaction holding its
-row has committed, exactly as with its own transaction; one bad row does not fail the others.
+COMMIT each (on PostgreSQL one WAL flush each). Records that arrive while a transaction is running go together into
+the next one (one group of records, one COMMIT). Every caller is answered only after the transaction holding its
+record has committed, exactly as with its own transaction; one bad record does not fail the others.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy import Table, insert
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
 
 from callerid.batching import Batcher
 from callerid.db import Database
 from callerid.db.write import Step
 
-MAX_GROUP = 500  # rows per transaction; the rest wait for the next one
+MAX_GROUP = 500  # records per transaction; the rest wait for the next one
+Item = TypeVar("Item")
 
 
-class GroupInserter:
-    def __init__(self, db: Database, table: Table):
+class GroupInserter(Generic[Item]):
+    """Stores items in groups: ``steps(items)`` is the one write that stores a group."""
+
+    def __init__(self, db: Database, steps: Callable[[list[Item]], Sequence[Step]], *, name: str):
         self._db = db
-        self._insert = insert(table)
-        self._batcher: Batcher[dict[str, Any], None] = Batcher(
-            self._write, max_batch=MAX_GROUP, alone_on_error=True, name=f"callerid-insert-{table.name}"
+        self._steps = steps
+        self._batcher: Batcher[Item, None] = Batcher(
+            self._write, max_batch=MAX_GROUP, alone_on_error=True, name=f"callerid-insert-{name}"
         )
 
-    async def insert(self, row: dict[str, Any]) -> None:
-        """Returns once ``row`` is committed; raises what its INSERT raised."""
-        await self._batcher.submit(row)
+    async def insert(self, item: Item) -> None:
+        """Returns once ``item`` is committed; raises what its group's write raised."""
+        await self._batcher.submit(item)
 
-    async def _write(self, rows: list[dict[str, Any]]) -> list[None]:
-        await self._db.write([Step(self._insert, rows=rows)])
-        return [None] * len(rows)
+    async def _write(self, items: list[Item]) -> list[None]:
+        await self._db.write(self._steps(items))
+        return [None] * len(items)
