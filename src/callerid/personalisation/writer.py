@@ -25,8 +25,14 @@ class GroupInserter(Generic[Item]):
     def __init__(self, db: Database, steps: Callable[[list[Item]], Sequence[Step]], *, name: str):
         self._db = db
         self._steps = steps
+        # Where writes can run side by side (PostgreSQL), the next group need not wait for the previous one's commit
+        # (its WAL flush): one slow flush would otherwise hold up every request that arrived meanwhile.
         self._batcher: Batcher[Item, None] = Batcher(
-            self._write, max_batch=MAX_GROUP, alone_on_error=True, name=f"callerid-insert-{name}"
+            self._write,
+            max_batch=MAX_GROUP,
+            alone_on_error=True,
+            max_in_flight=2 if db.concurrent_writes else 1,
+            name=f"callerid-insert-{name}",
         )
 
     async def insert(self, item: Item) -> None:
