@@ -268,8 +268,9 @@ async def submit_realtime_v2(runtime: Runtime, account_id: uuid.UUID, record: di
 
 
 def _realtime_group(records: list[NewRecord]) -> list[Step]:
-    """One group commit of R2 records: a group of its own, with an internal id and no account."""
-    return group_steps(uuid.uuid4(), None, V2, clock.now(), records)
+    """One group commit of R2 records: a group of its own, with an internal id (time-ordered, as batch ids: new ones
+    append to their index) and no account."""
+    return group_steps(new_record_id(), None, V2, clock.now(), records)
 
 
 def new_realtime_inserter(db: Database) -> GroupInserter[NewRecord]:
