@@ -354,3 +354,30 @@ async def test_many_rows_written_together_read_back_exactly(db: Database) -> Non
     assert [(job.kind, job.payload, job.last_error, job.due_at, job.attempts) for job in stored] == [
         (row["kind"], row["payload"], row["last_error"], now, 0) for row in rows
     ]
+
+
+@POSTGRES_ONLY
+async def test_lookups_read_together_probe_the_pair_index_not_scan_the_table(db: Database) -> None:
+    """Regression: with the keys as jsonb_to_recordset (taken for 100 rows) PostgreSQL hashed a full scan of
+    call_records for every grouped lookup once the table held some ten thousand records."""
+    import orjson
+    from sqlalchemy import text
+    from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+
+    async with db.transaction() as session:
+        await session.execute(
+            text(
+                "INSERT INTO call_records (id, caller, receiver, starts_at, ends_at, display, state) "
+                "SELECT (i / 500 + 1) * 65536 + i % 500, 14155550000 + i % 8, 16500000000 + i, 0, 10000000000000, 0, 1 "
+                "FROM generate_series(0, 29999) i"
+            )
+        )
+    async with db.session() as session:
+        await session.execute(text("ANALYZE call_records"))
+        sql = str(_ACTIVE_IDENTITY.many.compile(dialect=PGDialect_asyncpg()))
+        keys = [{"caller": 14155550001, "receiver": 16500000001 + i, "at_ms": 5} for i in range(3)]
+        connection = await session.connection()
+        driver: Any = (await connection.get_raw_connection()).driver_connection
+        plan = "\n".join(row[0] for row in await driver.fetch("EXPLAIN " + sql, orjson.dumps(keys).decode(), 1))
+    assert "Seq Scan on call_records" not in plan, plan
+    assert "ix_call_records_pair" in plan, plan
