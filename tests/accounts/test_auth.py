@@ -378,6 +378,19 @@ def test_memory_windows_drop_idle_keys_but_keep_live_ones(monkeypatch: pytest.Mo
 # --- the Redis windows: one script per check -------------------------------------------------------------------
 
 
+def count_script_calls(limiter: RateLimiter) -> list[Any]:
+    """The Redis script calls ``limiter`` makes from now on (one entry per round trip)."""
+    calls: list[Any] = []
+    original = limiter.redis.client.evalsha  # type: ignore[union-attr]
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args)
+        return await original(*args, **kwargs)
+
+    limiter.redis.client.evalsha = counted  # type: ignore[union-attr,method-assign]
+    return calls
+
+
 @requires_redis
 async def test_redis_windows_count_all_limits_or_none_and_say_how_long_to_wait(tmp_path: Any) -> None:
     from limits import parse
@@ -386,14 +399,7 @@ async def test_redis_windows_count_all_limits_or_none_and_say_how_long_to_wait(t
     identity = f"test-{uuid.uuid4().hex}"
     general, batches = parse("5/minute"), parse("2/minute")
     try:
-        calls: list[Any] = []
-        original = limiter.redis.client.evalsha  # type: ignore[union-attr]
-
-        async def counted(*args: Any, **kwargs: Any) -> Any:
-            calls.append(args)
-            return await original(*args, **kwargs)
-
-        limiter.redis.client.evalsha = counted  # type: ignore[union-attr,method-assign]
+        calls = count_script_calls(limiter)
         assert await limiter.hit_all((general, batches), identity) is None
         assert await limiter.hit_all((general, batches), identity) is None
         assert len(calls) == 2  # one round trip per check, for both limits
@@ -419,14 +425,7 @@ async def test_concurrent_redis_checks_share_script_calls_and_count_exactly(tmp_
     identities = [f"test-{uuid.uuid4().hex}" for _ in range(3)]
     general, batches = parse("7/minute"), parse("3/minute")
     try:
-        calls: list[Any] = []
-        original = limiter.redis.client.evalsha  # type: ignore[union-attr]
-
-        async def counted(*args: Any, **kwargs: Any) -> Any:
-            calls.append(args)
-            return await original(*args, **kwargs)
-
-        limiter.redis.client.evalsha = counted  # type: ignore[union-attr,method-assign]
+        calls = count_script_calls(limiter)
         # Per identity: 5 requests under both limits, then 5 under the general one only, all at once.
         checks = [limiter.hit_all((general, batches), identity) for identity in identities for _ in range(5)]
         checks += [limiter.hit(general, identity) for identity in identities for _ in range(5)]
