@@ -324,6 +324,23 @@ async def test_keyed_reads_give_each_reader_its_own_rows_and_share_statements_wh
         assert len(statements) == reads
 
 
+async def test_reads_of_one_key_that_arrive_together_get_its_rows(db: Database) -> None:
+    """Regression: two lookups of the same key in the same group (the same phone, caller and millisecond) made the
+    group's one distinct key go through the single-key form, whose rows lack the key columns: a 500 for both."""
+    now = clock.now()
+    shared = {"status": QUEUED, "due_at": now, "payload": {}, "attempts": 0, "created_at": now}
+    await db.write([Step(insert(JOBS), rows=[{"kind": "test.same"}, {"kind": "test.other"}], shared=shared)])
+    by_kind = KeyedQuery(
+        many=select(JOBS.c.kind, JOBS.c.id).where(in_values(JOBS.c.kind, "kinds")),
+        one=select(JOBS.c.id).where(JOBS.c.kind == bindparam("kind")),
+        parameter="kinds",
+        key="kind",
+    )
+    found = await asyncio.gather(*(db.read_keyed(by_kind, ["test.same"]) for _ in range(6)))
+    assert [len(rows) for rows in found] == [1] * 6
+    assert len({row.id for rows in found for row in rows}) == 1
+
+
 def test_postgresql_inserts_many_rows_as_one_statement_of_column_arrays() -> None:
     from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 

@@ -61,11 +61,12 @@ class _QueryReads:
             self._read_group, max_batch=MAX_READS_PER_GROUP, max_in_flight=GROUPS_IN_FLIGHT, name="callerid-reads"
         )
 
-    async def read(self, keys: Sequence[Hashable]) -> list[Any]:
-        """The rows of ``keys``, in one statement (per chunk of keys)."""
+    async def read(self, keys: Sequence[Hashable], *, keyed_rows: bool = False) -> list[Any]:
+        """The rows of ``keys``, in one statement (per chunk of keys). ``keyed_rows``: rows that carry their key
+        columns (``many``), even for a single key."""
         query = self._query
         async with self._reads.sessions() as session:
-            if len(keys) == 1 and query.one is not None:
+            if len(keys) == 1 and query.one is not None and not keyed_rows:
                 return list((await session.execute(query.one, query.one_parameters(keys[0]))).all())
             rows: list[Any] = []
             for start in range(0, len(keys), MAX_KEYS_PER_STATEMENT):
@@ -76,9 +77,9 @@ class _QueryReads:
     async def _read_group(self, group: list[Sequence[Hashable]]) -> list[list[Any]]:
         if len(group) == 1:
             return [await self.read(group[0])]
-        wanted = list(dict.fromkeys(key for keys in group for key in keys))
+        wanted = list(dict.fromkeys(key for keys in group for key in keys))  # may be one key, asked twice
         by_key: dict[Hashable, list[Any]] = {}
-        for row in await self.read(wanted):
+        for row in await self.read(wanted, keyed_rows=True):
             by_key.setdefault(self._query.key_of(row), []).append(row)
         return [[row for key in dict.fromkeys(keys) for row in by_key.get(key, ())] for keys in group]
 
