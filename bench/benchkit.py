@@ -1,8 +1,9 @@
-"""What the benchmarks share: the CLI, a free port, waiting for ``callerid serve``, percentiles."""
+"""What the benchmarks share: the CLI, a free port, waiting for ``callerid serve``, percentiles, CPU per process."""
 
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -13,6 +14,45 @@ from typing import Any
 import httpx
 
 CALLERID = Path(sys.executable).parent / "callerid"
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _processes() -> dict[int, tuple[int, str, float]]:
+    """pid -> (parent pid, command line, user + system CPU seconds of it and its reaped children)."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                command = handle.read().replace(b"\0", b" ").decode(errors="replace")
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rpartition(")")[2].split()
+        except OSError:
+            continue  # the process ended meanwhile
+        # Fields after the command: state [0], ppid [1], ..., utime [11], stime [12], cutime [13], cstime [14].
+        found[int(entry)] = (int(fields[1]), command, sum(int(value) for value in fields[11:15]) / CLOCK_TICKS)
+    return found
+
+
+def cpu_seconds(serve_pid: int, database: str | None) -> tuple[float, float]:
+    """CPU seconds so far of ``callerid serve`` with its descendants, and of PostgreSQL's backends of ``database``
+    (0 without one). Linux only (``/proc``)."""
+    processes = _processes()
+    tree, grew = {serve_pid}, True
+    while grew:
+        before = len(tree)
+        tree |= {pid for pid, (parent, _, _) in processes.items() if parent in tree}
+        grew = len(tree) > before
+    server = sum(processes[pid][2] for pid in tree if pid in processes)
+    postgres = sum(
+        cpu
+        for _, command, cpu in processes.values()
+        if database is not None and command.startswith("postgres: ") and f" {database} " in command
+    )
+    return server, postgres
 
 
 def free_port() -> int:

@@ -7,14 +7,21 @@ For each backend (``--backend sqlite`` = the embedded default, ``postgres`` = Po
    ``callerid serve`` with the default settings (per-token rate limits included) and mints 10 tokens per
    account (the mint limit), so that load is spread over many tokens and the per-token limits are not what
    is measured. Registers ``--phones`` phones and gives each a record from the caller, for the lookup.
-2. Ceiling: ``GET /healthz`` (a trivial endpoint) with the same load generator, connections and duration.
-3. R2: ``POST /v2/clients/{id}/dynamic_call_record`` rotating over the tokens, one new receiver per record,
-   for ``--seconds``; records/s, p50/p99 and the ratio to the ceiling.
-4. Lookup: ``GET /app/v1/caller-id`` rotating over the phones' device tokens; lookups/s, p50/p99, ratio.
-5. B2: ``--batches`` batches of 500 records (``--b2-concurrency`` clients, rotating over the tokens): records per
+   With ``both``, both servers are started and stay up; only one is under load at a time.
+2. Warm-up: ``--warmup`` seconds of R2 and of lookups per backend, not measured (statements are prepared, caches
+   filled, scripts loaded on first use).
+3. ``--rounds`` rounds of: the ceiling ``GET /healthz`` (a trivial endpoint), then R2
+   (``POST /v2/clients/{id}/dynamic_call_record`` rotating over the tokens, one new receiver per record), then the
+   lookup (``GET /app/v1/caller-id`` rotating over the phones' device tokens), each for ``--seconds`` and each
+   against one backend then the other, so that a slower or busier moment of the machine hits both alike. Per
+   phase: requests/s, p50/p99, the ratio to the ceiling, and the CPU time per request of the server's processes
+   (and of PostgreSQL's backends for the bench database), read from ``/proc``.
+4. B2: ``--batches`` batches of 500 records (``--b2-concurrency`` clients, rotating over the tokens): records per
    minute accepted, then polls S2 until every record has a final status: records per minute fully processed.
+5. With ``both``: PostgreSQL's figures as a share of SQLite's, the median of the rounds' ratios (issue 15's target:
+   at least 60 %), and the highest R2 p99 on PostgreSQL of the rounds (target: under 50 ms).
 
-Load generator: ``wrk`` (C; Debian package ``wrk``) with a generated Lua script for 2-4, because a Python client
+Load generator: ``wrk`` (C; Debian package ``wrk``) with a generated Lua script for 2-3, because a Python client
 needs about as much CPU per request as the server and would measure itself on a 2-core machine. B2 requests are
 few and heavy, so a Python client (pre-serialised bodies) is enough there; its own healthz ceiling is printed too.
 Client and server share the machine, so every figure is a floor. Receivers are not app users, so R2/B2 records
@@ -46,16 +53,20 @@ import os
 import secrets
 import shutil
 import signal
+import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
-from benchkit import CALLERID, cli, free_port, percentile, wait_ready
+from benchkit import CALLERID, cli, cpu_seconds, free_port, percentile, wait_ready
 from PIL import Image
 
 BATCH_SIZE = 500
@@ -171,20 +182,24 @@ def run_wrk(base: str, script: str, args: argparse.Namespace, folder: Path, name
     raise SystemExit(f"wrk gave no result:\n{done.stdout}\n{done.stderr}")
 
 
-def report(name: str, unit: str, result: dict[str, Any], ceiling: dict[str, Any]) -> dict[str, Any]:
-    ratio = result["per_second"] / ceiling["per_second"]
+def report(name: str, unit: str, result: dict[str, Any], ceiling: dict[str, Any] | None) -> dict[str, Any]:
+    """Prints a wrk phase's figures (and the CPU per request, when measured); stops on any failed request."""
+    share = "" if ceiling is None else f", {result['per_second'] / ceiling['per_second']:.1%} of the ceiling"
+    cpu = ""
+    if "server_ms" in result:
+        cpu = f"; CPU/request: server {result['server_ms']:.3f} ms"
+        cpu += f" + PostgreSQL {result['postgres_ms']:.3f} ms" if result["postgres_ms"] else ""
     print(
         f"  {name}: {result['requests']:,} in {result['duration_us'] / 1e6:.1f} s: "
         f"{result['per_second']:,.0f} {unit}/s, "
-        f"p50 {result['p50_us'] / 1000:.1f} ms, p99 {result['p99_us'] / 1000:.1f} ms, "
-        f"{ratio:.1%} of the ceiling"
+        f"p50 {result['p50_us'] / 1000:.1f} ms, p99 {result['p99_us'] / 1000:.1f} ms{share}{cpu}"
     )
-    return result
     if result["non200"] or result["socket_errors"]:
         raise SystemExit(
             f"  {name}: {result['non200']} non-200 answers, {result['socket_errors']} socket errors; "
             f"first: {result['first_bad']}"
         )
+    return result
 
 
 # --- B2 (Python client) ----------------------------------------------------------------------------------------
@@ -337,9 +352,23 @@ def prepare(base: str, tenants: list[dict[str, Any]], phones: int) -> list[str]:
     return device_tokens
 
 
-def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Runs the phases against one backend; their figures by phase name."""
-    figures: dict[str, Any] = {}
+@dataclass
+class Backend:
+    """One running ``callerid serve`` with its tenants and phones, ready for the phases."""
+
+    name: str
+    base: str
+    server: subprocess.Popen[bytes]
+    tenants: list[dict[str, Any]]
+    device_tokens: list[str]
+    folder: Path
+    database: str | None  # PostgreSQL: the bench database (its backends' CPU is counted too)
+    results: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # phase -> one result per round
+
+
+@contextmanager
+def started(backend: str, args: argparse.Namespace) -> Iterator[Backend]:
+    """Sets up a fresh database and tenants for ``backend``, starts ``callerid serve``; tears everything down after."""
     folder = Path(tempfile.mkdtemp(prefix=f"callerid-bench-{backend}-"))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLERID_")}
@@ -351,10 +380,11 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
         # Registering thousands of phones measures lookups, not SMS codes: phones register without proof here.
         CALLERID_DEVICE_VERIFIER="none",
     )
-    database = f"callerid_bench_{os.getpid()}"
+    database = None
     if backend == "sqlite":
         env["CALLERID_DATABASE_URL"] = f"sqlite+aiosqlite:///{folder / 'callerid.db'}"
     else:
+        database = f"callerid_bench_{os.getpid()}"
         subprocess.run(["psql", args.postgres_admin, "-qc", f"CREATE DATABASE {database}"], check=True)
         env["CALLERID_DATABASE_URL"] = f"{args.postgres}/{database}"
         env["CALLERID_REDIS_URL"] = f"{args.redis}/{args.redis_db}"
@@ -363,78 +393,108 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
     server: subprocess.Popen[bytes] | None = None
     try:
         tenants = make_tenants(env, folder, args.accounts)
-
         server_log = open(folder / "serve.log", "wb")  # noqa: SIM115 - closed with the folder
         server = subprocess.Popen([str(CALLERID), "serve"], env=env, stdout=server_log, stderr=subprocess.STDOUT)
         base = f"http://127.0.0.1:{port}"
         wait_ready(base, server)
         device_tokens = prepare(base, tenants, args.phones)
-        with open("/proc/loadavg") as loadavg:
-            load = loadavg.read().split()[:3]
-        print(
-            f"{backend}: callerid serve, {args.workers} process(es), {os.cpu_count()} CPUs, load {' '.join(load)}; "
-            f"{len(tenants)} accounts x {TOKENS_PER_ACCOUNT} tokens, {len(device_tokens)} phones; "
-            f"wrk -t{args.threads} -c{args.connections} -d{args.seconds}s"
-        )
-        profiler = None
-        if args.profile:  # samples every phase in the worker process(es), only while they hold the GIL
-            spy = Path(sys.executable).parent / "py-spy"
-            profiler = subprocess.Popen(
-                [str(spy), "record", "--gil", "--subprocesses", "--format", "raw", "-r", "200", "-o", args.profile,
-                 "--pid", str(server.pid)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )  # fmt: skip
-        ceiling = run_wrk(base, wrk_script_plain("/healthz"), args, folder, "healthz")
-        print(
-            f"  ceiling GET /healthz: {ceiling['per_second']:,.0f} requests/s, "
-            f"p50 {ceiling['p50_us'] / 1000:.1f} ms, p99 {ceiling['p99_us'] / 1000:.1f} ms"
-        )
-        if "r2" in args.only:
-            targets = [
-                {
-                    "path": f"/v2/clients/{t['account_id']}/dynamic_call_record",
-                    "auth": a["Authorization"],
-                    "label": t["label_id"],
-                }
-                for t in tenants
-                for a in t["auths"]
-            ]
-            result = run_wrk(base, wrk_script_r2(targets, int(time.time() * 1000)), args, folder, "r2")
-            figures["r2"] = report("R2", "records", result, ceiling)
-        if "lookup" in args.only:
-            result = run_wrk(base, wrk_script_lookup(device_tokens), args, folder, "lookup")
-            figures["lookup"] = report("lookup", "lookups", result, ceiling)
-        if "b2" in args.only and args.batches:
-            figures["b2"] = asyncio.run(bench_b2(base, tenants, args))
-        if profiler is not None:
-            profiler.send_signal(signal.SIGINT)  # py-spy writes what it sampled and exits
-            profiler.wait(timeout=120)
+        yield Backend(backend, base, server, tenants, device_tokens, folder, database)
+    except BaseException:
+        log_path = folder / "serve.log"
+        if log_path.exists():  # what the server said, before its folder goes
+            print(f"--- last lines of {backend}'s serve.log:\n" + "\n".join(log_path.read_text().splitlines()[-60:]))
+        raise
     finally:
         if server is not None:
             server.terminate()
             server.wait(timeout=60)
-        if backend == "postgres":
+        if database is not None:
             subprocess.run(["psql", args.postgres_admin, "-qc", f"DROP DATABASE IF EXISTS {database}"], check=False)
             subprocess.run(["redis-cli", "-u", env["CALLERID_REDIS_URL"], "flushdb"], check=False, capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
-    return figures
 
 
-def compare(embedded: dict[str, Any], production: dict[str, Any]) -> None:
-    """Production (PostgreSQL + Redis) as a share of the embedded default, same run (issue 15: at least 60 %)."""
-    print("postgres / sqlite, one serve process each:")
-    rows = [
-        ("R2 records/s", "r2", lambda f: f["per_second"]),
-        ("lookups/s", "lookup", lambda f: f["per_second"]),
-        ("B2 records/min accepted", "b2", lambda f: f["accepted_per_minute"]),
-        ("B2 records/min processed", "b2", lambda f: f["processed_per_minute"]),
-    ]
-    for label, phase, value in rows:
-        if phase in embedded and phase in production:
-            ratio = value(production[phase]) / value(embedded[phase])
-            print(f"  {label}: {value(production[phase]):,.0f} / {value(embedded[phase]):,.0f} = {ratio:.0%}")
-    if "r2" in production:
-        print(f"  R2 p99 on postgres: {production['r2']['p99_us'] / 1000:.1f} ms (target < 50 ms)")
+def measured(backend: Backend, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``run()``'s wrk result plus the CPU the server (and PostgreSQL's backends) spent per request meanwhile."""
+    server_before, postgres_before = cpu_seconds(backend.server.pid, backend.database)
+    result = run()
+    server_after, postgres_after = cpu_seconds(backend.server.pid, backend.database)
+    result["server_ms"] = (server_after - server_before) * 1000 / max(result["requests"], 1)
+    result["postgres_ms"] = (postgres_after - postgres_before) * 1000 / max(result["requests"], 1)
+    return result
+
+
+def phase_script(backend: Backend, phase: str) -> tuple[str, str, str]:
+    """The wrk script of a phase, its unit and its title."""
+    tenants = backend.tenants
+    if phase == "ceiling":
+        script, unit, title = wrk_script_plain("/healthz"), "requests", "ceiling GET /healthz"
+    elif phase == "r2":
+        targets = [
+            {
+                "path": f"/v2/clients/{t['account_id']}/dynamic_call_record",
+                "auth": a["Authorization"],
+                "label": t["label_id"],
+            }
+            for t in tenants
+            for a in t["auths"]
+        ]
+        script, unit, title = wrk_script_r2(targets, int(time.time() * 1000)), "records", "R2"
+    else:
+        script, unit, title = wrk_script_lookup(backend.device_tokens), "lookups", "lookup"
+    return script, unit, title
+
+
+def run_phase(backend: Backend, phase: str, args: argparse.Namespace) -> None:
+    """One wrk phase against one backend; prints and keeps its figures."""
+    script, unit, title = phase_script(backend, phase)
+    result = measured(backend, lambda: run_wrk(backend.base, script, args, backend.folder, phase))
+    ceiling = backend.results.get("ceiling", [None])[-1]
+    report(f"{backend.name} {title}", unit, result, ceiling)
+    backend.results.setdefault(phase, []).append(result)
+
+
+def profiled(backend: Backend, path: str) -> subprocess.Popen[bytes]:
+    """py-spy sampling the server's process(es) while they hold the GIL, until sent SIGINT."""
+    spy = Path(sys.executable).parent / "py-spy"
+    return subprocess.Popen(
+        [str(spy), "record", "--gil", "--subprocesses", "--format", "raw", "-r", "200", "-o", path,
+         "--pid", str(backend.server.pid)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def compare(embedded: Backend, production: Backend) -> None:
+    """Production (PostgreSQL + Redis) as a share of the embedded default, same run (issue 15: at least 60 %): the
+    median over rounds of each round's ratio (the two ran one after the other, so the machine's drift cancels)."""
+    print("postgres / sqlite, one serve process each (median over rounds):")
+    for label, phase in (("R2 records/s", "r2"), ("lookups/s", "lookup")):
+        pairs = list(zip(embedded.results.get(phase, []), production.results.get(phase, []), strict=False))
+        if not pairs:
+            continue
+        ratios = [pg["per_second"] / lite["per_second"] for lite, pg in pairs]
+        print(
+            f"  {label}: {median([pg['per_second'] for _, pg in pairs]):,.0f} / "
+            f"{median([lite['per_second'] for lite, _ in pairs]):,.0f} = {median(ratios):.0%} "
+            f"(rounds: {', '.join(f'{r:.0%}' for r in ratios)}); CPU per request "
+            f"{median([pg['server_ms'] for _, pg in pairs]):.3f} ms + PostgreSQL "
+            f"{median([pg['postgres_ms'] for _, pg in pairs]):.3f} ms against "
+            f"{median([lite['server_ms'] for lite, _ in pairs]):.3f} ms"
+        )
+    for label, key in (
+        ("B2 records/min accepted", "accepted_per_minute"),
+        ("B2 records/min processed", "processed_per_minute"),
+    ):
+        if embedded.results.get("b2") and production.results.get("b2"):
+            lite, pg = embedded.results["b2"][-1][key], production.results["b2"][-1][key]
+            print(f"  {label}: {pg:,.0f} / {lite:,.0f} = {pg / lite:.0%}")
+    if production.results.get("r2"):
+        p99 = max(result["p99_us"] for result in production.results["r2"]) / 1000
+        print(f"  R2 p99 on postgres: {p99:.1f} ms, the highest of the rounds (target < 50 ms)")
 
 
 def main() -> None:
@@ -450,7 +510,9 @@ def main() -> None:
     parser.add_argument("--b2-concurrency", type=int, default=8)
     parser.add_argument("--workers", type=int, default=1, help="callerid serve processes")
     parser.add_argument("--log-level", default="INFO", help="CALLERID_LOG_LEVEL of the server")
-    parser.add_argument("--profile", help="run the server under py-spy, collapsed stacks to this file")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the wrk phases, the backends in turn")
+    parser.add_argument("--warmup", type=int, default=3, help="seconds of each phase run first, not measured")
+    parser.add_argument("--profile", help="sample the servers with py-spy: collapsed stacks to PROFILE.<backend>")
     parser.add_argument("--wrk", default=shutil.which("wrk") or "wrk")
     parser.add_argument("--postgres", default="postgresql+asyncpg://postgres@127.0.0.1:5432")
     parser.add_argument("--postgres-admin", default="postgresql://postgres@127.0.0.1:5432/postgres")
@@ -460,11 +522,37 @@ def main() -> None:
     args.only = set(args.only.split(","))
     if not shutil.which(args.wrk):
         raise SystemExit("wrk is not installed (Debian: apt-get install wrk)")
-    figures = {}
-    for backend in ["sqlite", "postgres"] if args.backend == "both" else [args.backend]:
-        figures[backend] = run_backend(backend, args)
-    if len(figures) == 2:
-        compare(figures["sqlite"], figures["postgres"])
+    names = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
+    with ExitStack() as stack:
+        backends = [stack.enter_context(started(name, args)) for name in names]
+        with open("/proc/loadavg") as loadavg:
+            load = loadavg.read().split()[:3]
+        print(
+            f"{' and '.join(names)}: callerid serve, {args.workers} process(es) each, {os.cpu_count()} CPUs, "
+            f"load {' '.join(load)}; {args.accounts} accounts x {TOKENS_PER_ACCOUNT} tokens, {args.phones} phones; "
+            f"wrk -t{args.threads} -c{args.connections} -d{args.seconds}s; {args.rounds} round(s), backends in turn"
+        )
+        profilers = [profiled(b, f"{args.profile}.{b.name}") for b in backends] if args.profile else []
+        phases = ["ceiling"] + [phase for phase in ("r2", "lookup") if phase in args.only]
+        if args.warmup:  # first requests prepare statements, fill caches, load scripts: not the steady state
+            warmup = argparse.Namespace(**{**vars(args), "seconds": args.warmup})
+            for phase in phases[1:]:
+                for backend in backends:
+                    run_wrk(backend.base, phase_script(backend, phase)[0], warmup, backend.folder, f"warmup-{phase}")
+        for round_number in range(1, args.rounds + 1):
+            print(f"round {round_number}:")
+            for phase in phases:
+                for backend in backends:
+                    run_phase(backend, phase, args)
+        if "b2" in args.only and args.batches:
+            for backend in backends:
+                print(f"{backend.name}:")
+                backend.results["b2"] = [asyncio.run(bench_b2(backend.base, backend.tenants, args))]
+        for profiler in profilers:
+            profiler.send_signal(signal.SIGINT)  # py-spy writes what it sampled and exits
+            profiler.wait(timeout=120)
+        if len(backends) == 2:
+            compare(backends[0], backends[1])
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import bindparam, insert, make_url, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 
 from callerid import clock
@@ -24,7 +25,7 @@ from callerid.db.rawsql import RawStatement
 from callerid.db.sqlitewriter import MAX_VARIABLES
 from callerid.db.values import in_values
 from callerid.db.write import Step, WriteTx, add_local_waker, remove_local_waker
-from callerid.db.writers import SqliteWrites
+from callerid.db.writers import SqliteWrites, one_statement
 from callerid.jobs import enqueue, enqueue_in, enqueue_step
 from callerid.jobs.models import QUEUED, Job
 from callerid.labels.service import find_dynamic_labels
@@ -346,16 +347,93 @@ def test_postgresql_inserts_many_rows_as_one_statement_of_column_arrays() -> Non
 
     keys = ("kind", "payload", "status", "due_at", "attempts", "created_at")
     raw = RawStatement.compile(insert(JOBS), PGDialect_asyncpg(), keys)
-    assert raw is not None and raw.columnar_sql == (
-        "INSERT INTO jobs (kind, payload, status, due_at, attempts, created_at) SELECT * FROM unnest("
-        "$1::VARCHAR(64)[], $2::JSON[], $3::VARCHAR(16)[], $4::TIMESTAMP WITH TIME ZONE[], $5::INTEGER[], "
-        "$6::TIMESTAMP WITH TIME ZONE[])"
+    assert raw is not None
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = [{"kind": "a", "payload": {}, "attempts": 0}, {"kind": "b", "payload": {"x": 1}, "attempts": 2}]
+    columnar = raw.columnar(rows, {"status": QUEUED, "due_at": now, "created_at": now})
+    assert columnar is not None
+    sql, arguments = columnar
+    # Values that differ between rows as arrays; the shared ones once, as plain parameters.
+    assert sql == (
+        "INSERT INTO jobs (kind, payload, status, due_at, attempts, created_at) "
+        "SELECT u.p1::VARCHAR, u.p2::JSON, $4::VARCHAR, $5::TIMESTAMP WITH TIME ZONE, u.p5::INTEGER, "
+        "$6::TIMESTAMP WITH TIME ZONE FROM unnest($1::VARCHAR(64)[], $2::JSON[], $3::INTEGER[]) AS u(p1, p2, p5)"
     )
-    assert raw.columns_of([(1, "a"), (2, "b")]) == [[1, 2], ["a", "b"]]
-    # Not for an INSERT that returns rows (one per row given), nor on SQLite.
+    assert arguments == [["a", "b"], ["{}", '{"x": 1}'], [0, 2], QUEUED, now, now]
+    # Not for an INSERT that returns rows (one per row given), nor one with ON CONFLICT, nor on SQLite.
     returning = insert(JOBS).returning(JOBS.c.id)
-    assert RawStatement.compile(returning, PGDialect_asyncpg(), keys).columnar_sql is None  # type: ignore[union-attr]
-    assert RawStatement.compile(insert(JOBS), SQLiteDialect_pysqlite(), keys).columnar_sql is None  # type: ignore[union-attr]
+    assert RawStatement.compile(returning, PGDialect_asyncpg(), keys).insert_parts is None  # type: ignore[union-attr]
+    upsert = postgresql_insert(JOBS).on_conflict_do_nothing()
+    assert RawStatement.compile(upsert, PGDialect_asyncpg(), keys).insert_parts is None  # type: ignore[union-attr]
+    assert RawStatement.compile(insert(JOBS), SQLiteDialect_pysqlite(), keys).insert_parts is None  # type: ignore[union-attr]
+
+
+def test_postgresql_column_arrays_keep_expressions_of_the_values() -> None:
+    """An INSERT whose values are expressions (a record's id from its group's key) keeps them, per row."""
+    from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+
+    from callerid.personalisation.storing import _INSERT_RECORDS
+
+    keys = ("position", "caller", "receiver", "starts_at", "ends_at", "display", "state", "problem", "group_id")
+    raw = RawStatement.compile(_INSERT_RECORDS, PGDialect_asyncpg(), keys)
+    assert raw is not None and raw.insert_parts is not None
+    sql = raw.insert_parts.columnar(frozenset(index for index, name in enumerate(raw._binds) if name[0] == "group_id"))
+    assert "unnest(" in sql and "(SELECT call_batches.key" in sql and "call_batches.id = $" in sql
+    assert "u.p" in sql and "::BIGINT[]" in sql
+
+
+def _group_of_three(group_id: uuid.UUID, label_id: uuid.UUID, *, bad_last: bool = False) -> list[Step]:
+    from callerid.personalisation.storing import NewRecord, group_steps
+
+    records = [
+        NewRecord(state=1, ends_at=2000, caller=14155550001 + i, receiver=919000000001, starts_at=1000,
+                  text=(label_id, f"Name {i % 2}", None))
+        for i in range(3)
+    ]  # fmt: skip
+    if bad_last:  # a record breaking a constraint (state is NOT NULL): the whole write must fail
+        records[-1] = NewRecord(state=None, ends_at=2000)  # type: ignore[arg-type]
+    return group_steps(group_id, None, "v2", clock.now(), records)
+
+
+async def test_inserts_written_together_store_parent_and_children_atomically(
+    db: Database, settings: Settings, tenant: Tenant
+) -> None:
+    """``write(steps, together=True)``: on PostgreSQL one statement (children find their new parent's key through the
+    parent's WITH part), elsewhere a transaction; the same rows either way, and nothing of a write that fails."""
+    from callerid.personalisation.models import GROUP_SPAN, CallBatch, CallBatchText, CallRecord
+
+    label = await add_label(db, settings, tenant.account_id, "Together")
+    group_id = uuid.uuid4()
+    steps = _group_of_three(group_id, label.id)
+    if db.concurrent_writes:  # PostgreSQL: the write really is one statement
+        combined = one_statement(db.reader.raw, steps)  # type: ignore[union-attr]
+        assert combined is not None and combined[0].startswith("WITH s0 AS (INSERT INTO call_batches")
+        assert "FROM s0 AS call_batches" in combined[0]
+    assert await db.write(steps, together=True) == [1, None, None]
+    async with db.session() as session:
+        key = (await session.execute(select(CallBatch.key).where(CallBatch.id == group_id))).scalar_one()
+        texts = (await session.execute(select(CallBatchText.number, CallBatchText.label_name).where(
+            CallBatchText.batch_key == key).order_by(CallBatchText.number))).all()  # fmt: skip
+        records = (await session.execute(select(CallRecord.id, CallRecord.caller, CallRecord.display).order_by(
+            CallRecord.id))).all()  # fmt: skip
+    assert [tuple(t) for t in texts] == [(0, "Name 0"), (1, "Name 1")]
+    assert [tuple(r) for r in records] == [(key * GROUP_SPAN + i, 14155550001 + i, i % 2) for i in range(3)]
+
+    failing = uuid.uuid4()
+    with pytest.raises(Exception):  # noqa: B017 - the driver's own error for the broken constraint
+        await db.write(_group_of_three(failing, label.id, bad_last=True), together=True)
+    async with db.session() as session:
+        assert (await session.execute(select(CallBatch.key).where(CallBatch.id == failing))).first() is None
+        assert len((await session.execute(select(CallRecord.id))).all()) == 3
+    # With a job enqueued (its wake-up is not an INSERT): written as a transaction, with the same result.
+    later = uuid.uuid4()
+    with_job = [*_group_of_three(later, label.id), enqueue_step("test.together", {"group": str(later)})]
+    if db.concurrent_writes:
+        assert one_statement(db.reader.raw, with_job) is None  # type: ignore[union-attr]
+    await db.write(with_job, together=True)
+    async with db.session() as session:
+        assert len((await session.execute(select(CallRecord.id))).all()) == 6
+        assert (await session.execute(select(Job.kind).where(Job.kind == "test.together"))).scalar_one()
 
 
 async def test_many_rows_written_together_read_back_exactly(db: Database) -> None:

@@ -150,9 +150,13 @@ class Database:
         read costs one (see ``db.keyedreads``)."""
         return await self.keyed_reads.read(query, keys)
 
-    async def write(self, steps: Sequence[Step]) -> list[Any]:
-        """Run ``steps`` in one transaction; per step its rows (``returning``) or the count of rows it changed."""
-        return await self.writer.write(steps)
+    async def write(self, steps: Sequence[Step], *, together: bool = False) -> list[Any]:
+        """Run ``steps`` in one transaction; per step its rows (``returning``) or the count of rows it changed.
+
+        ``together``: the steps only insert new rows, and a step reads an earlier step's table only for rows that
+        step inserted (a child finding its new parent by id). Then, where the database allows, the write is sent as
+        one statement (PostgreSQL: one round trip instead of BEGIN, a statement per step and COMMIT)."""
+        return await self.writer.write(steps, together=together)
 
     async def transact(self, work: Work[T], *, bulk: bool = False) -> T:
         """Run ``await work(tx)`` in one write transaction and return its result. ``bulk``: a long write that is not

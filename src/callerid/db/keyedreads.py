@@ -24,7 +24,7 @@ from callerid.batching import Batcher
 MAX_READS_PER_GROUP = 100
 MAX_KEYS_PER_STATEMENT = 5000
 # Groups of one statement with the database at the same time (each holds one pooled connection).
-GROUPS_IN_FLIGHT = 4
+GROUPS_IN_FLIGHT = 1
 
 
 @dataclass(frozen=True, eq=False)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections import namedtuple
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -29,7 +30,7 @@ CONVERTED_ROWS_KEPT = 4096  # per statement
 class RawStatement:
     """One statement compiled for one dialect: its SQL text, parameter order and value conversions."""
 
-    __slots__ = ("_binds", "_converted", "_result", "columnar_sql", "row_type", "sql")
+    __slots__ = ("_binds", "_columnar", "_converted", "_result", "insert_parts", "row_type", "sql")
 
     def __init__(
         self,
@@ -37,11 +38,12 @@ class RawStatement:
         binds: list[tuple[str, Callable[[Any], Any] | None, Any]],
         result: list[Callable[[Any], Any] | None] | None,
         row_type: Any,
-        columnar_sql: str | None = None,
+        insert_parts: InsertParts | None = None,
     ):
         self.sql = sql
-        # PostgreSQL: this INSERT for many rows as one statement taking one array per column (``columns_of``).
-        self.columnar_sql = columnar_sql
+        # PostgreSQL: a plain INSERT's parts, to run it for many rows as one statement (``columnar``).
+        self.insert_parts = insert_parts
+        self._columnar: dict[frozenset[str], tuple[str, list[int], list[int]]] = {}
         self._binds = binds
         self._result = result
         self.row_type = row_type
@@ -84,8 +86,8 @@ class RawStatement:
             columns = list(selected)
             result = [column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns]
             row_type = namedtuple("Row", list(selected.keys()), rename=True)  # type: ignore[misc]
-        columnar = _columnar_insert(statement, compiled, dialect) if column_keys is not None else None
-        return cls(compiled.string, binds, result, row_type, columnar)
+        parts = _insert_parts(statement, compiled, dialect) if column_keys is not None else None
+        return cls(compiled.string, binds, result, row_type, parts)
 
     def parameters(self, values: Mapping[str, Any] | None) -> tuple[Any, ...]:
         """The DBAPI parameter tuple for ``values`` (by bind name; literals of the statement filled in)."""
@@ -127,10 +129,24 @@ class RawStatement:
             out.append(tuple(values[name] for name in order))
         return out
 
-    @staticmethod
-    def columns_of(parameter_rows: list[tuple[Any, ...]]) -> list[list[Any]]:
-        """Parameter tuples (``parameters_many``) as one list per column, for ``columnar_sql``."""
-        return [list(column) for column in zip(*parameter_rows, strict=True)]
+    def columnar(
+        self, rows: Sequence[Mapping[str, Any]], shared: Mapping[str, Any] | None = None
+    ) -> tuple[str, list[Any]] | None:
+        """PostgreSQL: this plain INSERT for ``rows`` as one statement and its arguments (an array per parameter that
+        differs between rows, the ``shared`` values once), or None where it has no such form."""
+        if self.insert_parts is None:
+            return None
+        names = frozenset(shared or ())
+        form = self._columnar.get(names)
+        if form is None:
+            positions = [index for index, (name, _, _) in enumerate(self._binds) if name in names]
+            per_row = [index for index in range(len(self._binds)) if index not in positions]
+            sql = self.insert_parts.columnar(frozenset(positions))
+            form = self._columnar[names] = (sql, per_row, positions)
+        sql, per_row, positions = form
+        tuples = self.parameters_many(rows, shared)
+        columns = list(zip(*tuples, strict=True))
+        return sql, [list(columns[index]) for index in per_row] + [tuples[0][index] for index in positions]
 
     def multi_row(self, count: int) -> str:
         """This single-row ``INSERT ... VALUES (?, ...)`` as one statement inserting ``count`` rows."""
@@ -165,30 +181,61 @@ class RawStatement:
         )
 
 
-_PLAIN_INSERT = re.compile(r"^INSERT INTO (\S+) \(([^()]*)\) VALUES \(([^()]*)\)$")
+_INSERT = re.compile(r"^INSERT INTO (\S+) \(([^()]*)\) VALUES \((.*)\)$", re.DOTALL)
+PLACEHOLDER = re.compile(r"\$(\d+)")
 
 
-def _columnar_insert(statement: Any, compiled: Any, dialect: Dialect) -> str | None:
-    """PostgreSQL: a plain one-row INSERT (no RETURNING, no ON CONFLICT) as ``INSERT ... SELECT * FROM unnest($1::t[],
-    ...)``, one array per column. asyncpg's ``executemany`` sends and the server runs the statement once per row:
-    for a batch of 500 records that was most of the write's CPU on both sides, and arrays are encoded in C."""
+@dataclass(frozen=True)
+class InsertParts:
+    """PostgreSQL: a one-row ``INSERT INTO t (columns) VALUES (expressions)`` (no RETURNING, no ON CONFLICT) taken
+    apart, to run it for many rows as one statement (``columnar``) or as part of a bigger one (``db.writers``)."""
+
+    table: str
+    columns: str
+    values: str  # the expressions, with $1, $2, ... for the parameters in order
+    types: tuple[str, ...]  # each parameter's PostgreSQL type
+
+    @property
+    def sql(self) -> str:
+        return f"INSERT INTO {self.table} ({self.columns}) VALUES ({self.values})"
+
+    def columnar(self, shared: frozenset[int]) -> str:
+        """The INSERT for many rows given as one array per parameter (``unnest``), parameters numbered in order;
+        parameters at the ``shared`` positions (0-based; the same value for every row) stay single values.
+
+        asyncpg's ``executemany`` sends, and the server runs, the statement once per row: for a batch of 500 records
+        that was most of the write's CPU on both sides, and arrays are encoded in C."""
+        per_row = [index for index in range(len(self.types)) if index not in shared]
+        number = {index: position for position, index in enumerate([*per_row, *sorted(shared)], start=1)}
+
+        def renamed(match: re.Match[str]) -> str:
+            index = int(match.group(1)) - 1
+            return f"${number[index]}" if index in shared else f"u.p{index + 1}"
+
+        values = PLACEHOLDER.sub(renamed, self.values)
+        arrays = ", ".join(f"${number[index]}::{self.types[index]}[]" for index in per_row)
+        names = ", ".join(f"p{index + 1}" for index in per_row)
+        return f"INSERT INTO {self.table} ({self.columns}) SELECT {values} FROM unnest({arrays}) AS u({names})"
+
+
+def _insert_parts(statement: Any, compiled: Any, dialect: Dialect) -> InsertParts | None:
+    """The parts of a plain one-row INSERT on PostgreSQL, or None (another statement, or another database)."""
     if dialect.name != "postgresql" or not getattr(statement, "is_insert", False):
         return None
-    if statement._returning:  # rows asked for, one per row given
-        return None
+    if statement._returning or getattr(statement, "_post_values_clause", None) is not None:
+        return None  # rows asked for (one per row given), or ON CONFLICT
     # SQLAlchemy adds "RETURNING <primary key>" for an autoincrement key by itself (for the ORM); nothing reads it.
-    match = _PLAIN_INSERT.match(compiled.string.partition(" RETURNING ")[0])
-    if match is None:
+    match = _INSERT.match(compiled.string.partition(" RETURNING ")[0])
+    if match is None or "'" in match.group(3):  # no string literals: every $n in the expressions is a parameter
         return None
-    table, columns, _ = match.groups()
     types = []
     for name in compiled.positiontup:
-        column = statement.table.c.get(name)
-        if column is None or isinstance(column.type, NullType):
+        type_ = compiled.binds[name].type
+        if isinstance(type_, NullType):
             return None
-        types.append(dialect.type_compiler_instance.process(column.type.dialect_impl(dialect)))
-    arrays = ", ".join(f"${index}::{type_}[]" for index, type_ in enumerate(types, start=1))
-    return f"INSERT INTO {table} ({columns}) SELECT * FROM unnest({arrays})"
+        types.append(dialect.type_compiler_instance.process(type_.dialect_impl(dialect)))
+    table, columns, values = match.groups()
+    return InsertParts(table, columns, values, tuple(types))
 
 
 class RawStatementCache:

@@ -8,7 +8,8 @@ The seam runs them where each database is fastest:
   the DBAPI cursor. ``work`` never really suspends there (every ``tx`` call completes at once), so the whole
   transaction runs in one go while this process's write lock is held.
 - PostgreSQL: on a pooled connection's asyncpg driver directly, in one driver transaction; statements compiled once,
-  prepared and cached by asyncpg; many rows by asyncpg's pipelined ``executemany``.
+  prepared and cached by asyncpg; many rows of an INSERT as one statement taking an array per column
+  (``db.rawsql``), of anything else by asyncpg's pipelined ``executemany``.
 - Anything else (an in-memory SQLite database in tests): an ordinary SQLAlchemy session transaction.
 
 Enqueuing a job inside a write (``tx.wake_runners()``, done by ``jobs.service``) is all a caller does: the seam
@@ -150,8 +151,12 @@ class PostgresTx:
         if raw is None:
             await self._sqlalchemy(statement).execute(statement, [{**(shared or {}), **row} for row in rows])
             return
-        if raw.columnar_sql is not None and len(rows) > 1:
-            await self._driver.execute(raw.columnar_sql, *raw.columns_of(raw.parameters_many(rows, shared)))
+        if len(rows) == 1:  # one row: the plain statement (asyncpg's executemany costs more for one)
+            await self._driver.execute(raw.sql, *raw.parameters({**(shared or {}), **rows[0]}))
+            return
+        columnar = raw.columnar(rows, shared)
+        if columnar is not None:
+            await self._driver.execute(columnar[0], *columnar[1])
             return
         await self._driver.executemany(raw.sql, raw.parameters_many(rows, shared))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
@@ -9,7 +10,7 @@ from typing import Any, TypeVar
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from callerid.db.driverpool import DriverPool
-from callerid.db.rawsql import RawStatementCache
+from callerid.db.rawsql import PLACEHOLDER, InsertParts, RawStatementCache
 from callerid.db.sqlitewriter import PreparedInsert, SqliteWriter, WriteTransaction
 from callerid.db.write import PostgresTx, SessionTx, SqliteTx, Step, Work, drive, run_steps, wake_local_runners
 
@@ -40,7 +41,7 @@ class SqliteWrites:
             wake_local_runners()
         return result
 
-    async def write(self, steps: Sequence[Step]) -> list[Any]:
+    async def write(self, steps: Sequence[Step], *, together: bool = False) -> list[Any]:
         # Many-row INSERTs become a few multi-row statements, prepared before the write lock is taken.
         prepared: list[PreparedInsert | None] = [
             self.sqlite.prepare_insert(step.statement, step.rows, step.shared)
@@ -79,7 +80,14 @@ class PostgresWrites:
             wake_local_runners()
         return result
 
-    async def write(self, steps: Sequence[Step]) -> list[Any]:
+    async def write(self, steps: Sequence[Step], *, together: bool = False) -> list[Any]:
+        if together and self._driver_pool is not None:
+            combined = one_statement(self._raw, steps)
+            if combined is not None:
+                sql, arguments = combined
+                async with self._driver_pool.connection() as driver:
+                    await driver.execute(sql, *arguments)  # one statement: atomic without BEGIN and COMMIT
+                return [None if step.rows is not None else 1 for step in steps]
         return await self.transact(lambda tx: run_steps(tx, steps, [None] * len(steps)))
 
     async def close(self) -> None:
@@ -97,7 +105,7 @@ class SessionWrites:
         async with self._transaction() as session:
             return await work(SessionTx(session))
 
-    async def write(self, steps: Sequence[Step]) -> list[Any]:
+    async def write(self, steps: Sequence[Step], *, together: bool = False) -> list[Any]:
         return await self.transact(lambda tx: run_steps(tx, steps, [None] * len(steps)))
 
     async def close(self) -> None:
@@ -105,3 +113,77 @@ class SessionWrites:
 
 
 Writes = SqliteWrites | PostgresWrites | SessionWrites
+
+
+COMBINED_KEPT = 256
+_combined_sql: dict[tuple[Any, ...], str] = {}  # by the steps' statements and forms: built once
+
+
+def one_statement(raw: RawStatementCache, steps: Sequence[Step]) -> tuple[str, list[Any]] | None:
+    """PostgreSQL: INSERT steps as one statement (``Database.write(..., together=True)``) and its arguments, or None
+    where a step is not a plain INSERT (RETURNING, ON CONFLICT, a job's wake-up, a statement not compiled raw).
+
+    Each step but the last becomes a data-modifying ``WITH`` part. Every part of a statement sees the database as it
+    was before the statement, so a later step's reading of an earlier step's table (a child finding its new parent's
+    key by the parent's id) is pointed at the rows that step inserted (its ``RETURNING *``)."""
+    if len(steps) < 2:
+        return None
+    parts: list[tuple[InsertParts, str, int]] = []  # the statement's parts, its SQL, its argument count
+    shape: list[Any] = []
+    arguments: list[Any] = []
+    for step in steps:
+        if step.returning or step.wakes_runners or not getattr(step.statement, "is_insert", False):
+            return None
+        if step.rows is not None:
+            if not step.rows:
+                continue
+            shared = step.shared or {}
+            keys = tuple(step.rows[0]) + tuple(key for key in shared if key not in step.rows[0])
+            compiled = raw.get(step.statement, keys)
+            if compiled is None or compiled.insert_parts is None:
+                return None
+            if len(step.rows) == 1:
+                sql, values = compiled.insert_parts.sql, list(compiled.parameters({**shared, **step.rows[0]}))
+                shape.append((compiled, None))
+            else:
+                columnar = compiled.columnar(step.rows, shared)
+                assert columnar is not None  # a plain INSERT has its columnar form
+                sql, values = columnar
+                shape.append((compiled, frozenset(shared)))
+        else:
+            compiled = raw.get(step.statement, tuple(step.values or ()))
+            if compiled is None or compiled.insert_parts is None:
+                return None
+            sql, values = compiled.insert_parts.sql, list(compiled.parameters(step.values))
+            shape.append((compiled, None))
+        parts.append((compiled.insert_parts, sql, len(values)))
+        arguments += values
+    key = tuple(shape)
+    combined = _combined_sql.get(key)
+    if combined is None:
+        if len(_combined_sql) >= COMBINED_KEPT:  # statements built per call would otherwise pile up here
+            _combined_sql.clear()
+        combined = _combined_sql[key] = _combine(parts)
+    return combined, arguments
+
+
+def _combine(parts: list[tuple[InsertParts, str, int]]) -> str:
+    statements: list[str] = []
+    offset = 0
+    for index, (_, sql, count) in enumerate(parts):
+        sql = PLACEHOLDER.sub(lambda match: f"${int(match.group(1)) + offset}", sql)  # noqa: B023 - used at once
+        for earlier, (insert, _, _) in enumerate(parts[:index]):
+            sql = _read_inserted(sql, insert.table, f"s{earlier}")
+        statements.append(sql)
+        offset += count
+    *withs, last = statements
+    if withs:
+        last = "WITH " + ", ".join(f"s{i} AS ({sql} RETURNING *)" for i, sql in enumerate(withs)) + " " + last
+    return last
+
+
+def _read_inserted(sql: str, table: str, part: str) -> str:
+    """``sql`` with its reads of ``table`` (``FROM table``, ``JOIN table [AS alias]``) reading the rows that the
+    ``WITH`` part ``part`` inserted instead, under the same name."""
+    reference = re.compile(rf"\b(FROM|JOIN)(\s+){re.escape(table)}\b(?:\s+AS\s+(\w+))?")
+    return reference.sub(lambda m: f"{m.group(1)}{m.group(2)}{part} AS {m.group(3) or table}", sql)

@@ -275,4 +275,5 @@ def _realtime_group(records: list[NewRecord]) -> list[Step]:
 
 def new_realtime_inserter(db: Database) -> GroupInserter[NewRecord]:
     """The R1/R2 group commit, one per process (``Runtime.realtime_inserter``)."""
-    return GroupInserter(db, _realtime_group, name="call-records")
+    # Together: the group's row, texts and records are new rows, the texts and records find the group by its id.
+    return GroupInserter(db, _realtime_group, name="call-records", together=True)

@@ -22,9 +22,12 @@ Item = TypeVar("Item")
 class GroupInserter(Generic[Item]):
     """Stores items in groups: ``steps(items)`` is the one write that stores a group."""
 
-    def __init__(self, db: Database, steps: Callable[[list[Item]], Sequence[Step]], *, name: str):
+    def __init__(
+        self, db: Database, steps: Callable[[list[Item]], Sequence[Step]], *, name: str, together: bool = False
+    ):
         self._db = db
         self._steps = steps
+        self._together = together  # see ``Database.write``
         # Where writes can run side by side (PostgreSQL), the next group need not wait for the previous one's commit
         # (its WAL flush): one slow flush would otherwise hold up every request that arrived meanwhile.
         self._batcher: Batcher[Item, None] = Batcher(
@@ -40,5 +43,5 @@ class GroupInserter(Generic[Item]):
         await self._batcher.submit(item)
 
     async def _write(self, items: list[Item]) -> list[None]:
-        await self._db.write(self._steps(items))
+        await self._db.write(self._steps(items), together=self._together)
         return [None] * len(items)
