@@ -19,7 +19,10 @@ For each backend (``--backend sqlite`` = the embedded default, ``postgres`` = Po
 4. B2: ``--batches`` batches of 500 records (``--b2-concurrency`` clients, rotating over the tokens): records per
    minute accepted, then polls S2 until every record has a final status: records per minute fully processed.
 5. With ``both``: PostgreSQL's figures as a share of SQLite's, the median of the rounds' ratios (issue 15's target:
-   at least 60 %), and the highest R2 p99 on PostgreSQL of the rounds (target: under 50 ms).
+   at least 60 %), and R2's p99 on PostgreSQL in each round (target: under 50 ms).
+6. With ``--before DIR`` (another checkout, e.g. ``git worktree add /tmp/before <commit>``): that checkout's
+   embedded default runs as a third backend, in turn with the others, and this checkout's embedded figures are
+   printed as a share of it (a regression check in one run).
 
 Load generator: ``wrk`` (C; Debian package ``wrk``) with a generated Lua script for 2-3, because a Python client
 needs about as much CPU per request as the server and would measure itself on a 2-core machine. B2 requests are
@@ -380,8 +383,10 @@ def started(backend: str, args: argparse.Namespace) -> Iterator[Backend]:
         # Registering thousands of phones measures lookups, not SMS codes: phones register without proof here.
         CALLERID_DEVICE_VERIFIER="none",
     )
+    if backend == "sqlite-before":  # the other checkout's code, with this virtualenv's packages
+        env["PYTHONPATH"] = str(Path(args.before).resolve() / "src")
     database = None
-    if backend == "sqlite":
+    if backend in ("sqlite", "sqlite-before"):
         env["CALLERID_DATABASE_URL"] = f"sqlite+aiosqlite:///{folder / 'callerid.db'}"
     else:
         database = f"callerid_bench_{os.getpid()}"
@@ -468,33 +473,34 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def compare(embedded: Backend, production: Backend) -> None:
-    """Production (PostgreSQL + Redis) as a share of the embedded default, same run (issue 15: at least 60 %): the
-    median over rounds of each round's ratio (the two ran one after the other, so the machine's drift cancels)."""
-    print("postgres / sqlite, one serve process each (median over rounds):")
+def compare(base: Backend, other: Backend, target: str) -> None:
+    """``other``'s figures as a share of ``base``'s, same run: the median over rounds of each round's ratio (the two
+    ran one after the other, so the machine's drift cancels)."""
+    print(f"{other.name} / {base.name}, one serve process each (median over rounds; {target}):")
     for label, phase in (("R2 records/s", "r2"), ("lookups/s", "lookup")):
-        pairs = list(zip(embedded.results.get(phase, []), production.results.get(phase, []), strict=False))
+        pairs = list(zip(base.results.get(phase, []), other.results.get(phase, []), strict=False))
         if not pairs:
             continue
-        ratios = [pg["per_second"] / lite["per_second"] for lite, pg in pairs]
+        ratios = [theirs["per_second"] / ours["per_second"] for ours, theirs in pairs]
+        postgres = median([theirs["postgres_ms"] for _, theirs in pairs])
         print(
-            f"  {label}: {median([pg['per_second'] for _, pg in pairs]):,.0f} / "
-            f"{median([lite['per_second'] for lite, _ in pairs]):,.0f} = {median(ratios):.0%} "
+            f"  {label}: {median([theirs['per_second'] for _, theirs in pairs]):,.0f} / "
+            f"{median([ours['per_second'] for ours, _ in pairs]):,.0f} = {median(ratios):.0%} "
             f"(rounds: {', '.join(f'{r:.0%}' for r in ratios)}); CPU per request "
-            f"{median([pg['server_ms'] for _, pg in pairs]):.3f} ms + PostgreSQL "
-            f"{median([pg['postgres_ms'] for _, pg in pairs]):.3f} ms against "
-            f"{median([lite['server_ms'] for lite, _ in pairs]):.3f} ms"
+            f"{median([theirs['server_ms'] for _, theirs in pairs]):.3f} ms"
+            + (f" + PostgreSQL {postgres:.3f} ms" if postgres else "")
+            + f" against {median([ours['server_ms'] for ours, _ in pairs]):.3f} ms"
         )
     for label, key in (
         ("B2 records/min accepted", "accepted_per_minute"),
         ("B2 records/min processed", "processed_per_minute"),
     ):
-        if embedded.results.get("b2") and production.results.get("b2"):
-            lite, pg = embedded.results["b2"][-1][key], production.results["b2"][-1][key]
-            print(f"  {label}: {pg:,.0f} / {lite:,.0f} = {pg / lite:.0%}")
-    if production.results.get("r2"):
-        p99 = max(result["p99_us"] for result in production.results["r2"]) / 1000
-        print(f"  R2 p99 on postgres: {p99:.1f} ms, the highest of the rounds (target < 50 ms)")
+        if base.results.get("b2") and other.results.get("b2"):
+            ours, theirs = base.results["b2"][-1][key], other.results["b2"][-1][key]
+            print(f"  {label}: {theirs:,.0f} / {ours:,.0f} = {theirs / ours:.0%}")
+    if other.results.get("r2"):
+        p99s = sorted(result["p99_us"] / 1000 for result in other.results["r2"])
+        print(f"  R2 p99 on {other.name}: {', '.join(f'{p:.1f}' for p in p99s)} ms (the rounds; target < 50 ms)")
 
 
 def main() -> None:
@@ -512,6 +518,11 @@ def main() -> None:
     parser.add_argument("--log-level", default="INFO", help="CALLERID_LOG_LEVEL of the server")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the wrk phases, the backends in turn")
     parser.add_argument("--warmup", type=int, default=3, help="seconds of each phase run first, not measured")
+    parser.add_argument(
+        "--before",
+        help="another checkout of callerid (its folder): its embedded default is run too, in turn with the others, "
+        "and this checkout's compared with it (run with this virtualenv, its src/ first on the path)",
+    )
     parser.add_argument("--profile", help="sample the servers with py-spy: collapsed stacks to PROFILE.<backend>")
     parser.add_argument("--wrk", default=shutil.which("wrk") or "wrk")
     parser.add_argument("--postgres", default="postgresql+asyncpg://postgres@127.0.0.1:5432")
@@ -523,6 +534,8 @@ def main() -> None:
     if not shutil.which(args.wrk):
         raise SystemExit("wrk is not installed (Debian: apt-get install wrk)")
     names = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
+    if args.before:
+        names.insert(0, "sqlite-before")
     with ExitStack() as stack:
         backends = [stack.enter_context(started(name, args)) for name in names]
         with open("/proc/loadavg") as loadavg:
@@ -551,8 +564,11 @@ def main() -> None:
         for profiler in profilers:
             profiler.send_signal(signal.SIGINT)  # py-spy writes what it sampled and exits
             profiler.wait(timeout=120)
-        if len(backends) == 2:
-            compare(backends[0], backends[1])
+        by_name = {backend.name: backend for backend in backends}
+        if "sqlite" in by_name and "postgres" in by_name:
+            compare(by_name["sqlite"], by_name["postgres"], "issue 15's target: at least 60 %")
+        if "sqlite" in by_name and "sqlite-before" in by_name:
+            compare(by_name["sqlite-before"], by_name["sqlite"], f"this checkout against {args.before}")
 
 
 if __name__ == "__main__":
