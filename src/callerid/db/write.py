@@ -9,7 +9,8 @@ The seam runs them where each database is fastest:
   transaction runs in one go while this process's write lock is held.
 - PostgreSQL: on a pooled connection's asyncpg driver directly, in one driver transaction; statements compiled once,
   prepared and cached by asyncpg; many rows of an INSERT as one statement taking an array per column
-  (``db.rawsql``), of anything else by asyncpg's pipelined ``executemany``.
+  (``db.rawsql``), of anything else by asyncpg's pipelined ``executemany``. A write of new rows marked ``together``
+  (a group's row, texts and records) is sent as one statement, without BEGIN and COMMIT (``db.writers``).
 - Anything else (an in-memory SQLite database in tests): an ordinary SQLAlchemy session transaction.
 
 Enqueuing a job inside a write (``tx.wake_runners()``, done by ``jobs.service``) is all a caller does: the seam
