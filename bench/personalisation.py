@@ -429,21 +429,26 @@ def measured(backend: Backend, run: Callable[[], dict[str, Any]]) -> dict[str, A
     return result
 
 
+def r2_targets(tenants: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """R2's path, token and label for every token of every tenant (the R2 script rotates over them)."""
+    return [
+        {
+            "path": f"/v2/clients/{t['account_id']}/dynamic_call_record",
+            "auth": a["Authorization"],
+            "label": t["label_id"],
+        }
+        for t in tenants
+        for a in t["auths"]
+    ]
+
+
 def phase_script(backend: Backend, phase: str) -> tuple[str, str, str]:
     """The wrk script of a phase, its unit and its title."""
     tenants = backend.tenants
     if phase == "ceiling":
         script, unit, title = wrk_script_plain("/healthz"), "requests", "ceiling GET /healthz"
     elif phase == "r2":
-        targets = [
-            {
-                "path": f"/v2/clients/{t['account_id']}/dynamic_call_record",
-                "auth": a["Authorization"],
-                "label": t["label_id"],
-            }
-            for t in tenants
-            for a in t["auths"]
-        ]
+        targets = r2_targets(tenants)
         script, unit, title = wrk_script_r2(targets, int(time.time() * 1000)), "records", "R2"
     else:
         script, unit, title = wrk_script_lookup(backend.device_tokens), "lookups", "lookup"

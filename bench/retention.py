@@ -49,7 +49,15 @@ from PIL import Image
 
 from callerid.config import Settings
 from callerid.personalisation.models import GROUP_SPAN
-from personalisation import TOKENS_PER_ACCOUNT, make_tenant, report, run_wrk, wrk_script_plain, wrk_script_r2
+from personalisation import (
+    TOKENS_PER_ACCOUNT,
+    make_tenant,
+    r2_targets,
+    report,
+    run_wrk,
+    wrk_script_plain,
+    wrk_script_r2,
+)
 
 BATCH = 500
 INSERT_CHUNK = 100_000  # records per INSERT transaction (SQLite)
@@ -243,15 +251,7 @@ def run_backend(backend: str, args: argparse.Namespace) -> None:
         )
         ceiling = run_wrk(base, wrk_script_plain("/healthz"), args, folder, "healthz")
         print(f"  ceiling GET /healthz: {ceiling['per_second']:,.0f} requests/s")
-        targets = [
-            {
-                "path": f"/v2/clients/{t['account_id']}/dynamic_call_record",
-                "auth": a["Authorization"],
-                "label": t["label_id"],
-            }
-            for t in tenants
-            for a in t["auths"]
-        ]
+        targets = r2_targets(tenants)
         script = wrk_script_r2(targets, int(time.time() * 1000))
         report("R2, no purge running", "records", run_wrk(base, script, args, folder, "r2-idle"), ceiling)
 

@@ -39,7 +39,7 @@ from typing import Any
 
 from benchkit import CALLERID, cpu_seconds, free_port, wait_ready
 
-from personalisation import make_tenants, prepare, run_wrk, wrk_script_lookup, wrk_script_r2
+from personalisation import make_tenants, prepare, r2_targets, run_wrk, wrk_script_lookup, wrk_script_r2
 
 
 def measure(name: str, serve_pid: int, database: str, run: Any) -> dict[str, float]:
@@ -93,15 +93,7 @@ def run_count(processes: int, args: argparse.Namespace) -> dict[str, dict[str, f
         connections = args.connections * processes if args.per_process else args.connections
         args = argparse.Namespace(**{**vars(args), "connections": connections})
         print(f"{processes} serve process(es) + 1 worker, wrk -t{args.threads} -c{connections} -d{args.seconds}s")
-        targets = [
-            {
-                "path": f"/v2/clients/{t['account_id']}/dynamic_call_record",
-                "auth": a["Authorization"],
-                "label": t["label_id"],
-            }
-            for t in tenants
-            for a in t["auths"]
-        ]
+        targets = r2_targets(tenants)
         serve = children[0].pid
         # Not measured: each process prepares its statements and fills its caches on its first requests.
         warmup = argparse.Namespace(**{**vars(args), "seconds": args.warmup})
