@@ -15,6 +15,10 @@ cache invalidation); on a machine with more cores, throughput then grows with th
 own CPU is the limit. The last line compares CPU per request at the largest count with one process (the target:
 at most 15 % more).
 
+``--rate N`` offers a fixed load instead (N requests/s in all, the same for every count, below what one process
+can serve): then every process has spare time, and CPU per request compares the code paths alone, not how full
+each process's groups are nor how the cores are shared out.
+
 Run: ``.venv/bin/python bench/scale.py`` (``--help`` for the knobs). Needs ``wrk`` (Debian package) and Linux.
 """
 
@@ -60,6 +64,14 @@ def measure(name: str, serve_pid: int, database: str, run: Any) -> dict[str, flo
     return figures
 
 
+def paced_script(script: str, args: argparse.Namespace) -> str:
+    """``script`` with each connection pausing between requests so that all of them send about ``--rate`` requests
+    a second (wrk's ``delay()``; the answer's own latency comes on top, so the rate reached is a little lower)."""
+    if not args.rate:
+        return script
+    return script + f"\nfunction delay()\n  return {args.connections * 1000 / args.rate:.3f}\nend\n"
+
+
 def run_count(processes: int, args: argparse.Namespace) -> dict[str, dict[str, float]]:
     folder = Path(tempfile.mkdtemp(prefix=f"callerid-scale-{processes}-"))
     port = free_port()
@@ -90,24 +102,25 @@ def run_count(processes: int, args: argparse.Namespace) -> dict[str, dict[str, f
         # Weak scaling: every process gets the same load (connections) as the only one did. With a fixed number of
         # connections split over more processes, each process's group commits and grouped Redis calls and reads get
         # smaller, and CPU per request rises for that reason alone, which is not what this bench looks for.
-        connections = args.connections * processes if args.per_process else args.connections
+        connections = args.connections * processes if args.per_process and not args.rate else args.connections
         args = argparse.Namespace(**{**vars(args), "connections": connections})
-        print(f"{processes} serve process(es) + 1 worker, wrk -t{args.threads} -c{connections} -d{args.seconds}s")
+        paced = f", about {args.rate:,} requests/s in all" if args.rate else ""
+        print(
+            f"{processes} serve process(es) + 1 worker, wrk -t{args.threads} -c{connections} -d{args.seconds}s{paced}"
+        )
         targets = r2_targets(tenants)
         serve = children[0].pid
+
+        def r2_script() -> str:
+            return paced_script(wrk_script_r2(targets, int(time.time() * 1000)), args)
+
+        lookup_script = paced_script(wrk_script_lookup(device_tokens), args)
         # Not measured: each process prepares its statements and fills its caches on its first requests.
         warmup = argparse.Namespace(**{**vars(args), "seconds": args.warmup})
-        run_wrk(base, wrk_script_r2(targets, int(time.time() * 1000)), warmup, folder, "warmup-r2")
-        run_wrk(base, wrk_script_lookup(device_tokens), warmup, folder, "warmup-lookup")
-        r2 = measure(
-            "R2",
-            serve,
-            database,
-            lambda: run_wrk(base, wrk_script_r2(targets, int(time.time() * 1000)), args, folder, "r2"),
-        )
-        lookup = measure(
-            "lookup", serve, database, lambda: run_wrk(base, wrk_script_lookup(device_tokens), args, folder, "lookup")
-        )
+        run_wrk(base, r2_script(), warmup, folder, "warmup-r2")
+        run_wrk(base, lookup_script, warmup, folder, "warmup-lookup")
+        r2 = measure("R2", serve, database, lambda: run_wrk(base, r2_script(), args, folder, "r2"))
+        lookup = measure("lookup", serve, database, lambda: run_wrk(base, lookup_script, args, folder, "lookup"))
         return {"r2": r2, "lookup": lookup}
     finally:
         for child in children:
@@ -125,6 +138,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10, help="duration of each wrk phase")
     parser.add_argument("--warmup", type=int, default=3, help="seconds of each phase run first, not measured")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (per serve process, see below)")
+    parser.add_argument(
+        "--rate",
+        type=int,
+        default=0,
+        help="a fixed offered load in requests/s (the same --connections for every count) instead of saturating",
+    )
     parser.add_argument(
         "--fixed-load",
         dest="per_process",
