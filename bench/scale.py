@@ -136,7 +136,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--processes", default="1,2,4", help="comma-separated serve process counts")
     parser.add_argument("--seconds", type=int, default=10, help="duration of each wrk phase")
-    parser.add_argument("--warmup", type=int, default=3, help="seconds of each phase run first, not measured")
+    parser.add_argument("--warmup", type=int, default=10, help="seconds of each phase run first, not measured")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (per serve process, see below)")
     parser.add_argument(
         "--rate",
