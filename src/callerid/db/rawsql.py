@@ -148,6 +148,15 @@ class RawStatement:
         columns = list(zip(*tuples, strict=True))
         return sql, [list(columns[index]) for index in per_row] + [tuples[0][index] for index in positions]
 
+    def for_rows(
+        self, rows: Sequence[Mapping[str, Any]], shared: Mapping[str, Any] | None = None
+    ) -> tuple[str, list[Any]] | None:
+        """PostgreSQL: this INSERT for ``rows`` as one statement and its arguments: the plain statement for one row,
+        the column arrays (``columnar``) for more; None where many rows have no such form."""
+        if len(rows) == 1:
+            return self.sql.partition(" RETURNING ")[0], list(self.parameters({**(shared or {}), **rows[0]}))
+        return self.columnar(rows, shared)
+
     def multi_row(self, count: int) -> str:
         """This single-row ``INSERT ... VALUES (?, ...)`` as one statement inserting ``count`` rows."""
         head, _, values = self.sql.rpartition(" VALUES ")
@@ -236,6 +245,11 @@ def _insert_parts(statement: Any, compiled: Any, dialect: Dialect) -> InsertPart
         types.append(dialect.type_compiler_instance.process(type_.dialect_impl(dialect)))
     table, columns, values = match.groups()
     return InsertParts(table, columns, values, tuple(types))
+
+
+def insert_keys(rows: Sequence[Mapping[str, Any]], shared: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """The columns an INSERT of ``rows`` (and the ``shared`` values) gives: its compiled form's key."""
+    return tuple(rows[0]) + tuple(key for key in (shared or {}) if key not in rows[0])
 
 
 class RawStatementCache:

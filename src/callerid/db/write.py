@@ -29,7 +29,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session
 
-from callerid.db.rawsql import RawStatementCache
+from callerid.db.rawsql import RawStatementCache, insert_keys
 from callerid.db.sqlitewriter import PreparedInsert, WriteTransaction
 
 T = TypeVar("T")
@@ -145,19 +145,15 @@ class PostgresTx:
     ) -> None:
         if not rows:
             return
-        keys = None
-        if getattr(statement, "is_insert", False):  # an INSERT's columns are the keys given
-            keys = tuple(rows[0]) + tuple(key for key in (shared or {}) if key not in rows[0])
-        raw = self._raw.get(statement, keys)
+        insert = getattr(statement, "is_insert", False)
+        raw = self._raw.get(statement, insert_keys(rows, shared) if insert else None)  # an INSERT's: the keys given
         if raw is None:
             await self._sqlalchemy(statement).execute(statement, [{**(shared or {}), **row} for row in rows])
             return
-        if len(rows) == 1:  # one row: the plain statement (asyncpg's executemany costs more for one)
-            await self._driver.execute(raw.sql, *raw.parameters({**(shared or {}), **rows[0]}))
-            return
-        columnar = raw.columnar(rows, shared)
-        if columnar is not None:
-            await self._driver.execute(columnar[0], *columnar[1])
+        # One statement: the plain one for one row (asyncpg's executemany costs more), column arrays for more.
+        single = raw.for_rows(rows, shared) if insert else None
+        if single is not None:
+            await self._driver.execute(single[0], *single[1])
             return
         await self._driver.executemany(raw.sql, raw.parameters_many(rows, shared))
 

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from callerid.db.driverpool import DriverPool
-from callerid.db.rawsql import PLACEHOLDER, InsertParts, RawStatementCache
+from callerid.db.rawsql import PLACEHOLDER, InsertParts, RawStatementCache, insert_keys
 from callerid.db.sqlitewriter import PreparedInsert, SqliteWriter, WriteTransaction
 from callerid.db.write import PostgresTx, SessionTx, SqliteTx, Step, Work, drive, run_steps, wake_local_runners
 
@@ -137,19 +137,13 @@ def one_statement(raw: RawStatementCache, steps: Sequence[Step]) -> tuple[str, l
         if step.rows is not None:
             if not step.rows:
                 continue
-            shared = step.shared or {}
-            keys = tuple(step.rows[0]) + tuple(key for key in shared if key not in step.rows[0])
-            compiled = raw.get(step.statement, keys)
+            compiled = raw.get(step.statement, insert_keys(step.rows, step.shared))
             if compiled is None or compiled.insert_parts is None:
                 return None
-            if len(step.rows) == 1:
-                sql, values = compiled.insert_parts.sql, list(compiled.parameters({**shared, **step.rows[0]}))
-                shape.append((compiled, None))
-            else:
-                columnar = compiled.columnar(step.rows, shared)
-                assert columnar is not None  # a plain INSERT has its columnar form
-                sql, values = columnar
-                shape.append((compiled, frozenset(shared)))
+            written = compiled.for_rows(step.rows, step.shared)
+            assert written is not None  # a plain INSERT has both forms
+            sql, values = written
+            shape.append((compiled, None if len(step.rows) == 1 else frozenset(step.shared or ())))
         else:
             compiled = raw.get(step.statement, tuple(step.values or ()))
             if compiled is None or compiled.insert_parts is None:
@@ -158,6 +152,8 @@ def one_statement(raw: RawStatementCache, steps: Sequence[Step]) -> tuple[str, l
             shape.append((compiled, None))
         parts.append((compiled.insert_parts, sql, len(values)))
         arguments += values
+    if len(parts) < 2:  # nothing to put together (empty steps left one or none)
+        return None
     key = tuple(shape)
     combined = _combined_sql.get(key)
     if combined is None:
