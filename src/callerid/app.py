@@ -34,6 +34,7 @@ JOB_MODULES = (
     "callerid.accounts.jobs",
     "callerid.delivery.jobs",
     "callerid.engagement.jobs",
+    "callerid.idempotency.jobs",
     "callerid.jobs.housekeeping",
     "callerid.labels.jobs",
     "callerid.numbers.jobs",

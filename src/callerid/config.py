@@ -224,6 +224,19 @@ class Settings(BaseSettings):
     job_max_attempts: int = 10
     job_shutdown_grace_seconds: float = 10.0
 
+    # --- idempotent POSTs (callerid.idempotency): the Idempotency-Key header ---------------------------------------
+    idempotency_key_hours: int = Field(
+        default=24,
+        ge=1,
+        description="a POST's Idempotency-Key answers its first answer again for this long, then is deleted",
+    )
+    idempotency_lease_seconds: int = Field(
+        default=60,
+        ge=1,
+        description="a request holds its Idempotency-Key this long at most; a retry with the key gets 409 meanwhile "
+        "and takes the key over afterwards (the first request crashed: its work was rolled back with it)",
+    )
+
     # --- data retention (callerid.jobs.purge): each domain's periodic purge deletes in chunks ------------------
     retention_interval_minutes: int = Field(default=60, ge=1, description="how often each domain's purge job runs")
     retention_chunk_rows: int = Field(

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from callerid.failures import (
     FORBIDDEN_MESSAGE,
+    Busy,
     Conflict,
     DomainError,
     Forbidden,
@@ -25,6 +26,7 @@ from callerid.failures import (
     NotFound,
     Unauthorized,
     Unavailable,
+    Unprocessable,
     UpstreamFailed,
 )
 from callerid.responses import JsonResponse
@@ -55,7 +57,9 @@ STATUS: dict[type[DomainError], int] = {
     Forbidden: 403,
     NotFound: 404,
     Conflict: 409,
+    Busy: 409,
     Gone: 410,
+    Unprocessable: 422,
     LimitExceeded: 429,
     UpstreamFailed: 502,
     Unavailable: 503,
@@ -71,7 +75,7 @@ def problem_of(error: DomainError | ApiError) -> ApiError:
     if isinstance(error, ApiError):
         return error
     headers = None
-    if isinstance(error, LimitExceeded):
+    if isinstance(error, LimitExceeded | Busy):
         headers = {"Retry-After": str(max(1, error.retry_after))}  # never 0: that would invite a retry at once
     return ApiError(status_of(error), error.slug, error.message, headers=headers)
 

@@ -69,6 +69,19 @@ class Conflict(DomainError):
         DomainError.__init__(self, "conflict", message, field=field)
 
 
+class Busy(DomainError):
+    """The same thing is being done right now by another request: retry after ``retry_after`` seconds (409, with its
+    own slug, e.g. ``idempotency-key-in-progress``)."""
+
+    def __init__(self, slug: str, message: str, field: str | None = None, *, retry_after: int) -> None:
+        DomainError.__init__(self, slug, message, field=field)
+        self.retry_after = retry_after
+
+
+class Unprocessable(DomainError):
+    """Well-formed, but cannot be done as sent, e.g. a key reused for another request (422, with its own slug)."""
+
+
 class Gone(DomainError):
     """What the request is about has ended for good (410, with its own slug, e.g. ``registration-ended``)."""
 
@@ -91,6 +104,7 @@ class Unavailable(DomainError):
 
 __all__ = [
     "FORBIDDEN_MESSAGE",
+    "Busy",
     "Conflict",
     "DomainError",
     "Forbidden",
@@ -100,5 +114,6 @@ __all__ = [
     "NotFound",
     "Unauthorized",
     "Unavailable",
+    "Unprocessable",
     "UpstreamFailed",
 ]

@@ -48,6 +48,10 @@ class FastRequest:
         self.runtime = runtime
         self._query: dict[str, str] | None = None
 
+    @property
+    def path(self) -> str:
+        return str(self.scope["path"])
+
     def header(self, name: bytes) -> str | None:
         """The first value of header ``name`` (lower-case bytes), as latin-1 text like Starlette's."""
         for key, value in self.scope["headers"]:

@@ -6,6 +6,7 @@ can use them too; they are re-exported here for the routes.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import orjson
@@ -13,6 +14,7 @@ from starlette.requests import Request
 
 from callerid.config import Settings
 from callerid.failures import InvalidInput
+from callerid.idempotency import service as idempotency
 from callerid.paging import MAX_PAGE, Page
 from callerid.responses import JsonResponse
 from callerid.uuids import parse_uuid
@@ -21,6 +23,7 @@ __all__ = [
     "MAX_PAGE",
     "JsonResponse",
     "Page",
+    "begin_idempotent",
     "parse_json_object",
     "parse_page",
     "parse_uuid",
@@ -99,4 +102,15 @@ def parse_page(request: Request, default_limit: int, max_limit: int = 1000) -> P
     return Page(
         number=_positive_int("page", query.get("page"), 1, MAX_PAGE),
         limit=_positive_int("limit", query.get("limit"), default_limit, max_limit),
+    )
+
+
+async def begin_idempotent(
+    request: Request, account_id: uuid.UUID, raw_body: bytes
+) -> idempotency.Claim | idempotency.Answer | None:
+    """A POST's ``Idempotency-Key`` (``callerid.idempotency``): its claim, the first answer to give again, or None."""
+    runtime = request.app.state.runtime
+    key = request.headers.get("idempotency-key")
+    return await idempotency.begin_if_keyed(
+        runtime.db, runtime.settings, account_id, key, request.method, request.url.path, raw_body
     )

@@ -359,11 +359,13 @@ def finish(document: dict[str, Any]) -> dict[str, Any]:
     schemas = components.setdefault("schemas", {})
     schemas.update(copy.deepcopy(COMPONENT_SCHEMAS))
     components.setdefault("securitySchemes", {}).update(copy.deepcopy(SECURITY_SCHEMES))
-    for path, _, op in operations(document):
+    for path, method, op in operations(document):
         fam = family(path)
         _declare_client_account(path, op)
         responses = op.setdefault("responses", {})
         responses.pop("422", None)
+        if method == "post" and path in IDEMPOTENT_POSTS:
+            _declare_idempotency(op, responses)
         has_path_parameters = "{" in path
         common = _common_answers(fam, "requestBody" in op, has_path_parameters)
         for status, answer in common.items():
@@ -378,6 +380,46 @@ def finish(document: dict[str, Any]) -> dict[str, Any]:
         op["security"] = copy.deepcopy(_REGISTRATION_SECURITY.get(path, _SECURITY.get(fam, [])))
     _drop_unused_schemas(document, ("HTTPValidationError", "ValidationError"))
     return document
+
+
+# The POSTs that take an Idempotency-Key (callerid.idempotency; an extension, token minting excepted).
+IDEMPOTENT_POSTS = frozenset(
+    (
+        "/v2/clients/{clientAccountId}/dynamic_call_record",
+        "/v2/clients/{clientAccountId}/dynamic_call_records",
+        "/clients/{clientAccountId}/dynamic_call_record",
+        "/clients/{clientAccountId}/dynamic_call_records",
+        "/clients/{clientAccountId}/number_management/feature_sets/{featureSetId}/numbers/publish",
+        "/clients/{clientAccountId}/number_management/feature_sets/{featureSetId}/numbers/delist",
+    )
+)
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": (
+        "Extension (reference clients need not send it): a key of 1-255 printable ASCII characters chosen by the "
+        "client, the same on every retry of one request. Within `idempotency_key_hours` (24 by default) the same "
+        "key with the same method, path and body answers the first answer again, with `Idempotent-Replayed: true`, "
+        "and does nothing twice, also when retries race; with another request it is refused (422). Keys are per "
+        "account."
+    ),
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+}
+
+
+def _declare_idempotency(op: dict[str, Any], responses: dict[str, Any]) -> None:
+    op["parameters"] = [*op.get("parameters", []), copy.deepcopy(IDEMPOTENCY_KEY)]
+    responses["409"] = {
+        "description": "idempotency-key-in-progress: a request with this Idempotency-Key is still being processed; "
+        "retry after `Retry-After` seconds",
+        "headers": {"Retry-After": copy.deepcopy(RETRY_AFTER)},
+        "content": {JSON: {"schema": error_schema("idempotency-key-in-progress")}},
+    }
+    responses["422"] = {
+        "description": "idempotency-key-reused: this Idempotency-Key was used with another request",
+        "content": {JSON: {"schema": error_schema("idempotency-key-reused")}},
+    }
 
 
 def _declare_client_account(path: str, op: dict[str, Any]) -> None:

@@ -15,6 +15,7 @@ MODEL_MODULES = (
     "callerid.identity.models",
     "callerid.webhooks.models",
     "callerid.engagement.models",
+    "callerid.idempotency.models",
 )
 
 

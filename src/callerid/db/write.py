@@ -77,6 +77,13 @@ class Step:
     shared: Mapping[str, Any] | None = None
     returning: bool = False
     wakes_runners: bool = False
+    # The number of rows the statement must change; any other count rolls the whole write back (``WriteConflict``):
+    # a guard, e.g. "this request still holds its idempotency key", checked in the same transaction as the effect.
+    expect: int | None = None
+
+
+class WriteConflict(Exception):
+    """A ``Step`` with ``expect`` changed another number of rows: the write was rolled back."""
 
 
 class SqliteTx:
@@ -275,7 +282,10 @@ async def run_steps(tx: Any, steps: Sequence[Step], prepared: Sequence[PreparedI
         elif step.returning:
             results.append(await tx.query(step.statement, step.values))
         else:
-            results.append(await tx.execute(step.statement, step.values))
+            changed = await tx.execute(step.statement, step.values)
+            if step.expect is not None and changed != step.expect:
+                raise WriteConflict(f"expected {step.expect} row(s) changed, got {changed}: {step.statement}")
+            results.append(changed)
     return results
 
 

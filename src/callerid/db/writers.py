@@ -121,7 +121,8 @@ _combined_sql: dict[tuple[Any, ...], str] = {}  # by the steps' statements and f
 
 def one_statement(raw: RawStatementCache, steps: Sequence[Step]) -> tuple[str, list[Any]] | None:
     """PostgreSQL: INSERT steps as one statement (``Database.write(..., together=True)``) and its arguments, or None
-    where a step is not a plain INSERT (RETURNING, ON CONFLICT, a job's wake-up, a statement not compiled raw).
+    where a step is not a plain INSERT (RETURNING, ON CONFLICT, a job's wake-up, a row count to check, a statement
+    not compiled raw).
 
     Each step but the last becomes a data-modifying ``WITH`` part. Every part of a statement sees the database as it
     was before the statement, so a later step's reading of an earlier step's table (a child finding its new parent's
@@ -132,7 +133,8 @@ def one_statement(raw: RawStatementCache, steps: Sequence[Step]) -> tuple[str, l
     shape: list[Any] = []
     arguments: list[Any] = []
     for step in steps:
-        if step.returning or step.wakes_runners or not getattr(step.statement, "is_insert", False):
+        plain_insert = getattr(step.statement, "is_insert", False) and step.expect is None
+        if step.returning or step.wakes_runners or not plain_insert:
             return None
         if step.rows is not None:
             if not step.rows:

@@ -12,7 +12,8 @@ from callerid import openapi
 from callerid.accounts.dependencies import require_access
 from callerid.accounts.service import TokenPrincipal
 from callerid.failures import InvalidInput
-from callerid.http import JsonResponse, parse_page, parse_uuid, read_json_object
+from callerid.http import JsonResponse, begin_idempotent, parse_json_object, parse_page, parse_uuid
+from callerid.idempotency import service as idempotency
 from callerid.numbers import schemas, service
 from callerid.runtime import runtime_of
 
@@ -268,8 +269,12 @@ async def publish(
 ) -> JsonResponse:
     feature_set_id = _feature_set_id(featureSetId)
     runtime = runtime_of(request)
-    raw_numbers = schemas.phone_numbers_from_body(await read_json_object(request), runtime.settings.number_request_max)
-    async with runtime.db.transaction() as session:
+    raw = await request.body()
+    raw_numbers = schemas.phone_numbers_from_body(parse_json_object(raw), runtime.settings.number_request_max)
+    keyed = await begin_idempotent(request, principal.account_id, raw)
+    if isinstance(keyed, idempotency.Answer):
+        return JsonResponse(keyed.content, status_code=keyed.status, headers=idempotency.REPLAYED)
+    async with idempotency.holding(runtime.db, keyed), runtime.db.transaction() as session:
         feature_set = await service.feature_set_of(session, principal.account_id, feature_set_id)
         outcome = await service.list_numbers_into(
             session,
@@ -278,7 +283,10 @@ async def publish(
             raw_numbers=raw_numbers,
             created_by_email=principal.created_by_email,
         )
-    return JsonResponse(schemas.list_response(principal.account_id, principal.created_by_email, outcome))
+        content = schemas.list_response(principal.account_id, principal.created_by_email, outcome)
+        if isinstance(keyed, idempotency.Claim):
+            await keyed.answer_in(session, 200, content)
+    return JsonResponse(content)
 
 
 @router.post(
@@ -295,8 +303,12 @@ async def delist(
 ) -> JsonResponse:
     feature_set_id = _feature_set_id(featureSetId)
     runtime = runtime_of(request)
-    raw_numbers = schemas.phone_numbers_from_body(await read_json_object(request), runtime.settings.number_request_max)
-    async with runtime.db.transaction() as session:
+    raw = await request.body()
+    raw_numbers = schemas.phone_numbers_from_body(parse_json_object(raw), runtime.settings.number_request_max)
+    keyed = await begin_idempotent(request, principal.account_id, raw)
+    if isinstance(keyed, idempotency.Answer):
+        return JsonResponse(keyed.content, status_code=keyed.status, headers=idempotency.REPLAYED)
+    async with idempotency.holding(runtime.db, keyed), runtime.db.transaction() as session:
         feature_set = await service.feature_set_of(session, principal.account_id, feature_set_id)
         outcome = await service.delist_numbers_from(
             session,
@@ -305,4 +317,7 @@ async def delist(
             raw_numbers=raw_numbers,
             created_by_email=principal.created_by_email,
         )
-    return JsonResponse(schemas.delist_response(principal.account_id, outcome))
+        content = schemas.delist_response(principal.account_id, outcome)
+        if isinstance(keyed, idempotency.Claim):
+            await keyed.answer_in(session, 200, content)
+    return JsonResponse(content)

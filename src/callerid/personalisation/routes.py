@@ -12,7 +12,8 @@ from callerid.accounts.dependencies import check_access, require_access
 from callerid.accounts.service import TokenPrincipal
 from callerid.failures import InvalidInput
 from callerid.fastlane import FastRequest, FastResponse, FastRoute, documented, operation
-from callerid.http import parse_json_object, parse_uuid, read_json_object
+from callerid.http import begin_idempotent, parse_json_object, parse_uuid
+from callerid.idempotency import service as idempotency
 from callerid.personalisation import schemas, service
 from callerid.responses import JsonResponse
 from callerid.runtime import runtime_of
@@ -238,21 +239,43 @@ def _batch_id(request: Request) -> uuid.UUID:
 # --- v2 ------------------------------------------------------------------------------------------------
 
 
+def _r2_answer(result: service.RealtimeResult) -> tuple[int, Any]:
+    record = result.record
+    if not record.valid:
+        return 400, schemas.v2_invalid(record.v2_field or "", record.message or "")
+    if result.outcome is not None and result.outcome.reason is not None:
+        return 200, schemas.r2_not_delivered(result.outcome.reason, result.outcome.message)
+    return 200, schemas.R2_SUCCESS
+
+
+async def _begin_keyed(
+    request: FastRequest, account_id: uuid.UUID, raw: bytes
+) -> idempotency.Claim | idempotency.Answer | None:
+    runtime, key = request.runtime, request.header(b"idempotency-key")
+    return await idempotency.begin_if_keyed(runtime.db, runtime.settings, account_id, key, "POST", request.path, raw)
+
+
+def _replayed(answer: idempotency.Answer, headers: dict[str, str] | None = None) -> FastResponse:
+    return FastResponse(answer.content, answer.status, {**(headers or {}), **idempotency.REPLAYED})
+
+
 async def realtime_v2(request: FastRequest) -> FastResponse:
     runtime = request.runtime
     principal = await check_access(
         runtime, request.header(b"authorization"), request.path_params["clientAccountId"], FEATURE, "write"
     )
-    body = parse_json_object(await request.body())
+    raw = await request.body()
+    body = parse_json_object(raw)
     if body is None:
         return FastResponse(schemas.V2_BODY_UNPARSABLE, 400)
-    result = await service.submit_realtime_v2(runtime, principal.account_id, body)
-    record = result.record
-    if not record.valid:
-        return FastResponse(schemas.v2_invalid(record.v2_field or "", record.message or ""), 400)
-    if result.outcome is not None and result.outcome.reason is not None:
-        return FastResponse(schemas.r2_not_delivered(result.outcome.reason, result.outcome.message))
-    return FastResponse(schemas.R2_SUCCESS)
+    keyed = await _begin_keyed(request, principal.account_id, raw)
+    if isinstance(keyed, idempotency.Answer):
+        return _replayed(keyed)
+    async with idempotency.holding(runtime.db, keyed):
+        answer = idempotency.answering(keyed, _r2_answer)
+        result = await service.submit_realtime_v2(runtime, principal.account_id, body, answer=answer)
+    status, content = _r2_answer(result)
+    return FastResponse(content, status)
 
 
 async def batch_v2(request: FastRequest) -> FastResponse:
@@ -265,15 +288,25 @@ async def batch_v2(request: FastRequest) -> FastResponse:
         "write",
         batch_v2=True,
     )
-    body = parse_json_object(await request.body())
+    raw = await request.body()
+    body = parse_json_object(raw)
     if body is None:
         return FastResponse(schemas.V2_BODY_UNPARSABLE, 400)
     try:
         records = service.batch_records_of(body, runtime.settings.batch_max_records)
     except service.BatchShapeError as exc:
         return FastResponse(schemas.v2_invalid(service.BATCH_FIELD, exc.message), 400)
-    batch_id = await service.submit_v2_batch(runtime.db, principal.account_id, records)
-    return FastResponse({"batch_id": str(batch_id)})
+    keyed = await _begin_keyed(request, principal.account_id, raw)
+    if isinstance(keyed, idempotency.Answer):
+        return _replayed(keyed)
+    async with idempotency.holding(runtime.db, keyed):
+        answer = idempotency.answering(keyed, _b2_answer)
+        batch_id = await service.submit_v2_batch(runtime.db, principal.account_id, records, answer=answer)
+    return FastResponse(_b2_answer(batch_id)[1])
+
+
+def _b2_answer(batch_id: uuid.UUID) -> tuple[int, Any]:
+    return 200, {"batch_id": str(batch_id)}
 
 
 # The two v2 submission endpoints carry the load (records/s): fast routes (see callerid.fastlane). The answers
@@ -373,9 +406,16 @@ async def batch_status_v2(
 # --- v1 (deprecated) -------------------------------------------------------------------------------------
 
 
+def _v1_answer(result: service.V1Result) -> tuple[int, Any]:
+    if result.error is not None:
+        return 400, schemas.v1_failure(result.error, str(result.batch_id))
+    return 200, schemas.v1_accepted(str(result.batch_id))
+
+
 async def _submit_v1(request: Request, principal: TokenPrincipal, *, single: bool) -> JsonResponse:
     runtime = runtime_of(request)
-    body = await read_json_object(request)
+    raw = await request.body()
+    body = parse_json_object(raw)
     if body is None:
         return JsonResponse(schemas.v1_failure("Request body is invalid"), status_code=400, headers=DEPRECATED)
     if single:
@@ -385,10 +425,14 @@ async def _submit_v1(request: Request, principal: TokenPrincipal, *, single: boo
             records = service.batch_records_of(body, runtime.settings.batch_max_records)
         except service.BatchShapeError as exc:
             return JsonResponse(schemas.v1_failure(exc.message), status_code=400, headers=DEPRECATED)
-    result = await service.submit_v1(runtime.db, principal.account_id, records)
-    if result.error is not None:
-        return JsonResponse(schemas.v1_failure(result.error, str(result.batch_id)), status_code=400, headers=DEPRECATED)
-    return JsonResponse(schemas.v1_accepted(str(result.batch_id)), headers=DEPRECATED)
+    keyed = await begin_idempotent(request, principal.account_id, raw)
+    if isinstance(keyed, idempotency.Answer):
+        return JsonResponse(keyed.content, status_code=keyed.status, headers={**DEPRECATED, **idempotency.REPLAYED})
+    async with idempotency.holding(runtime.db, keyed):
+        answer = idempotency.answering(keyed, _v1_answer)
+        result = await service.submit_v1(runtime.db, principal.account_id, records, answer=answer)
+    status, content = _v1_answer(result)
+    return JsonResponse(content, status_code=status, headers=DEPRECATED)
 
 
 _V1_RESPONSES: dict[int | str, dict[str, Any]] = {

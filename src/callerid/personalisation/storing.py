@@ -6,6 +6,7 @@ texts and its records (``callerid.personalisation.models``), in one transaction.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -151,12 +152,16 @@ async def _store_batch(
     created_at: datetime,
     records: list[NewRecord],
     deliver: bool,
+    also: Step | None = None,
 ) -> None:
     """Batch, records and (when some are valid) the delivery job, in one transaction: once this returns
-    the batch cannot be lost, and its processing is already queued."""
+    the batch cannot be lost, and its processing is already queued. ``also``: one more statement of the same
+    transaction (the request's idempotency answer)."""
     steps = group_steps(batch_id, account_id, version, created_at, records)
     if deliver:
         steps.append(enqueue_step(DELIVER_BATCH_JOB, {"batch_id": str(batch_id)}))
+    if also is not None:
+        steps.append(also)
     await db.write(steps)
 
 
@@ -166,9 +171,17 @@ class V1Result:
     error: str | None  # the first error (v1 text, indexed when not the first record); None = accepted
 
 
-async def submit_v1(db: Database, account_id: uuid.UUID, records: list[dict[str, Any]]) -> V1Result:
+# What a caller may store with a submission's own write, given its result: the request's idempotency answer
+# (``idempotency.Claim.answer_step``), so that the answer and the work commit together or not at all.
+AnswerStep = Callable[[Any], Step]
+
+
+async def submit_v1(
+    db: Database, account_id: uuid.UUID, records: list[dict[str, Any]], *, answer: AnswerStep | None = None
+) -> V1Result:
     """R1 (one record) and B1: all-or-nothing (SPEC §5.5). The batch is stored either way, so that its
-    BatchID can be queried; only an accepted batch is delivered."""
+    BatchID can be queried; only an accepted batch is delivered. ``answer(result)``: a statement for the same
+    write."""
     now = clock.now()
     labels = await labels_for(db, account_id, records)
     now_ms = epoch_ms(now)
@@ -196,12 +209,16 @@ async def submit_v1(db: Database, account_id: uuid.UUID, records: list[dict[str,
         created_at=now,
         records=stored,
         deliver=error is None,
+        also=None if answer is None else answer(V1Result(batch_id=batch_id, error=error)),
     )
     return V1Result(batch_id=batch_id, error=error)
 
 
-async def submit_v2_batch(db: Database, account_id: uuid.UUID, records: list[dict[str, Any]]) -> uuid.UUID:
-    """B2: each record validated at receipt; invalid ones stored with their error, valid ones queued."""
+async def submit_v2_batch(
+    db: Database, account_id: uuid.UUID, records: list[dict[str, Any]], *, answer: AnswerStep | None = None
+) -> uuid.UUID:
+    """B2: each record validated at receipt; invalid ones stored with their error, valid ones queued.
+    ``answer(batch_id)``: a statement for the same write."""
     now = clock.now()
     labels = await labels_for(db, account_id, records)
     now_ms = epoch_ms(now)
@@ -216,6 +233,7 @@ async def submit_v2_batch(db: Database, account_id: uuid.UUID, records: list[dic
         created_at=now,
         records=stored,
         deliver=any(c.valid for c in checked),
+        also=None if answer is None else answer(batch_id),
     )
     return batch_id
 
@@ -243,8 +261,12 @@ def push_message(settings: Settings, checked: CheckedRecord, record_id: str) -> 
     )
 
 
-async def submit_realtime_v2(runtime: Runtime, account_id: uuid.UUID, record: dict[str, Any]) -> RealtimeResult:
-    """R2: validate, push synchronously, then store the record with its outcome in one write."""
+async def submit_realtime_v2(
+    runtime: Runtime, account_id: uuid.UUID, record: dict[str, Any], *, answer: AnswerStep | None = None
+) -> RealtimeResult:
+    """R2: validate, push synchronously, then store the record with its outcome in one write. With
+    ``answer(result)`` the record is stored in a write of its own with that statement, not in the group commit
+    (whose other records must not roll back with it)."""
     db, settings = runtime.db, runtime.settings
     now = clock.now()
     labels = await labels_for(db, account_id, [record])
@@ -263,8 +285,12 @@ async def submit_realtime_v2(runtime: Runtime, account_id: uuid.UUID, record: di
         stored = usable(checked, DELIVERED_STATE if outcome.reason is None else OUTCOME_STATES[outcome.reason])
     else:
         stored = _invalid(checked, now_ms)
-    await runtime.realtime_inserter.insert(stored)
-    return RealtimeResult(record=checked, outcome=outcome, record_id=record_id)
+    result = RealtimeResult(record=checked, outcome=outcome, record_id=record_id)
+    if answer is None:
+        await runtime.realtime_inserter.insert(stored)
+    else:
+        await db.write([*_realtime_group([stored]), answer(result)])
+    return result
 
 
 def _realtime_group(records: list[NewRecord]) -> list[Step]:
