@@ -251,3 +251,29 @@ async def test_a_service_error_gives_the_key_back(
         response = await client.post(path, json=body, headers=keyed(auth, "nl"))
         assert response.status_code == 404, response.text
     assert await key_rows(db) == []
+
+
+async def test_two_processes_racing_with_one_key_do_the_work_once(
+    app: Any, settings: Settings, tenant: Tenant, auth: dict[str, str], label: Label, now_ms: int, db: Database
+) -> None:
+    """A second app on the same database (its own pool, its own SQLite writer) stands for a second process."""
+    from callerid.app import create_app
+
+    other = create_app(settings)
+    body = {"call_records": [record_v2(label, now_ms, receiver_number=f"91987651{i:04d}") for i in range(20)]}
+    async with other.router.lifespan_context(other):
+        clients = [
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=served), base_url="http://testserver")
+            for served in (app, other)
+        ]
+        try:
+            answers = await asyncio.gather(
+                *(clients[i % 2].post(b2_path(tenant), json=body, headers=keyed(auth, "two")) for i in range(6))
+            )
+            settled = await clients[1].post(b2_path(tenant), json=body, headers=keyed(auth, "two"))
+        finally:
+            for http in clients:
+                await http.aclose()
+    assert {a.status_code for a in answers} <= {200, 409} and settled.status_code == 200
+    assert {a.json()["batch_id"] for a in answers if a.status_code == 200} <= {settled.json()["batch_id"]}
+    assert len(await stored_batches(db)) == 1 and len(await stored_records(db)) == 20
