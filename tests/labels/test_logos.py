@@ -17,7 +17,6 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from alembic import command
-from alembic.script import ScriptDirectory
 from sqlalchemy import delete, func, select, update
 
 from callerid import clock
@@ -36,6 +35,7 @@ from callerid.labels.routes import LOGO_CACHE_CONTROL
 from tests.conftest import Tenant, fresh_postgresql_database, make_settings
 from tests.console.conftest import browser, create_console_account, sign_in
 from tests.labels.images import image_bytes
+from tests.migrations import upgrade_all_but
 
 NOW = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
 TEAL, PINK = image_bytes(color="teal"), image_bytes(color="pink")
@@ -224,9 +224,7 @@ def unmigrated_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[s
 
 def upgrade_all_but_logos(url: str) -> None:
     """Every branch to its newest revision, the labels branch to the one before logos moved into the database."""
-    config = alembic_config(url)
-    for head in ScriptDirectory.from_config(config).get_heads():
-        command.upgrade(config, head if head != LOGO_REVISION else BEFORE)
+    upgrade_all_but(url, LOGO_REVISION, BEFORE)
 
 
 _OLD_LABELS = sa.table(

@@ -15,7 +15,6 @@ import orjson
 import pytest
 import sqlalchemy as sa
 from alembic import command
-from alembic.script import ScriptDirectory
 
 from callerid import clock
 from callerid.accounts import service as accounts
@@ -32,6 +31,7 @@ from callerid.personalisation import service
 from callerid.personalisation.jobs import RECORD_PURGES
 from tests.conftest import fresh_postgresql_database, make_settings
 from tests.labels.images import image_bytes
+from tests.migrations import upgrade_all_but
 
 REVISION, BEFORE = "0016_compact_call_records", "0014_retention_indexes"
 NOW = datetime(2027, 1, 10, 9, 0, 0, 123456, tzinfo=UTC)
@@ -79,9 +79,7 @@ def url_at_0015(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]
 
 
 def _upgrade_but_0016(url: str) -> None:
-    config = alembic_config(url)
-    for head in ScriptDirectory.from_config(config).get_heads():
-        command.upgrade(config, head if head != REVISION else BEFORE)
+    upgrade_all_but(url, REVISION, BEFORE)
 
 
 def _record(**values: Any) -> dict[str, Any]:
