@@ -24,6 +24,7 @@ VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 STAMP = VENV / ".callerid-installed"
+CLIENT = ROOT / "clients" / "python"
 
 
 def say(message: str) -> None:
@@ -65,12 +66,14 @@ def ensure_venv(extras: str) -> None:
         # see the README) takes effect; a venv cannot change its interpreter, so it is made again.
         say(f"re-creating {VENV} with {sys.executable} (it was made with the Python in {made_by})")
         venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
-    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + extras.encode()).hexdigest()
+    manifests = (ROOT / "pyproject.toml").read_bytes() + (CLIENT / "pyproject.toml").read_bytes()
+    wanted = hashlib.sha256(manifests + extras.encode()).hexdigest()
     if STAMP.exists() and STAMP.read_text() == wanted:
         return
     say(f"installing callerid{extras} into {VENV} (first run takes a minute)")
     run(PYTHON, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
-    run(PYTHON, "-m", "pip", "install", "--quiet", "-e", f"{ROOT}{extras}")
+    # The server, and the Python client with its CLI (clients/python, a distribution of its own).
+    run(PYTHON, "-m", "pip", "install", "--quiet", "-e", f"{ROOT}{extras}", "-e", f"{CLIENT}[cli]")
     STAMP.write_text(wanted)
 
 

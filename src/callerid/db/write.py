@@ -313,3 +313,7 @@ class OnConflict(Generic[T]):
 
     def of(self, session: AsyncSession) -> T:
         return self._built[session.get_bind().dialect.name]
+
+    def of_database(self, db: Any) -> T:
+        """The statement for ``db`` (a ``Database``), for a ``Step`` of ``db.write``."""
+        return self._built["sqlite" if db.is_sqlite else "postgresql"]

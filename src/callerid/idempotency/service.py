@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from callerid import clock
 from callerid.config import Settings
 from callerid.db import Database
-from callerid.db.write import SessionTx, Step, WriteConflict, insert_unless_exists
+from callerid.db.write import OnConflict, SessionTx, Step, WriteConflict
 from callerid.failures import Busy, InvalidInput, Unprocessable
 from callerid.idempotency.models import MAX_KEY_LENGTH, IdempotencyKey
 
@@ -49,6 +49,24 @@ _ANSWER = (
     update(_KEYS)
     .where(_KEYS.c.id == bindparam("b_id"), _KEYS.c.claim == bindparam("b_claim"))
     .values(status_code=bindparam("b_status"), body=bindparam("b_body"), claim=None, claimed_until=None)
+)
+
+
+_CLAIM = OnConflict(
+    lambda insert: (
+        insert(_KEYS)
+        .values(
+            id=bindparam("id"),
+            account_id=bindparam("account_id"),
+            key=bindparam("key"),
+            fingerprint=bindparam("fingerprint"),
+            claim=bindparam("claim"),
+            claimed_until=bindparam("claimed_until"),
+            created_at=bindparam("created_at"),
+        )
+        .on_conflict_do_nothing(index_elements=[_KEYS.c.account_id, _KEYS.c.key])
+        .returning(_KEYS.c.id)
+    )
 )
 
 
@@ -152,19 +170,21 @@ async def begin(
     now = clock.now()
     lease = timedelta(seconds=settings.idempotency_lease_seconds)
     token = uuid.uuid4()
+    row_id = uuid.uuid4()
+    values = {
+        "id": row_id,
+        "account_id": account_id,
+        "key": key,
+        "fingerprint": request_fingerprint,
+        "claim": token,
+        "claimed_until": now + lease,
+        "created_at": now,
+    }
+    # A new key, the usual case: one statement through the write seam (its fast path on either database).
+    (claimed,) = await db.write([Step(_CLAIM.of_database(db), values, returning=True)])
+    if claimed:
+        return Claim(row_id, token, key)
     async with db.transaction() as session:
-        row_id = uuid.uuid4()
-        values = {
-            "id": row_id,
-            "account_id": account_id,
-            "key": key,
-            "fingerprint": request_fingerprint,
-            "claim": token,
-            "claimed_until": now + lease,
-            "created_at": now,
-        }
-        if await insert_unless_exists(session, _KEYS, values, unique=["account_id", "key"]):
-            return Claim(row_id, token, key)
         found = (
             await session.execute(select(IdempotencyKey).where(_KEYS.c.account_id == account_id, _KEYS.c.key == key))
         ).scalar_one()

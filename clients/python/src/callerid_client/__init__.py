@@ -1,0 +1,138 @@
+"""callerid-client: the Python client of the callerid business API (wire-compatible verified caller ID).
+
+    from callerid_client import Client
+
+    with Client("https://callerid.example.com", ACCOUNT_ID, KEY_ID, API_KEY) as client:
+        result = client.personalise_many(records)   # validated, batched, paced, retried; every final outcome
+        print(result.counts())
+
+Tokens are minted on demand and reused; 429s, 5xx and broken connections are retried (POSTs with an
+``Idempotency-Key``). See README.md for every helper.
+"""
+
+from callerid_client._core import ClientOptions, RetryEvent, RetryPolicy, TokenStore, __version__
+from callerid_client.async_client import AsyncClient
+from callerid_client.client import Client
+from callerid_client.errors import (
+    APIError,
+    AuthenticationError,
+    CallerIdError,
+    ConflictError,
+    IdempotencyKeyInProgressError,
+    IdempotencyKeyReusedError,
+    InvalidRequestError,
+    LocalValidationError,
+    NotFoundError,
+    NothingFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    RecordValidationError,
+    ServerError,
+    TokenMintLimitError,
+    TransportError,
+    UnprocessableError,
+    V1FailureError,
+    WaitTimeoutError,
+    WebhookVerificationError,
+)
+from callerid_client.jobs import (
+    NumbersOutcome,
+    NumbersProgress,
+    PersonaliseResult,
+    Progress,
+    RecordOutcome,
+)
+from callerid_client.models import (
+    BatchAccepted,
+    BatchRecord,
+    BatchRecordV1,
+    BatchStatus,
+    BusinessNumber,
+    CallRecord,
+    CallRecordV1,
+    CmbEvent,
+    CmbPayload,
+    DelistResult,
+    DownloadLink,
+    FeatureSet,
+    FeatureSetsPage,
+    Label,
+    NumbersPage,
+    PublishResult,
+    RealtimeResult,
+    StatusInfo,
+    SurveyPayload,
+    Token,
+    UserFeedbackEvent,
+    UserResponse,
+    V1Result,
+    WebhookEvent,
+)
+from callerid_client.rules import RecordProblem, check_record, normalise_phone
+from callerid_client.webhooks import check_webhook, construct_event, parse_event, verify_webhook
+
+__all__ = [
+    "APIError",
+    "AsyncClient",
+    "AuthenticationError",
+    "BatchAccepted",
+    "BatchRecord",
+    "BatchRecordV1",
+    "BatchStatus",
+    "BusinessNumber",
+    "CallRecord",
+    "CallRecordV1",
+    "CallerIdError",
+    "Client",
+    "ClientOptions",
+    "CmbEvent",
+    "CmbPayload",
+    "ConflictError",
+    "DelistResult",
+    "DownloadLink",
+    "FeatureSet",
+    "FeatureSetsPage",
+    "IdempotencyKeyInProgressError",
+    "IdempotencyKeyReusedError",
+    "InvalidRequestError",
+    "Label",
+    "LocalValidationError",
+    "NotFoundError",
+    "NothingFoundError",
+    "NumbersOutcome",
+    "NumbersPage",
+    "NumbersProgress",
+    "PermissionDeniedError",
+    "PersonaliseResult",
+    "Progress",
+    "PublishResult",
+    "RateLimitError",
+    "RealtimeResult",
+    "RecordOutcome",
+    "RecordProblem",
+    "RecordValidationError",
+    "RetryEvent",
+    "RetryPolicy",
+    "ServerError",
+    "StatusInfo",
+    "SurveyPayload",
+    "Token",
+    "TokenMintLimitError",
+    "TokenStore",
+    "TransportError",
+    "UnprocessableError",
+    "UserFeedbackEvent",
+    "UserResponse",
+    "V1FailureError",
+    "V1Result",
+    "WaitTimeoutError",
+    "WebhookEvent",
+    "WebhookVerificationError",
+    "__version__",
+    "check_record",
+    "check_webhook",
+    "construct_event",
+    "normalise_phone",
+    "parse_event",
+    "verify_webhook",
+]
