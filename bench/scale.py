@@ -15,9 +15,10 @@ cache invalidation); on a machine with more cores, throughput then grows with th
 own CPU is the limit. The last line compares CPU per request at the largest count with one process (the target:
 at most 15 % more).
 
-``--rate N`` offers a fixed load instead (N requests/s in all, the same for every count, below what one process
-can serve): then every process has spare time, and CPU per request compares the code paths alone, not how full
-each process's groups are nor how the cores are shared out.
+``--rate N`` paces the load instead of saturating: N requests/s for each process (so 4N in all at 4 processes), or N
+in all with ``--fixed-load``. Each process then sees the same load as the single one did and has spare time, so
+on a machine with fewer cores than processes CPU per request compares the code paths alone, not how full each
+process's groups are when it gets only a share of a core (choose N so that N x the largest count fits the cores).
 
 Run: ``.venv/bin/python bench/scale.py`` (``--help`` for the knobs). Needs ``wrk`` (Debian package) and Linux.
 """
@@ -69,7 +70,7 @@ def paced_script(script: str, args: argparse.Namespace) -> str:
     a second (wrk's ``delay()``; the answer's own latency comes on top, so the rate reached is a little lower)."""
     if not args.rate:
         return script
-    return script + f"\nfunction delay()\n  return {args.connections * 1000 / args.rate:.3f}\nend\n"
+    return script + f"\nfunction delay()\n  return {args.connections_each * 1000 / args.rate:.3f}\nend\n"
 
 
 def run_count(processes: int, args: argparse.Namespace) -> dict[str, dict[str, float]]:
@@ -102,9 +103,11 @@ def run_count(processes: int, args: argparse.Namespace) -> dict[str, dict[str, f
         # Weak scaling: every process gets the same load (connections) as the only one did. With a fixed number of
         # connections split over more processes, each process's group commits and grouped Redis calls and reads get
         # smaller, and CPU per request rises for that reason alone, which is not what this bench looks for.
-        connections = args.connections * processes if args.per_process and not args.rate else args.connections
-        args = argparse.Namespace(**{**vars(args), "connections": connections})
-        paced = f", about {args.rate:,} requests/s in all" if args.rate else ""
+        # With --rate, every connection pauses so that the connections of one process send --rate requests/s in all.
+        connections = args.connections * processes if args.per_process else args.connections
+        args = argparse.Namespace(**{**vars(args), "connections": connections, "connections_each": args.connections})
+        offered = args.rate * processes if args.per_process else args.rate
+        paced = f", about {offered:,} requests/s in all" if args.rate else ""
         print(
             f"{processes} serve process(es) + 1 worker, wrk -t{args.threads} -c{connections} -d{args.seconds}s{paced}"
         )
@@ -142,7 +145,7 @@ def main() -> None:
         "--rate",
         type=int,
         default=0,
-        help="a fixed offered load in requests/s (the same --connections for every count) instead of saturating",
+        help="a paced load in requests/s per process (in all with --fixed-load) instead of saturating",
     )
     parser.add_argument(
         "--fixed-load",

@@ -173,6 +173,10 @@ async def build_world(db: Database, settings: Settings, name: str) -> World:
         label = await labels.create_label(
             session, settings, account_id=console.account_id, name="Acme Label", logo=image_bytes()
         )
+        # In every owner's subtree (Sales > Delivery > Returns), so each role may open its pages.
+        feature_set = await numbers.create_feature_set(
+            session, account_id=console.account_id, process_id=returns.id, label_id=label.id, name="Returns line"
+        )
         hook = await webhooks.create_webhook(
             session,
             settings,
@@ -194,7 +198,23 @@ async def build_world(db: Database, settings: Settings, name: str) -> World:
             created_at=clock.now(),
         )
         session.add(run)
+        # A finished listing job of the feature set with no numbers (its progress page; no number is listed).
+        from callerid.numbers.models import JOB_DONE, LIST, NumberJob
+
+        number_job = NumberJob(
+            id=uuid.uuid4(),
+            account_id=console.account_id,
+            feature_set_id=feature_set.id,
+            action=LIST,
+            numbers=[],
+            created_by_email=console.email,
+            status=JOB_DONE,
+            created_at=clock.now(),
+            finished_at=clock.now(),
+        )
+        session.add(number_job)
     assert admin_id is not None
+    batch_id, record_ref = await add_batch(db, console.account_id, label.id)
     people = {
         "admin": Person(admin_id, console.email, console.password, "admin"),
         "department_owner": await add_member(db, console.account_id, "department_owner", "department", sales.id),
@@ -219,8 +239,40 @@ async def build_world(db: Database, settings: Settings, name: str) -> World:
             "event_id": str(event_ids[0]),
             "run_id": str(run.id),
             "member": str(people["process_owner"].member_id),
+            "feature_set_id": str(feature_set.id),
+            "job_id": str(number_job.id),
+            # Below every owner's node (Sales > Delivery > Returns > Refunds): each role may rename and archive it.
+            "node_id": str(refunds.id),
+            # A B2 batch of one record (call activity pages).
+            "batch_id": str(batch_id),
+            "record": str(record_ref),
         },
     )
+
+
+async def add_batch(db: Database, account_id: uuid.UUID, label_id: uuid.UUID) -> tuple[uuid.UUID, int]:
+    """A B2 batch of one valid record, through the service the API uses; its id and its record's console id."""
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from callerid import clock
+    from callerid.personalisation import service as personalisation
+    from callerid.personalisation.models import CallBatch, first_id
+
+    now_ms = personalisation.epoch_ms(clock.now())
+    record = {
+        "label_id": str(label_id),
+        "caller_number": "911234567890",
+        "receiver_number": "919876543210",
+        "starts_at": now_ms,
+        "ends_at": now_ms + int(timedelta(hours=1).total_seconds() * 1000),
+    }
+    batch_id = await personalisation.submit_v2_batch(db, account_id, [record])
+    async with db.session() as session:
+        key = await session.scalar(select(CallBatch.key).where(CallBatch.id == batch_id))
+    assert key is not None
+    return batch_id, first_id(key)
 
 
 __all__ = ["ConsoleAccount", "Settings", "browser", "csrf_of", "page_csrf", "sign_in"]

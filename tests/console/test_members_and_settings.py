@@ -82,7 +82,16 @@ async def test_an_invited_owner_sets_a_password_and_is_signed_in(
         assert "Welcome to callerid: your password is set" in home.text
         # An operation owner's navigation: no API keys, webhooks or account settings.
         navigation = re.findall(r'<li><a href="(/console[^"]*)"', home.text)
-        assert navigation == ["/console", "/console/caller-id", "/console/members", "/console/settings"]
+        assert navigation == [
+            "/console",
+            "/console/organisation",
+            "/console/caller-id",
+            "/console/feature-sets",
+            "/console/numbers",
+            "/console/activity",
+            "/console/members",
+            "/console/settings",
+        ]
         assert (await http.get("/console/api-keys")).status_code == 403
         # The link works once.
         assert (await http.get(link)).status_code == 404

@@ -15,7 +15,24 @@ from fastapi.routing import APIRoute
 
 from callerid.accounts.permissions import ROLE_PERMISSIONS, Permission
 from callerid.config import Settings
-from callerid.console.routes import api_keys, auth, home, labels, members, settings, webhooks
+from callerid.console.routes import (
+    activity,
+    api_keys,
+    auth,
+    call_me_back,
+    call_records,
+    feature_sets,
+    home,
+    labels,
+    listing,
+    members,
+    numbers,
+    organisation,
+    settings,
+    setup,
+    surveys,
+    webhooks,
+)
 from callerid.db import Database
 from tests.console.conftest import World, browser, build_world, csrf_of, sign_in
 
@@ -23,6 +40,15 @@ P = Permission
 # (method, path template) -> the permission a member needs. Path parameters are filled from World.objects.
 PROTECTED: dict[tuple[str, str], Permission] = {
     ("GET", "/console"): P.VIEW_HOME,
+    ("GET", "/console/organisation"): P.VIEW_ORGANISATION,
+    ("GET", "/console/organisation/export.csv"): P.VIEW_ORGANISATION,
+    ("GET", "/console/organisation/new"): P.MANAGE_ORGANISATION,
+    ("POST", "/console/organisation"): P.MANAGE_ORGANISATION,
+    ("GET", "/console/organisation/{node_id}/rename"): P.MANAGE_ORGANISATION,
+    ("POST", "/console/organisation/{node_id}/rename"): P.MANAGE_ORGANISATION,
+    ("GET", "/console/organisation/{node_id}/archive"): P.MANAGE_ORGANISATION,
+    ("POST", "/console/organisation/{node_id}/archive"): P.MANAGE_ORGANISATION,
+    ("POST", "/console/organisation/{node_id}/restore"): P.MANAGE_ORGANISATION,
     ("GET", "/console/caller-id"): P.VIEW_LABELS,
     ("GET", "/console/caller-id/export.csv"): P.VIEW_LABELS,
     ("GET", "/console/caller-id/{label_id}"): P.VIEW_LABELS,
@@ -53,6 +79,16 @@ PROTECTED: dict[tuple[str, str], Permission] = {
     ("POST", "/console/webhooks/events/{event_id}/resend"): P.MANAGE_WEBHOOKS,
     ("GET", "/console/webhooks/retry-runs/{run_id}"): P.MANAGE_WEBHOOKS,
     ("GET", "/console/webhooks/retry-runs/{run_id}/progress"): P.MANAGE_WEBHOOKS,
+    ("GET", "/console/feature-sets"): P.VIEW_FEATURE_SETS,
+    ("GET", "/console/feature-sets/export.csv"): P.VIEW_FEATURE_SETS,
+    ("GET", "/console/feature-sets/new"): P.MANAGE_FEATURE_SETS,
+    ("POST", "/console/feature-sets"): P.MANAGE_FEATURE_SETS,
+    ("GET", "/console/feature-sets/{feature_set_id}"): P.VIEW_FEATURE_SETS,
+    ("GET", "/console/feature-sets/{feature_set_id}/edit"): P.MANAGE_FEATURE_SETS,
+    ("POST", "/console/feature-sets/{feature_set_id}"): P.MANAGE_FEATURE_SETS,
+    ("GET", "/console/feature-sets/{feature_set_id}/call-me-back"): P.MANAGE_FEATURE_SETS,
+    ("GET", "/console/feature-sets/{feature_set_id}/call-me-back/window"): P.MANAGE_FEATURE_SETS,
+    ("POST", "/console/feature-sets/{feature_set_id}/call-me-back"): P.MANAGE_FEATURE_SETS,
     ("GET", "/console/members"): P.VIEW_MEMBERS,
     ("GET", "/console/members/roles"): P.VIEW_MEMBERS,
     ("GET", "/console/members/invite"): P.MANAGE_MEMBERS,
@@ -62,11 +98,59 @@ PROTECTED: dict[tuple[str, str], Permission] = {
     ("POST", "/console/members/{member}/role"): P.MANAGE_MEMBERS,
     ("GET", "/console/members/{member}/{action}"): P.MANAGE_MEMBERS,
     ("POST", "/console/members/{member}/{action}"): P.MANAGE_MEMBERS,
+    ("GET", "/console/numbers"): P.VIEW_NUMBERS,
+    ("GET", "/console/numbers/export.csv"): P.VIEW_NUMBERS,
+    ("GET", "/console/numbers/delist"): P.MANAGE_NUMBERS,
+    ("POST", "/console/numbers/delist"): P.MANAGE_NUMBERS,
+    ("GET", "/console/feature-sets/{feature_set_id}/listing"): P.MANAGE_NUMBERS,
+    ("POST", "/console/feature-sets/{feature_set_id}/listing/preview"): P.MANAGE_NUMBERS,
+    ("POST", "/console/feature-sets/{feature_set_id}/listing"): P.MANAGE_NUMBERS,
+    ("GET", "/console/feature-sets/{feature_set_id}/listing/jobs/{job_id}"): P.VIEW_NUMBERS,
+    ("GET", "/console/feature-sets/{feature_set_id}/listing/jobs/{job_id}/progress"): P.VIEW_NUMBERS,
     ("GET", "/console/settings"): P.OWN_PROFILE,
     ("POST", "/console/settings/account"): P.MANAGE_ACCOUNT,
     ("POST", "/console/settings/password"): P.OWN_PROFILE,
     ("POST", "/console/settings/two-factor"): P.OWN_PROFILE,
     ("POST", "/console/settings/sessions/end-others"): P.OWN_PROFILE,
+    # Call activity: Call Me Back and survey answers per feature set (owners: theirs); call records admins only.
+    ("GET", "/console/activity"): P.VIEW_ACTIVITY,
+    ("GET", "/console/activity/call-me-back"): P.VIEW_ACTIVITY,
+    ("GET", "/console/activity/call-me-back/export.csv"): P.VIEW_ACTIVITY,
+    ("GET", "/console/activity/survey-answers"): P.VIEW_ACTIVITY,
+    ("GET", "/console/activity/survey-answers/export.csv"): P.VIEW_ACTIVITY,
+    ("GET", "/console/activity/batches"): P.VIEW_CALL_RECORDS,
+    ("GET", "/console/activity/batches/export.csv"): P.VIEW_CALL_RECORDS,
+    ("GET", "/console/activity/batches/{batch_id}"): P.VIEW_CALL_RECORDS,
+    ("GET", "/console/activity/batches/{batch_id}/export.csv"): P.VIEW_CALL_RECORDS,
+    ("GET", "/console/activity/records/{record}"): P.VIEW_CALL_RECORDS,
+    ("GET", "/console/activity/real-time"): P.VIEW_CALL_RECORDS,
+    ("GET", "/console/activity/real-time/export.csv"): P.VIEW_CALL_RECORDS,
+    ("GET", "/console/activity/search"): P.VIEW_CALL_RECORDS,
+    ("GET", "/console/activity/search/export.csv"): P.VIEW_CALL_RECORDS,
+    ("GET", "/console/surveys"): P.VIEW_FEATURE_SETS,
+    ("GET", "/console/surveys/export.csv"): P.VIEW_FEATURE_SETS,
+    ("GET", "/console/surveys/new"): P.MANAGE_FEATURE_SETS,
+    ("GET", "/console/feature-sets/{feature_set_id}/survey"): P.VIEW_FEATURE_SETS,
+    ("POST", "/console/feature-sets/{feature_set_id}/survey"): P.MANAGE_FEATURE_SETS,
+    ("POST", "/console/feature-sets/{feature_set_id}/survey/status"): P.MANAGE_FEATURE_SETS,
+    # First-run setup: admins only (it creates departments and labels, account-wide things).
+    ("GET", "/console/setup"): P.SET_UP_ACCOUNT,
+    ("GET", "/console/setup/operation"): P.SET_UP_ACCOUNT,
+    ("GET", "/console/setup/process"): P.SET_UP_ACCOUNT,
+    ("GET", "/console/setup/feature-set"): P.SET_UP_ACCOUNT,
+    ("GET", "/console/setup/label"): P.SET_UP_ACCOUNT,
+    ("GET", "/console/setup/numbers"): P.SET_UP_ACCOUNT,
+    ("GET", "/console/setup/done"): P.SET_UP_ACCOUNT,
+    ("POST", "/console/setup/operation"): P.SET_UP_ACCOUNT,
+    ("POST", "/console/setup/process"): P.SET_UP_ACCOUNT,
+    ("POST", "/console/setup/feature-set"): P.SET_UP_ACCOUNT,
+    ("POST", "/console/setup/label"): P.SET_UP_ACCOUNT,
+    ("POST", "/console/setup/numbers/preview"): P.SET_UP_ACCOUNT,
+    ("POST", "/console/setup/numbers"): P.SET_UP_ACCOUNT,
+    ("POST", "/console/setup/skip"): P.SET_UP_ACCOUNT,
+    ("POST", "/console/setup/start-again"): P.SET_UP_ACCOUNT,
+    ("POST", "/console/setup/dismiss"): P.SET_UP_ACCOUNT,
+    ("POST", "/console/setup/finish"): P.SET_UP_ACCOUNT,
 }
 PUBLIC = {
     ("GET", "/"),
@@ -90,7 +174,25 @@ PARAM = re.compile(r"\{(\w+)\}")
 
 def console_routes() -> set[tuple[str, str]]:
     found = set()
-    for module in (auth, home, api_keys, labels, webhooks, members, settings):
+    CONSOLE_MODULES = (
+        auth,
+        home,
+        organisation,
+        api_keys,
+        labels,
+        listing,
+        feature_sets,
+        call_me_back,
+        numbers,
+        activity,
+        call_records,
+        webhooks,
+        members,
+        settings,
+        surveys,
+        setup,
+    )
+    for module in CONSOLE_MODULES:
         for route in module.router.routes:
             assert isinstance(route, APIRoute)
             for method in route.methods:

@@ -12,7 +12,7 @@ import asyncio
 import io
 import json
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -45,15 +45,8 @@ PAGE_CHECK = """() => {
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = Server(tmp_path_factory.mktemp("console"))
-    # The receiver of the test webhook runs on loopback, which an operator must allow (SPEC §9.1 safety).
-    running.env["CALLERID_WEBHOOK_ALLOW_PRIVATE"] = "true"
-    running.start()
-    try:
-        yield running
-    finally:
-        running.stop()
+def server(console_server: Server) -> Server:
+    return console_server
 
 
 @pytest.fixture(scope="module")
@@ -275,7 +268,16 @@ async def test_owner_journey(chromium: Any, server: Server, account: dict[str, A
     assert await navigation.is_visible()
     assert await page.get_by_role("button", name="Menu").get_attribute("aria-expanded") == "true"
     links = await navigation.get_by_role("link").all_inner_texts()
-    assert links == ["Home", "Caller ID", "Members", "Settings"]
+    assert links == [
+        "Home",
+        "Organisation",
+        "Caller ID",
+        "Feature sets",
+        "Numbers",
+        "Call activity",
+        "Members",
+        "Settings",
+    ]
     await page.screenshot(path=str(ARTIFACTS / "console-owner-menu-phone.png"), full_page=True)
     await navigation.get_by_role("link", name="Members").click()
     rows = await page.locator("main table tbody tr").all_inner_texts()

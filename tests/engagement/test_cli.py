@@ -81,7 +81,13 @@ def test_cmb_configs_and_surveys_through_the_cli(tmp_path: Path) -> None:
         "name": "Flower Quality Check",
         "trigger": "any",
         "questions": ["How was the delivery experience?", "Flower Quality?"],
+        "type": "questions",
+        "question_details": [
+            {"question": "How was the delivery experience?", "kind": "text"},
+            {"question": "Flower Quality?", "kind": "text"},
+        ],
         "feature_set_id": no_cmb,
+        "status": "live",
     }
     listed = cli.json("surveys", "list", "--account", account)
     assert listed == {"surveys": [survey]}

@@ -66,6 +66,8 @@ async def test_phone_fetches_and_answers_the_survey(
         "name": "Flower Quality Check",
         "trigger": "any",
         "questions": QUESTIONS,
+        "type": "questions",
+        "question_details": [{"question": question, "kind": "text"} for question in QUESTIONS],
     }
     at(1753946877)
 
@@ -296,6 +298,7 @@ async def test_survey_creation_rules(db: Database, org: Org) -> None:
         with pytest.raises(engagement.EngagementError, match=message):
             await create(feature_set_id, **overrides)
     survey = await create(enabled, name=" Check ", questions=[" Q1? ", "Q2?"], trigger="missed")
-    assert (survey.name, survey.questions, survey.trigger) == ("Check", ["Q1?", "Q2?"], "missed")
+    questions = [{"text": "Q1?", "kind": "text"}, {"text": "Q2?", "kind": "text"}]
+    assert (survey.name, survey.questions, survey.trigger) == ("Check", questions, "missed")
     with pytest.raises(engagement.EngagementError, match=f"already has survey {survey.id}"):
         await create(enabled)

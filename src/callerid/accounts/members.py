@@ -187,14 +187,17 @@ async def get_member(session: AsyncSession, actor: Actor, member_id: uuid.UUID) 
 
 
 async def assignable_nodes(session: AsyncSession, actor: Actor, role: str) -> list[TreeNode]:
-    """The nodes the actor may bind a member of ``role`` to (empty for admins, who have none)."""
+    """The nodes the actor may bind a member of ``role`` to (empty for admins, who have none); archived nodes are
+    not offered."""
     kind = permissions.ROLE_NODE_KIND.get(role)
     if kind is None:
         return []
     return [
         node
         for node in await nodes.account_tree(session, actor.account_id)
-        if node.ref.kind == kind and permissions.allowed(actor, Permission.MANAGE_MEMBERS, Target(node, role))
+        if node.ref.kind == kind
+        and not node.archived
+        and permissions.allowed(actor, Permission.MANAGE_MEMBERS, Target(node, role))
     ]
 
 
@@ -222,6 +225,8 @@ async def _resolve_role_scope(
         node = await nodes.find_node(session, actor.account_id, NodeRef(kind, node_id))
         if node is None:
             raise AccountsError(f"choose a {kind} of this account", field="scope")
+        if node.archived:
+            raise AccountsError(f"{node.title} is archived; choose another {kind}", field="scope")
     if not permissions.allowed(actor, Permission.MANAGE_MEMBERS, Target(node, role)):
         raise AccountsError(f"choose a {kind} inside your part of the account", field="scope")
     return node

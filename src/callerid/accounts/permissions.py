@@ -44,6 +44,15 @@ class Permission(StrEnum):
     VIEW_MEMBERS = "view_members"
     MANAGE_MEMBERS = "manage_members"
     OWN_PROFILE = "own_profile"
+    VIEW_ORGANISATION = "view_organisation"
+    MANAGE_ORGANISATION = "manage_organisation"
+    VIEW_FEATURE_SETS = "view_feature_sets"
+    MANAGE_FEATURE_SETS = "manage_feature_sets"
+    VIEW_NUMBERS = "view_numbers"
+    MANAGE_NUMBERS = "manage_numbers"
+    VIEW_ACTIVITY = "view_activity"
+    VIEW_CALL_RECORDS = "view_call_records"
+    SET_UP_ACCOUNT = "set_up_account"
 
 
 PERMISSION_TITLES = {
@@ -56,10 +65,32 @@ PERMISSION_TITLES = {
     Permission.VIEW_MEMBERS: "See members (owners: those in their part of the organisation)",
     Permission.MANAGE_MEMBERS: "Invite members and change, revoke or delete them, at or below their own level",
     Permission.OWN_PROFILE: "Change their own password and two-factor sign-in",
+    Permission.VIEW_ORGANISATION: "See the organisation tree (owners: their part of it)",
+    Permission.MANAGE_ORGANISATION: "Create, rename and archive departments, operations and processes in their part",
+    Permission.VIEW_FEATURE_SETS: "See feature sets (owners: those in their part of the organisation)",
+    Permission.MANAGE_FEATURE_SETS: "Create and edit feature sets, their Call Me Back and survey, in their part",
+    Permission.VIEW_NUMBERS: "See business numbers and their listing state (owners: of their feature sets)",
+    Permission.MANAGE_NUMBERS: "List and delist numbers on feature sets in their part of the organisation",
+    Permission.VIEW_ACTIVITY: "See call activity, Call Me Back requests and survey answers (owners: of their part)",
+    # Batches and call records belong to the whole account (labels are account-level): admins only.
+    Permission.VIEW_CALL_RECORDS: "See batches and call records",
+    # The first-run setup creates account-wide things (departments, labels): admins only.
+    Permission.SET_UP_ACCOUNT: "Follow the first-run setup: calling operation, process, feature set, label, numbers",
 }
 
 _EVERYONE = frozenset({Permission.VIEW_HOME, Permission.VIEW_LABELS, Permission.OWN_PROFILE})
-_OWNERS = _EVERYONE | {Permission.VIEW_MEMBERS, Permission.MANAGE_MEMBERS}
+# Owners work inside their subtree: each object they act on is checked with its node (``Target``).
+_OWNERS = _EVERYONE | {
+    Permission.VIEW_MEMBERS,
+    Permission.MANAGE_MEMBERS,
+    Permission.VIEW_ORGANISATION,
+    Permission.MANAGE_ORGANISATION,
+    Permission.VIEW_FEATURE_SETS,
+    Permission.MANAGE_FEATURE_SETS,
+    Permission.VIEW_NUMBERS,
+    Permission.MANAGE_NUMBERS,
+    Permission.VIEW_ACTIVITY,
+}
 ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     ADMIN: frozenset(Permission),
     DEPARTMENT_OWNER: _OWNERS,

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from callerid.cli.calling_operations import calling_operations_app
 from callerid.cli.common import JSON_OPTION, emit, fail, run_with_db
 from callerid.config import Settings
 from callerid.db import Database
@@ -22,6 +23,7 @@ catalogue_app = typer.Typer(
     help="The catalogue of label categories and sub-categories (integers) that new labels choose from.",
     no_args_is_help=True,
 )
+catalogue_app.add_typer(calling_operations_app, name="calling-operations")
 
 T = TypeVar("T")
 ID_HELP = "an integer from 0 to 2147483647"

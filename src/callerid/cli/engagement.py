@@ -12,6 +12,7 @@ from callerid.cli.common import JSON_OPTION, emit, parse_uuid_option, run_with_d
 from callerid.config import Settings
 from callerid.db import Database
 from callerid.engagement import schemas, service
+from callerid.engagement.models import Survey
 
 surveys_app = typer.Typer(help="Surveys of feature sets (User Feedback).", no_args_is_help=True)
 cmb_configs_app = typer.Typer(help="Call Me Back configurations of feature sets.", no_args_is_help=True)
@@ -28,13 +29,26 @@ def _in_transaction(fn: Callable[[AsyncSession], Awaitable[dict[str, Any]]]) -> 
     return run_with_db(run)
 
 
+def _survey_out(survey: Survey) -> dict[str, Any]:
+    return {**schemas.survey_json(survey), "feature_set_id": str(survey.feature_set_id), "status": survey.status}
+
+
 @surveys_app.command("create")
 def surveys_create(
     account: str = ACCOUNT_OPTION,
     feature_set: str = FEATURE_SET_OPTION,
     name: str = typer.Option(..., "--name", help="survey name (the payload's `name`)"),
-    questions: list[str] = typer.Option(..., "--question", help="a question, in order; repeat for each"),
+    questions: list[str] | None = typer.Option(
+        None,
+        "--question",
+        help="a question, in order; repeat for each. Free text by default, or with its kind first: "
+        "'rating:How was it?' (1-5), 'choice:Flower quality?|Good|Fine|Poor', 'text:Anything else?'. "
+        "A call-rating survey takes one (its rating question; default: "
+        f"'{service.DEFAULT_RATING_QUESTION}')",
+    ),
     trigger: str = typer.Option("any", "--trigger", help="answered, missed (missed or rejected call) or any"),
+    survey_type: str = typer.Option("questions", "--type", help="questions, or call-rating (one rating question)"),
+    status: str = typer.Option("live", "--status", help="live (shown to phones) or paused"),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Create the survey of a feature set with surveys enabled; its id is UF's {surveyId}."""
@@ -47,12 +61,32 @@ def surveys_create(
             account_id=account_id,
             feature_set_id=feature_set_id,
             name=name,
-            questions=questions,
+            questions=[service.parse_question_spec(raw) for raw in questions or []],
             trigger=trigger,
+            survey_type=survey_type.replace("-", "_"),
+            status=status,
         )
-        return {**schemas.survey_json(survey), "feature_set_id": str(survey.feature_set_id)}
+        return _survey_out(survey)
 
     emit(_in_transaction(create), as_json, title="Survey created")
+
+
+@surveys_app.command("set-status")
+def surveys_set_status(
+    account: str = ACCOUNT_OPTION,
+    survey: str = typer.Option(..., "--survey", help="survey id"),
+    status: str = typer.Option(..., "--status", help="live (shown to phones, takes answers) or paused (neither)"),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Make a survey live or pause it."""
+    account_id = parse_uuid_option(account, "--account")
+    survey_id = parse_uuid_option(survey, "--survey")
+
+    async def change(session: AsyncSession) -> dict[str, Any]:
+        changed = await service.set_survey_status(session, account_id=account_id, survey_id=survey_id, status=status)
+        return _survey_out(changed)
+
+    emit(_in_transaction(change), as_json, title="Survey")
 
 
 @surveys_app.command("list")
@@ -62,7 +96,7 @@ def surveys_list(account: str = ACCOUNT_OPTION, as_json: bool = JSON_OPTION) -> 
 
     async def listing(session: AsyncSession) -> dict[str, Any]:
         surveys = await service.list_surveys(session, account_id)
-        return {"surveys": [{**schemas.survey_json(s), "feature_set_id": str(s.feature_set_id)} for s in surveys]}
+        return {"surveys": [_survey_out(s) for s in surveys]}
 
     emit(_in_transaction(listing), as_json)
 

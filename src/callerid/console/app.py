@@ -61,5 +61,9 @@ def install_console(app: FastAPI) -> None:
     @app.exception_handler(web.TooLarge)
     async def _too_large(request: Request, exc: web.TooLarge) -> Response:
         limit = request.app.state.runtime.settings.console_upload_max_bytes
-        context = {"title": "Too large", "message": f"A form may send at most {limit:,} bytes (a logo is under 2 MB)."}
+        context = {
+            "title": "Too large",
+            "message": f"A form may send at most {limit:,} bytes: a logo must be under 2 MB, and a file of numbers "
+            "larger than this must be split (the API takes at most the same number of numbers per request).",
+        }
         return web.render(request, "error.html", context, status_code=413)

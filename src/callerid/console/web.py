@@ -60,7 +60,11 @@ SECURITY_HEADERS = {
 # Navigation: what each link needs; a member sees only the links their role may use.
 NAVIGATION = (
     ("Home", "/console", Permission.VIEW_HOME),
+    ("Organisation", "/console/organisation", Permission.VIEW_ORGANISATION),
     ("Caller ID", "/console/caller-id", Permission.VIEW_LABELS),
+    ("Feature sets", "/console/feature-sets", Permission.VIEW_FEATURE_SETS),
+    ("Numbers", "/console/numbers", Permission.VIEW_NUMBERS),
+    ("Call activity", "/console/activity", Permission.VIEW_ACTIVITY),
     ("API keys", "/console/api-keys", Permission.MANAGE_API_KEYS),
     ("Webhooks", "/console/webhooks", Permission.MANAGE_WEBHOOKS),
     ("Members", "/console/members", Permission.VIEW_MEMBERS),

@@ -16,6 +16,7 @@ MODEL_MODULES = (
     "callerid.webhooks.models",
     "callerid.engagement.models",
     "callerid.idempotency.models",
+    "callerid.setup.models",
 )
 
 

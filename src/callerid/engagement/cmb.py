@@ -38,7 +38,7 @@ from callerid.engagement.schemas import (
     CmbSubmission,
     cmb_payload,
 )
-from callerid.engagement.windows import DEFAULT_WINDOWS, next_window, parse_window
+from callerid.engagement.windows import DEFAULT_WINDOWS, WEEKDAYS, WindowError, next_window, parse_window
 from callerid.failures import Conflict, InvalidInput
 from callerid.phone import normalise_phone
 from callerid.webhooks.service import emit_event
@@ -64,6 +64,14 @@ def parse_windows(texts: Sequence[str]) -> list[dict[str, str]]:
         raise EngagementError(str(exc)) from None
 
 
+def _check_config_name(name: str) -> str:
+    name = name.strip()
+    if not 1 <= len(name) <= 100:
+        raise EngagementError("cmb config name must be 1-100 characters")
+    _check_displayable(name, "cmb config name")
+    return name
+
+
 async def set_cmb_config(
     session: AsyncSession,
     *,
@@ -82,10 +90,7 @@ async def set_cmb_config(
     if not feature_set.call_me_back:
         raise EngagementError(f"call me back is not enabled on feature set {feature_set_id}")
     if name is not None:
-        name = name.strip()
-        if not 1 <= len(name) <= 100:
-            raise EngagementError("cmb config name must be 1-100 characters")
-        _check_displayable(name, "cmb config name")
+        name = _check_config_name(name)
     if windows is not None and not windows:
         raise EngagementError("at least one callback window is needed")
     now = clock.now()
@@ -117,13 +122,178 @@ async def set_cmb_config(
 
 
 async def cmb_config_of(session: AsyncSession, account_id: uuid.UUID, feature_set_id: uuid.UUID) -> CmbConfig:
-    await _feature_set_in_account(session, account_id, feature_set_id)
-    config = (
-        await session.execute(select(CmbConfig).where(CmbConfig.feature_set_id == feature_set_id))
-    ).scalar_one_or_none()
+    config = await find_cmb_config(session, account_id, feature_set_id)
     if config is None:
         raise EngagementError(f"feature set {feature_set_id} has no call me back config")
     return config
+
+
+async def find_cmb_config(session: AsyncSession, account_id: uuid.UUID, feature_set_id: uuid.UUID) -> CmbConfig | None:
+    """The account's feature set's saved config, or None while it has none (phones then get the defaults)."""
+    await _feature_set_in_account(session, account_id, feature_set_id)
+    return (
+        await session.execute(select(CmbConfig).where(CmbConfig.feature_set_id == feature_set_id))
+    ).scalar_one_or_none()
+
+
+async def ensure_cmb_config(session: AsyncSession, *, account_id: uuid.UUID, feature_set_id: uuid.UUID) -> CmbConfig:
+    """The config of a set with Call Me Back on, saved with the defaults when it has none yet (what
+    ``callerid feature-sets create --call-me-back`` does), so the console and ``cmb-configs show`` agree."""
+    config = await find_cmb_config(session, account_id, feature_set_id)
+    if config is not None:
+        return config
+    return await set_cmb_config(session, account_id=account_id, feature_set_id=feature_set_id)
+
+
+# --- the console's Call Me Back form ----------------------------------------------------------------------------
+# A person edits hours (Monday 10:00-18:00) and a slot length; what is stored stays the list of windows (slots)
+# that phones are given, e.g. the defaults' sixteen 30-minute windows a day. Editing hours instead of slots keeps
+# the form to a few inputs a day, where the defaults alone would be 96 rows.
+
+# Slot lengths the console offers, in minutes; hours are cut into slots of one length (the last may be shorter).
+SLOT_MINUTES = (15, 30, 60, 120)
+
+
+@dataclass(frozen=True)
+class WindowRow:
+    """One window of hours as a form sends it: a weekday and two times of day typed separately."""
+
+    weekday: str
+    start: str
+    end: str
+
+
+@dataclass(frozen=True)
+class CallbackHours:
+    """Stored windows as a person edits them: each weekday's hours (touching slots run together) and the slot
+    length that cuts them back into the same windows; ``slot_minutes`` None when no offered length does (windows
+    set by the CLI, say), and each window is then shown and kept as it is."""
+
+    windows: list[dict[str, str]]
+    slot_minutes: int | None
+
+
+class CallbackHoursError(EngagementError):
+    """Every problem of a Call Me Back form at once, so that each is shown next to its input. Keys: ``"name"``,
+    ``"slot_minutes"``, ``"windows"`` (none given) or a window's position in the rows given."""
+
+    def __init__(self, problems: dict[str | int, str]):
+        super().__init__(next(iter(problems.values())))
+        self.problems = problems
+
+
+def _minutes(clock_text: str) -> int:
+    hours, minutes = clock_text.split(":")
+    return int(hours) * 60 + int(minutes)
+
+
+def _clock(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def _in_week_order(windows: Sequence[dict[str, str]]) -> list[dict[str, str]]:
+    return sorted(windows, key=lambda w: (WEEKDAYS.index(w["weekday"]), w["start"], w["end"]))
+
+
+def split_into_slots(windows: Sequence[dict[str, str]], slot_minutes: int | None) -> list[dict[str, str]]:
+    """Each window cut into slots of ``slot_minutes`` (the last one shorter when it does not divide); None keeps
+    the windows as they are."""
+    if slot_minutes is None:
+        return [dict(window) for window in windows]
+    slots = []
+    for window in windows:
+        start, end = _minutes(window["start"]), _minutes(window["end"])
+        while start < end:
+            slots.append(
+                {"weekday": window["weekday"], "start": _clock(start), "end": _clock(min(start + slot_minutes, end))}
+            )
+            start += slot_minutes
+    return slots
+
+
+def hours_of(windows: Sequence[dict[str, str]]) -> CallbackHours:
+    """The hours and slot length that ``split_into_slots`` turns back into exactly ``windows``."""
+    ordered = _in_week_order(windows)
+    if not ordered:
+        return CallbackHours([], SLOT_MINUTES[1])
+    hours: list[dict[str, str]] = []
+    for window in ordered:
+        last = hours[-1] if hours else None
+        if last is not None and last["weekday"] == window["weekday"] and last["end"] == window["start"]:
+            last["end"] = window["end"]
+        else:
+            hours.append(dict(window))
+    for slot_minutes in SLOT_MINUTES:
+        if split_into_slots(hours, slot_minutes) == ordered:
+            return CallbackHours(hours, slot_minutes)
+    return CallbackHours(ordered, None)
+
+
+def check_callback_windows(rows: Sequence[WindowRow]) -> tuple[list[dict[str, str]], dict[int, str]]:
+    """The rows as windows (``windows.parse_window``'s rules and words), in weekday then time order, and the
+    problem of each bad row by its position. Windows of one day may not overlap (touching is fine: 10:00-12:00
+    and 12:00-14:00); the later one is reported."""
+    parsed: list[tuple[int, dict[str, str]]] = []
+    problems: dict[int, str] = {}
+    for position, row in enumerate(rows):
+        start, end = row.start.strip(), row.end.strip()
+        if not start or not end:
+            problems[position] = f"window on {row.weekday}: both a start and an end time are needed"
+            continue
+        try:
+            parsed.append((position, parse_window(f"{row.weekday} {start}-{end}")))
+        except WindowError as exc:
+            problems[position] = str(exc)
+    parsed.sort(key=lambda item: (WEEKDAYS.index(item[1]["weekday"]), item[1]["start"], item[1]["end"]))
+    latest: dict[str, dict[str, str]] = {}  # per weekday, the window ending last so far
+    for position, window in parsed:
+        before = latest.get(window["weekday"])
+        if before is not None and window["start"] < before["end"]:
+            problems.setdefault(
+                position,
+                f"window {window['weekday']} {window['start']}-{window['end']} overlaps "
+                f"{before['start']}-{before['end']} on the same day",
+            )
+        if before is None or window["end"] > before["end"]:
+            latest[window["weekday"]] = window
+    return [window for _, window in parsed], problems
+
+
+async def set_callback_hours(
+    session: AsyncSession,
+    *,
+    account_id: uuid.UUID,
+    feature_set_id: uuid.UUID,
+    name: str,
+    slot_picker: bool,
+    rows: Sequence[WindowRow],
+    slot_minutes: int | None,
+) -> CmbConfig:
+    """The console's form: name, slot picker and hours cut into slots (replacing every window), each input
+    checked before ``set_cmb_config`` writes. Unlike the CLI's ``--window`` list, windows of one day may not
+    overlap here; the CLI and the stored format are unchanged."""
+    problems: dict[str | int, str] = {}
+    checked_name = name
+    try:
+        checked_name = _check_config_name(name)
+    except EngagementError as exc:
+        problems["name"] = str(exc)
+    if slot_minutes is not None and slot_minutes not in SLOT_MINUTES:
+        problems["slot_minutes"] = "slot length must be one of 15, 30, 60 or 120 minutes"
+    windows, window_problems = check_callback_windows(rows)
+    problems.update(window_problems)
+    if not rows:
+        problems["windows"] = "at least one callback window is needed"
+    if problems:
+        raise CallbackHoursError(problems)
+    return await set_cmb_config(
+        session,
+        account_id=account_id,
+        feature_set_id=feature_set_id,
+        name=checked_name,
+        slot_picker=slot_picker,
+        windows=split_into_slots(windows, slot_minutes),
+    )
 
 
 async def _effective_cmb_config(session: AsyncSession, feature_set_id: uuid.UUID) -> EffectiveCmbConfig:

@@ -19,6 +19,15 @@ from callerid.db import Base
 EXPORT_CMB = "cmb"
 EXPORT_FEEDBACK = "feedback"
 
+# Survey types (SPEC §10.5): one rating question made for you, or your own ordered questions.
+CALL_RATING = "call_rating"
+QUESTIONS = "questions"
+SURVEY_TYPES = (CALL_RATING, QUESTIONS)
+# A live survey is shown to phones and takes answers; a paused one does neither.
+LIVE = "live"
+PAUSED = "paused"
+SURVEY_STATUSES = (LIVE, PAUSED)
+
 
 class CmbConfig(Base):
     """The Call Me Back configuration of one feature set (SPEC §10.4)."""
@@ -75,9 +84,13 @@ class Survey(Base):
     name: Mapped[str] = mapped_column(String(100))
     # When the app shows it: "answered", "missed" (missed or rejected) or "any".
     trigger: Mapped[str] = mapped_column(String(16))
-    # Ordered question texts.
+    survey_type: Mapped[str] = mapped_column(String(16), default=QUESTIONS)
+    status: Mapped[str] = mapped_column(String(16), default=LIVE)
+    # Ordered questions: [{"text": ..., "kind": "rating" | "choice" | "text", "choices": [...] (choice only)}]
+    # (engagement.questions reads and writes them).
     questions: Mapped[list[Any]]
     created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
 
 
 class SurveyResponse(Base):

@@ -110,7 +110,10 @@ async def call_me_back(request: Request, device: DeviceInfo = Depends(require_de
     "/app/v1/surveys",
     tags=["App: engagement"],
     summary="The survey to show after a call",
-    description="The survey of the feature set of `business_number` (questions in order).",
+    description=(
+        "The live survey of the feature set of `business_number`: questions in order, with their kind in "
+        "`question_details` (rating 1-5, choice, text). A paused survey is not shown (404, as when there is none)."
+    ),
     response_model=schemas.SurveyOut,
     openapi_extra={
         "parameters": [
@@ -125,7 +128,7 @@ async def call_me_back(request: Request, device: DeviceInfo = Depends(require_de
     },
     responses={
         400: {"description": "invalid-input: business_number missing or invalid"},
-        404: {"description": "not-found: not a listed number, or no survey configured"},
+        404: {"description": "not-found: not a listed number, or no live survey"},
         409: {"description": "conflict: surveys are not enabled for business_number"},
     },
 )
@@ -144,15 +147,16 @@ async def get_survey(request: Request, device: DeviceInfo = Depends(require_devi
     status_code=201,
     summary="Answer a survey",
     description=(
-        "Store the answers (questions exactly as in the survey, each at most once; responses are strings) and "
-        "send a `user_feedback` webhook event to every subscribed webhook."
+        "Store the answers (questions exactly as in the survey, each at most once; responses are strings: a rating "
+        "`1`-`5`, a choice exactly as listed, or free text) and send a `user_feedback` webhook event to every "
+        "subscribed webhook. A paused survey takes no answers (409)."
     ),
     openapi_extra=_body_schema(schemas.SurveyAnswersBody),
     response_model=schemas.Created,
     responses={
         400: _APP_400,
         404: {"description": "not-found: survey not found / business_number is not a listed number"},
-        409: {"description": "conflict: surveys off, or not the survey of business_number"},
+        409: {"description": "conflict: survey paused, surveys off, or not the survey of business_number"},
     },
 )
 async def answer_survey(

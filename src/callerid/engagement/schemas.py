@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from callerid.display_text import storage_problem
 from callerid.engagement.models import CmbConfig, CmbRequest, Survey, SurveyResponse
+from callerid.engagement.questions import from_stored
 from callerid.failures import InvalidInput
 from callerid.openapi import PHONE_DESCRIPTION, PHONE_PATTERN
 from callerid.timefmt import epoch_seconds_str, iso_z
@@ -109,11 +110,24 @@ class Created(BaseModel):
     id: str
 
 
+class QuestionDetail(BaseModel):
+    question: str = Field(description="the question's text, as answers name it")
+    kind: str = Field(
+        description='`rating`: answer a whole number from `min` to `max` as a string (`"5"`); `choice`: answer one '
+        "of `choices` exactly; `text`: free text"
+    )
+    min: int | None = Field(default=None, description="lowest rating (rating questions only)")
+    max: int | None = Field(default=None, description="highest rating (rating questions only)")
+    choices: list[str] | None = Field(default=None, description="the choices, in order (choice questions only)")
+
+
 class SurveyOut(BaseModel):
     id: str
     name: str
     trigger: str = Field(description="answered, missed (missed or rejected call) or any")
-    questions: list[str]
+    questions: list[str] = Field(description="the question texts in order (every kind; see question_details)")
+    type: str = Field(description="`call_rating` (one rating question) or `questions`")
+    question_details: list[QuestionDetail] = Field(description="the questions in order, with their kind")
 
 
 class DownloadLink(BaseModel):
@@ -299,7 +313,16 @@ def feedback_csv_rows(response: SurveyResponse) -> list[list[str]]:
 
 
 def survey_json(survey: Survey) -> dict[str, Any]:
-    return {"id": str(survey.id), "name": survey.name, "trigger": survey.trigger, "questions": list(survey.questions)}
+    """What a phone is shown (GET /app/v1/surveys): ``questions`` stays the list of texts older apps read."""
+    questions = [from_stored(value) for value in survey.questions]
+    return {
+        "id": str(survey.id),
+        "name": survey.name,
+        "trigger": survey.trigger,
+        "questions": [question.text for question in questions],
+        "type": survey.survey_type,
+        "question_details": [question.wire() for question in questions],
+    }
 
 
 def cmb_config_json(config: CmbConfig) -> dict[str, Any]:

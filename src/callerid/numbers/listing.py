@@ -213,11 +213,13 @@ async def list_numbers_into(
 
     Call inside a write transaction; enqueue wake-up is the caller's (after commit).
     """
-    if feature_set.status == ARCHIVED:
-        raise InvalidInput("feature set is archived")
     account_id = feature_set.account_id
     valid, invalid = split_numbers(raw_numbers)
     await _lock_number_states(session)
+    # Read after the lock: archiving a node (numbers.organisation) archives its sets under the same lock.
+    await session.refresh(feature_set, ["status"])
+    if feature_set.status == ARCHIVED:
+        raise InvalidInput("feature set is archived")
     current = await _current_states(session, valid)
     buckets: dict[str, list[str]] = {name: [] for name in LIST_BUCKETS}
     buckets["invalid_numbers"] = invalid

@@ -48,6 +48,8 @@ class Department(Base):
     account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("client_accounts.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime]
+    # Set on the node and its whole subtree at once (numbers.organisation.archive_node); None while in use.
+    archived_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class CallingOperation(Base):
@@ -58,6 +60,8 @@ class CallingOperation(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     created_at: Mapped[datetime]
+    # A retired entry is not offered for new operations; the operations bound to it keep it.
+    retired_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class Operation(Base):
@@ -69,6 +73,7 @@ class Operation(Base):
     calling_operation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("calling_operations.id"))
     name: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime]
+    archived_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class Process(Base):
@@ -84,6 +89,7 @@ class Process(Base):
     )
     name: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime]
+    archived_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class CallReason(Base):
@@ -118,6 +124,8 @@ class FeatureSet(Base):
     created_by_email: Mapped[str] = mapped_column(String(320), default="")
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # The status the set had when its node was archived (which archives the set); restoring the node puts it back.
+    status_before_archive: Mapped[str | None] = mapped_column(String(16), default=None)
 
 
 class NumberJob(Base):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import ColumnElement, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callerid.db import Database
@@ -45,16 +46,27 @@ class NumberView:
     label_name: str
     created_at: Any
     updated_at: Any
+    feature_set_id: uuid.UUID | None = None  # not on the wire (NN); the console links to the set
 
 
 async def list_numbers(
-    session: AsyncSession, account_id: uuid.UUID, filters: TreeFilters, *, offset: int, limit: int
+    session: AsyncSession,
+    account_id: uuid.UUID,
+    filters: TreeFilters,
+    *,
+    offset: int,
+    limit: int,
+    extra: Sequence[ColumnElement[bool]] = (),
 ) -> tuple[list[NumberView], int]:
-    """One page of the account's numbers (newest first, ties by number) and the total count."""
+    """One page of the account's numbers (newest first, ties by number) and the total count.
+
+    ``extra``: more conditions on ``BusinessNumber`` / ``FeatureSet`` (the console's status, number and subtree).
+    """
     where = [
         BusinessNumber.account_id == account_id,
         BusinessNumber.status.in_(VISIBLE_STATES),
         *filters.predicates(),
+        *extra,
     ]
     total = (
         await session.scalar(
@@ -75,6 +87,7 @@ async def list_numbers(
             BusinessNumber.created_by_email,
             BusinessNumber.created_at,
             BusinessNumber.updated_at,
+            BusinessNumber.feature_set_id,
             FeatureSet.name,
             FeatureSet.call_me_back,
             FeatureSet.process_id,
@@ -99,8 +112,8 @@ async def list_numbers(
     )
     views = []
     for row in (await session.execute(query)).all():
-        (phone_number, phone_type, status, failure_reason, account, email, created_at, updated_at) = row[:8]
-        fs_name, cmb, process_id, root_id, dept, calling, root_name, attached_name, label_name = row[8:]
+        (phone_number, phone_type, status, failure_reason, account, email, created_at, updated_at, fs_id) = row[:9]
+        fs_name, cmb, process_id, root_id, dept, calling, root_name, attached_name, label_name = row[9:]
         views.append(
             NumberView(
                 phone_number=phone_number,
@@ -118,6 +131,7 @@ async def list_numbers(
                 label_name=label_name or "",
                 created_at=created_at,
                 updated_at=updated_at,
+                feature_set_id=fs_id,
             )
         )
     return views, total

@@ -44,6 +44,8 @@ async def calling_operation(session: AsyncSession, name: str) -> CallingOperatio
     name = _check_name(name, "calling operation")
     found = await session.scalar(select(CallingOperation).where(func.lower(CallingOperation.name) == name.lower()))
     if found is not None:
+        if found.retired_at is not None:  # the operator retired it: no new operations (numbers.organisation)
+            raise NumbersError(f"calling operation {found.name} is retired; choose another one")
         return found
     entry = CallingOperation(id=uuid.uuid4(), name=name, created_at=clock.now())
     session.add(entry)
@@ -58,6 +60,8 @@ async def create_operation(
     department = await session.get(Department, department_id)
     if department is None or department.account_id != account_id:
         raise NumbersError(f"department {department_id} not found in this account")
+    if department.archived_at is not None:
+        raise NumbersError(f"department {department.name} is archived; restore it first")
     entry = await calling_operation(session, calling_operation_name)
     operation = Operation(
         id=uuid.uuid4(),
@@ -85,6 +89,8 @@ async def create_process(
     operation = await session.get(Operation, operation_id)
     if operation is None or operation.account_id != account_id:
         raise NumbersError(f"operation {operation_id} not found in this account")
+    if operation.archived_at is not None:  # archiving marks the whole subtree, so this covers a parent process too
+        raise NumbersError(f"operation {operation.name} is archived; restore it first")
     if parent_id is not None:
         parent = await session.get(Process, parent_id)
         if parent is None or parent.account_id != account_id:
@@ -93,6 +99,8 @@ async def create_process(
             raise NumbersError(f"process {parent_id} belongs to another operation")
         if parent.parent_id is not None:
             raise NumbersError(f"process {parent_id} is a sub-process; sub-processes cannot have sub-processes")
+        if parent.archived_at is not None:
+            raise NumbersError(f"process {parent.name} is archived; restore it first")
     process = Process(
         id=uuid.uuid4(),
         account_id=account_id,
@@ -107,6 +115,22 @@ async def create_process(
 
 
 # --- feature sets ------------------------------------------------------------------------------------
+
+
+def check_feature_set_text(name: str | None, description: str, call_reason: str | None) -> None:
+    """The rules ``create_feature_set`` applies to what is typed (name, description, static call reason), checked
+    before a set can be made: the console's first-run setup keeps them as a draft until a label exists."""
+    if len(description) > 500:
+        raise NumbersError("description must be at most 500 characters")
+    problem = storage_problem(description, "description")
+    if problem is not None:
+        raise NumbersError(problem)
+    if name is not None and name.strip():
+        _check_name(name, "feature set", displayed=True)
+    if call_reason is not None:
+        problem = call_reason_problem(call_reason, "call_reason")
+        if problem is not None:
+            raise NumbersError(problem)
 
 
 async def create_feature_set(
@@ -130,29 +154,24 @@ async def create_feature_set(
     process = await session.get(Process, process_id)
     if process is None or process.account_id != account_id:
         raise NumbersError(f"process {process_id} not found in this account")
+    if process.archived_at is not None:
+        raise NumbersError(f"process {process.name} is archived; restore it first")
     label = await get_label(session, account_id, label_id)
     if label is None:
         raise NumbersError(f"label {label_id} not found in this account")
-    if len(description) > 500:
-        raise NumbersError("description must be at most 500 characters")
-    problem = storage_problem(description, "description")
-    if problem is not None:
-        raise NumbersError(problem)
+    check_feature_set_text(name, description, call_reason)  # before anything is written
     operation = await session.get(Operation, process.operation_id)
     assert operation is not None  # FK
     if name is None or not name.strip():
         count = await session.scalar(select(func.count()).where(FeatureSet.account_id == account_id))
         name = f"New Feature Set-{(count or 0) + 1}"
-    name = _check_name(name, "feature set", displayed=True)  # before anything is written
+    name = _check_name(name, "feature set", displayed=True)
     if created_by_email is None:
         admins = await accounts.admin_emails(session, account_id)
         created_by_email = admins[0] if admins else ""
     now = clock.now()
     reason_id: uuid.UUID | None = None
     if call_reason is not None:
-        problem = call_reason_problem(call_reason, "call_reason")
-        if problem is not None:
-            raise NumbersError(problem)
         reason = CallReason(id=uuid.uuid4(), account_id=account_id, text=call_reason, created_at=now)
         session.add(reason)
         await session.flush()
@@ -188,8 +207,89 @@ async def set_feature_set_status(
     feature_set = await session.get(FeatureSet, feature_set_id)
     if feature_set is None or feature_set.account_id != account_id:
         raise NumbersError(f"feature set {feature_set_id} not found in this account")
+    process = await session.get(Process, feature_set.process_id)
+    if status != feature_set.status and process is not None and process.archived_at is not None:
+        # Its node is archived (numbers.organisation): the set stays archived until the node is restored.
+        raise NumbersError(f"process {process.name} is archived; restore it to change its feature sets")
     feature_set.status = status
     feature_set.updated_at = clock.now()
+    await session.flush()
+    return feature_set
+
+
+async def update_feature_set(
+    session: AsyncSession,
+    *,
+    account_id: uuid.UUID,
+    feature_set_id: uuid.UUID,
+    process_id: uuid.UUID,
+    label_id: uuid.UUID,
+    name: str,
+    description: str,
+    status: str,
+    call_reason: str | None,
+    call_me_back: bool,
+    survey: bool,
+) -> FeatureSet:
+    """Set every field of a feature set (the console's edit form), checking all of them before writing anything.
+
+    The static call reason is a row of its own whose id is on the wire (``call_reason_id``): a new text gets a new
+    ``CallReason`` as ``create_feature_set`` makes one, the same text keeps its id, None removes it. Moving the set
+    to another process or sub-process of the account moves the tree ids copied on it; its numbers follow it.
+    """
+    feature_set = await feature_set_of(session, account_id, feature_set_id)
+    process = await session.get(Process, process_id)
+    if process is None or process.account_id != account_id:
+        raise NumbersError(f"process {process_id} not found in this account")
+    if process.id != feature_set.process_id and process.archived_at is not None:
+        raise NumbersError(f"process {process_id} is archived")
+    current_process = (
+        process if process.id == feature_set.process_id else await session.get(Process, feature_set.process_id)
+    )
+    if status != feature_set.status and current_process is not None and current_process.archived_at is not None:
+        # Its node is archived (numbers.organisation): the set stays archived until the node is restored.
+        raise NumbersError(f"process {current_process.name} is archived; restore it to change its feature sets")
+    label = await get_label(session, account_id, label_id)
+    if label is None:
+        raise NumbersError(f"label {label_id} not found in this account")
+    name = _check_name(name, "feature set", displayed=True)
+    if len(description) > 500:
+        raise NumbersError("description must be at most 500 characters")
+    problem = storage_problem(description, "description")
+    if problem is not None:
+        raise NumbersError(problem)
+    if status not in FEATURE_SET_STATUSES:
+        raise NumbersError(f"status must be one of {', '.join(FEATURE_SET_STATUSES)}")
+    current_reason = (
+        await session.get(CallReason, feature_set.call_reason_id) if feature_set.call_reason_id is not None else None
+    )
+    reason_id = None
+    if call_reason is not None:
+        problem = call_reason_problem(call_reason, "call_reason")
+        if problem is not None:
+            raise NumbersError(problem)
+        reason_id = current_reason.id if current_reason is not None and current_reason.text == call_reason else None
+    operation = await session.get(Operation, process.operation_id)
+    assert operation is not None  # FK
+    # Every rule holds: now write.
+    now = clock.now()
+    if call_reason is not None and reason_id is None:
+        reason = CallReason(id=uuid.uuid4(), account_id=account_id, text=call_reason, created_at=now)
+        session.add(reason)
+        await session.flush()
+        reason_id = reason.id
+    feature_set.process_id = process.id
+    feature_set.root_process_id = process.parent_id or process.id
+    feature_set.operation_id = operation.id
+    feature_set.department_id = operation.department_id
+    feature_set.label_id = label.id
+    feature_set.name = name
+    feature_set.description = description
+    feature_set.status = status
+    feature_set.call_reason_id = reason_id
+    feature_set.call_me_back = call_me_back
+    feature_set.survey = survey
+    feature_set.updated_at = now
     await session.flush()
     return feature_set
 

@@ -13,6 +13,7 @@ from callerid.accounts import service as accounts
 from callerid.accounts.permissions import Permission
 from callerid.console import web
 from callerid.labels.queries import count_labels
+from callerid.setup import service as setup
 from callerid.webhooks import service as webhooks
 from callerid.webhooks.models import FAILED
 
@@ -26,6 +27,10 @@ async def home(request: Request) -> Response:
     async with page.runtime.db.session() as session:
         context["label_count"] = await count_labels(session, page.account_id)
         context["member_count"] = len(await members.list_members(session, page.actor))
+        # A new account's admin is offered the first-run setup until a feature set exists or they dismiss it.
+        context["setup_card"] = (
+            await setup.home_card(session, page.account_id) if page.can(Permission.SET_UP_ACCOUNT) else None
+        )
         if page.can(Permission.MANAGE_API_KEYS):
             context["key_count"] = len(await accounts.list_api_keys(session, page.account_id))
         if page.can(Permission.MANAGE_WEBHOOKS):

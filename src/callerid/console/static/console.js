@@ -66,3 +66,34 @@
     if (focus) focus.focus();
   });
 })();
+
+// --- numbers: a "select every number on this page" box over a table of checkboxes (hidden without JavaScript) ---
+(function () {
+  "use strict";
+  document.querySelectorAll("[data-select-all]").forEach(function (box) { box.hidden = false; });
+  document.addEventListener("change", function (event) {
+    var box = event.target instanceof Element ? event.target.closest("[data-select-all]") : null;
+    if (!box || !box.form) return;
+    var name = box.getAttribute("data-select-all");
+    box.form.querySelectorAll('input[type="checkbox"][name="' + name + '"]').forEach(function (item) {
+      item.checked = box.checked;
+    });
+  });
+})();
+
+// --- surveys: a question's choices show only for choice answers; focus follows a question moved or added by htmx ---
+(function () {
+  "use strict";
+  document.addEventListener("change", function (event) {
+    var select = event.target instanceof Element ? event.target.closest("[data-kind-select]") : null;
+    var question = select && select.closest(".question");
+    if (question) question.setAttribute("data-kind", select.value);
+  });
+  document.addEventListener("htmx:afterSettle", function () {
+    var focus = document.querySelector("#questions [data-focus]");
+    if (focus) {
+      focus.removeAttribute("data-focus");
+      focus.focus();
+    }
+  });
+})();
