@@ -15,10 +15,12 @@ cache invalidation); on a machine with more cores, throughput then grows with th
 own CPU is the limit. The last line compares CPU per request at the largest count with one process (the target:
 at most 15 % more).
 
-``--rate N`` paces the load instead of saturating: N requests/s for each process (so 4N in all at 4 processes), or N
-in all with ``--fixed-load``. Each process then sees the same load as the single one did and has spare time, so
-on a machine with fewer cores than processes CPU per request compares the code paths alone, not how full each
-process's groups are when it gets only a share of a core (choose N so that N x the largest count fits the cores).
+The load is paced (``--rate``, default 200 requests/s for each process, so 800 in all at 4 processes; N in all with
+``--fixed-load``): each process sees the same load as the single one did and has spare time, so even on a machine
+with fewer cores than processes CPU per request compares the code paths, not how full each process's groups are when
+it gets only a share of a core (choose N so that N x the largest count fits the cores). ``--rate 0`` saturates
+instead: on 2 cores, 4 busy processes then share two cores with PostgreSQL and the load generator, and CPU per
+request rises with the oversubscription (README).
 
 Run: ``.venv/bin/python bench/scale.py`` (``--help`` for the knobs). Needs ``wrk`` (Debian package) and Linux.
 """
@@ -144,8 +146,8 @@ def main() -> None:
     parser.add_argument(
         "--rate",
         type=int,
-        default=0,
-        help="a paced load in requests/s per process (in all with --fixed-load) instead of saturating",
+        default=200,
+        help="a paced load in requests/s per process (in all with --fixed-load); 0: as fast as the server answers",
     )
     parser.add_argument(
         "--fixed-load",
