@@ -147,7 +147,8 @@ async def test_survey_journey(chromium: Any, console_server: Server) -> None:
     await page.get_by_role("button", name="Add question").click()
     second = page.get_by_role("group", name="Question 2")
     await second.wait_for()
-    assert await page.evaluate("() => document.activeElement.id") == "q-1-text"
+    # Focus moves once htmx has settled the swap, a moment after the group appears: wait for it, do not sample.
+    await page.wait_for_function("() => document.activeElement && document.activeElement.id === 'q-1-text'")
     await second.get_by_label("Question", exact=True).fill("Flower quality?")
     await second.get_by_label("Answer").select_option("choice")
     await second.get_by_label("Choices").fill("Good\nFine\nPoor")

@@ -59,6 +59,8 @@ class Member(Base):
     two_factor: Mapped[bool] = mapped_column(default=False)
     # Admins only: whether webhook-failure notices go to this member (SPEC §9.6; console settings).
     failure_emails: Mapped[bool] = mapped_column(default=True)
+    weekly_report: Mapped[bool] = mapped_column(default=False)  # the analytics summary by e-mail each week
+    weekly_report_sent_at: Mapped[datetime | None] = mapped_column(default=None)
     invited_by_email: Mapped[str] = mapped_column(String(320), default="")
     last_sign_in_at: Mapped[datetime | None] = mapped_column(default=None)
     password_changed_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -17,6 +17,7 @@ MODEL_MODULES = (
     "callerid.engagement.models",
     "callerid.idempotency.models",
     "callerid.setup.models",
+    "callerid.analytics.models",
 )
 
 

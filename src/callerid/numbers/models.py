@@ -121,6 +121,8 @@ class FeatureSet(Base):
     call_reason_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("call_reasons.id"), default=None)
     call_me_back: Mapped[bool] = mapped_column(default=False)
     survey: Mapped[bool] = mapped_column(default=False)
+    # Secure branding (issue 13, off by default): the identity shows only for calls pre-announced by a call record.
+    secure_branding: Mapped[bool] = mapped_column(default=False)
     created_by_email: Mapped[str] = mapped_column(String(320), default="")
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
