@@ -23,6 +23,9 @@ For each backend (``--backend sqlite`` = the embedded default, ``postgres`` = Po
 6. With ``--before DIR`` (another checkout, e.g. ``git worktree add /tmp/before <commit>``): that checkout's
    embedded default runs as a third backend, in turn with the others, and this checkout's embedded figures are
    printed as a share of it (a regression check in one run).
+7. With ``--figures``: each backend runs a second time with ``CALLERID_ANALYTICS_FIGURES=false`` (R2 records not
+   counted into the daily figures, issue 13), in turn with the first, and R2 and the lookup with figures are printed
+   as a share of without (the cost of keeping the figures, in one run; the issue's bound: at most 5 %).
 
 Load generator: ``wrk`` (C; Debian package ``wrk``) with a generated Lua script for 2-3, because a Python client
 needs about as much CPU per request as the server and would measure itself on a 2-core machine. B2 requests are
@@ -75,6 +78,7 @@ from PIL import Image
 BATCH_SIZE = 500
 TOKENS_PER_ACCOUNT = 10  # the default mint limit per account and 30 minutes
 CALLER = "911234567890"
+NO_FIGURES = "-nofigures"  # a backend run with CALLERID_ANALYTICS_FIGURES=false (``--figures``)
 
 
 def record(label_id: str, receiver: str, now_ms: int) -> dict[str, Any]:
@@ -385,11 +389,13 @@ def started(backend: str, args: argparse.Namespace) -> Iterator[Backend]:
     )
     if backend == "sqlite-before":  # the other checkout's code, with this virtualenv's packages
         env["PYTHONPATH"] = str(Path(args.before).resolve() / "src")
+    if backend.endswith(NO_FIGURES):  # the same code, counting nothing into the daily figures
+        env["CALLERID_ANALYTICS_FIGURES"] = "false"
     database = None
-    if backend in ("sqlite", "sqlite-before"):
+    if backend.startswith("sqlite"):
         env["CALLERID_DATABASE_URL"] = f"sqlite+aiosqlite:///{folder / 'callerid.db'}"
     else:
-        database = f"callerid_bench_{os.getpid()}"
+        database = f"callerid_bench_{os.getpid()}{'_nofigures' if backend.endswith(NO_FIGURES) else ''}"
         subprocess.run(["psql", args.postgres_admin, "-qc", f"CREATE DATABASE {database}"], check=True)
         env["CALLERID_DATABASE_URL"] = f"{args.postgres}/{database}"
         env["CALLERID_REDIS_URL"] = f"{args.redis}/{args.redis_db}"
@@ -488,6 +494,11 @@ def compare(base: Backend, other: Backend, target: str) -> None:
             continue
         ratios = [theirs["per_second"] / ours["per_second"] for ours, theirs in pairs]
         postgres = median([theirs["postgres_ms"] for _, theirs in pairs])
+        # CPU per request (server + PostgreSQL) is steadier than requests/s on a shared machine: its ratio too.
+        cpu = [
+            (theirs["server_ms"] + theirs["postgres_ms"]) / (ours["server_ms"] + ours["postgres_ms"])
+            for ours, theirs in pairs
+        ]
         print(
             f"  {label}: {median([theirs['per_second'] for _, theirs in pairs]):,.0f} / "
             f"{median([ours['per_second'] for ours, _ in pairs]):,.0f} = {median(ratios):.0%} "
@@ -495,6 +506,8 @@ def compare(base: Backend, other: Backend, target: str) -> None:
             f"{median([theirs['server_ms'] for _, theirs in pairs]):.3f} ms"
             + (f" + PostgreSQL {postgres:.3f} ms" if postgres else "")
             + f" against {median([ours['server_ms'] for ours, _ in pairs]):.3f} ms"
+            + (f" + PostgreSQL {median([ours['postgres_ms'] for ours, _ in pairs]):.3f} ms" if postgres else "")
+            + f"; CPU per request {median(cpu):.0%} (rounds: {', '.join(f'{r:.0%}' for r in cpu)})"
         )
     for label, key in (
         ("B2 records/min accepted", "accepted_per_minute"),
@@ -528,6 +541,11 @@ def main() -> None:
         help="another checkout of callerid (its folder): its embedded default is run too, in turn with the others, "
         "and this checkout's compared with it (run with this virtualenv, its src/ first on the path)",
     )
+    parser.add_argument(
+        "--figures",
+        action="store_true",
+        help="also run each backend with CALLERID_ANALYTICS_FIGURES=false, in turn, and print the cost of the figures",
+    )
     parser.add_argument("--profile", help="sample the servers with py-spy: collapsed stacks to PROFILE.<backend>")
     parser.add_argument("--wrk", default=shutil.which("wrk") or "wrk")
     parser.add_argument("--postgres", default="postgresql+asyncpg://postgres@127.0.0.1:5432")
@@ -541,6 +559,8 @@ def main() -> None:
     names = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
     if args.before:
         names.insert(0, "sqlite-before")
+    if args.figures:  # each without figures just before itself, so that the two meet the same moment of the machine
+        names = [variant for name in names for variant in (name + NO_FIGURES, name)]
     with ExitStack() as stack:
         backends = [stack.enter_context(started(name, args)) for name in names]
         with open("/proc/loadavg") as loadavg:
@@ -574,6 +594,9 @@ def main() -> None:
             compare(by_name["sqlite"], by_name["postgres"], "issue 15's target: at least 60 %")
         if "sqlite" in by_name and "sqlite-before" in by_name:
             compare(by_name["sqlite-before"], by_name["sqlite"], f"this checkout against {args.before}")
+        for name in list(by_name):
+            if name + NO_FIGURES in by_name:
+                compare(by_name[name + NO_FIGURES], by_name[name], "the cost of the daily figures; bound: at most 5 %")
 
 
 if __name__ == "__main__":

@@ -149,7 +149,9 @@ def set_up(deployment: Deployment, tmp_path: Path) -> World:
     """The account, key, label, tree, feature set and survey, with the CLI (before the server starts)."""
     account = deployment.cli_json("accounts", "create", "--name", "Fuzz Flowers", "--admin-email", "admin@fuzz.test")
     account_id = account["client_account_id"]
-    key = deployment.cli_json("api-keys", "create", "--account", account_id, "--name", "fuzz")
+    # Every feature, and the analytics API's own access level (an extension, only when named).
+    every = "call_personalisation=write,number_management=write,call_me_back=write,user_feedback=write,analytics=read"
+    key = deployment.cli_json("api-keys", "create", "--account", account_id, "--name", "fuzz", "--access", every)
     logo = tmp_path / "logo.png"
     logo.write_bytes(image_bytes())
     label = deployment.cli_json("labels", "create", "--account", account_id, "--name", "FlowerEra", "--logo", str(logo))

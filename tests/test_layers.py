@@ -36,6 +36,8 @@ HTTP_MODULES = frozenset(
         "callerid.ops.routes",
         "callerid.accounts.dependencies",
         "callerid.accounts.routes",
+        "callerid.analytics.routes",
+        "callerid.analytics.app_routes",
         "callerid.delivery.auth",
         "callerid.delivery.routes",
         "callerid.engagement.routes",

@@ -15,6 +15,7 @@ import pytest
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
+from callerid import clock
 from callerid.app import create_app
 from callerid.config import Settings
 from callerid.db import Database
@@ -35,7 +36,7 @@ from callerid.openapi import (
     path_parameter_names,
     refs,
 )
-from tests.conftest import Tenant
+from tests.conftest import Tenant, create_tenant, mint
 from tests.engagement.conftest import make_feature_set, make_org, publish, register_phone
 from tests.personalisation.conftest import add_label
 
@@ -50,8 +51,8 @@ ALLOWED_STATUSES: dict[str, set[int]] = {
     # NL/ND/UF: 404 (and any path holding "/" in a parameter); wrong method: 405
     BUSINESS: {200, 400, 401, 403, 404, 405, 413, 429, 500},
     TOKEN: {200, 400, 401, 404, 405, 413, 429},
-    # device token: 401; the stream: 101 (WebSocket) or 426 (plain HTTP); engagement: 404, 409
-    APP: {101, 200, 201, 204, 400, 401, 404, 405, 409, 413, 426},
+    # device token: 401; the stream: 101 (WebSocket) or 426 (plain HTTP); engagement: 404, 409; call signals: 429
+    APP: {101, 200, 201, 204, 400, 401, 404, 405, 409, 413, 426, 429},
     # delivery.routes + delivery.verification: 201, 202 (otp), 400, 401 (trusted_backend), 404, 410, 429, 502, 503
     REGISTRATION: {201, 202, 400, 401, 404, 405, 410, 413, 429, 502, 503},
     METRICS: {200, 401, 403, 405},
@@ -264,8 +265,13 @@ async def test_every_request_example_is_taken_as_it_is(
         "survey_id": str(survey.id),
         "logo_file": f"{label.logo_key}.png",
     }
-    body_values = {"label_id": str(label.id), **tenant.credentials}
+    # Call signals must be recent (at most 7 days old): the example's times become now.
+    body_values = {"label_id": str(label.id), **tenant.credentials, "occurredAt": clock.now().isoformat()}
     credentials = {BUSINESS: auth, APP: phone, METRICS: {"Authorization": f"Bearer {METRICS_TOKEN}"}}
+    # The analytics API needs its own access level (an extension), which the tenant's key lacks: another account
+    # whose key has it (its figures are all zeros) answers it.
+    analytics = await create_tenant(db, settings, name="Analytics", access={"analytics": "read"})
+    analytics_auth = {"Authorization": f"Bearer {await mint(client, analytics)}"}
 
     answered: dict[str, int] = {}
     for path, method, op in sorted(operations(document), key=_order):
@@ -273,6 +279,8 @@ async def test_every_request_example_is_taken_as_it_is(
         url = path
         params: dict[str, str] = {}
         headers = dict(credentials.get(family(path), {}))
+        if path == "/clients/{clientAccountId}/analytics":
+            headers, url = dict(analytics_auth), url.replace("{clientAccountId}", str(analytics.account_id))
         for parameter in op.get("parameters", []):
             where, parameter_name = parameter["in"], parameter["name"]
             if where == "path":

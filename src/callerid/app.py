@@ -32,6 +32,8 @@ from callerid.runtime import Runtime
 # Modules that register job handlers at import. Add a domain's jobs module here.
 JOB_MODULES = (
     "callerid.accounts.jobs",
+    "callerid.analytics.jobs",
+    "callerid.analytics.weekly_report",
     "callerid.delivery.jobs",
     "callerid.engagement.jobs",
     "callerid.idempotency.jobs",
@@ -114,6 +116,8 @@ def create_app(settings: Settings | None = None) -> CallerIdApp:
     set_max_json_depth(settings.max_json_depth)
 
     from callerid.accounts.routes import router as accounts_router
+    from callerid.analytics.app_routes import router as call_signals_router
+    from callerid.analytics.routes import router as analytics_router
     from callerid.delivery.routes import router as delivery_router
     from callerid.docs_page.routes import router as docs_router
     from callerid.engagement.routes import router as engagement_router
@@ -139,6 +143,8 @@ def create_app(settings: Settings | None = None) -> CallerIdApp:
     app.include_router(personalisation_router)
     app.include_router(numbers_router)
     app.include_router(delivery_router)
+    app.include_router(call_signals_router)
+    app.include_router(analytics_router)
     app.include_router(engagement_router)
     app.include_router(identity_router)
     app.include_router(phone_router)

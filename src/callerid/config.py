@@ -216,6 +216,34 @@ class Settings(BaseSettings):
         description="sign call assertions in a helper process (another core); default: when there are 2+ CPUs",
     )
 
+    # --- call signals from phones (callerid.analytics.signals; POST /app/v1/call-signals) ---------------------
+    signal_max_per_request: int = Field(
+        default=50, ge=1, le=1000, description="signals one POST /app/v1/call-signals may carry (a phone's queue)"
+    )
+    signal_rate_limit: str = Field(
+        default="120/minute",
+        description="signals one device may send (limits notation); a request is refused (429) while the device's "
+        "window is full, and an accepted request counts all its signals",
+    )
+    signal_max_skew_seconds: int = Field(
+        default=300, ge=0, description="how far in the future (the phone's clock ahead) a signal's occurredAt may be"
+    )
+    signal_max_age_days: int = Field(default=7, ge=1, description="signals that occurred longer ago are refused")
+    analytics_figures: bool = Field(
+        default=True,
+        description="count call records (R2 and delivered batches) into the daily figures as they are written; off "
+        "only to measure what counting costs (bench/personalisation.py --figures): their figures then stay behind",
+    )
+    signal_retention_days: int = Field(
+        default=90,
+        ge=1,
+        description="raw call signals are deleted this long after they arrived (the daily figures stay); at least "
+        "signal_max_age_days + 1 is kept anyway, so that a resent event id is still known as a duplicate",
+    )
+    analytics_max_days: int = Field(
+        default=366, ge=1, description="the longest range of days one analytics request (API, console) may ask for"
+    )
+
     # --- durable job runner ---------------------------------------------------------------------------
     job_lease_seconds: float = 30.0
     job_poll_seconds: float = 0.25
@@ -287,6 +315,12 @@ class Settings(BaseSettings):
         ge=1,
         description="background jobs that gave up (status dead, kept for the operator to inspect) are deleted this "
         "long after their last attempt",
+    )
+    blocked_attempt_retention_days: int = Field(
+        default=90,
+        ge=1,
+        description="lookups refused by secure branding (blocked attempts) are deleted this long after they "
+        "happened; their counts stay in the daily figures",
     )
 
     # --- number management (SPEC §7.3, §7.5) -----------------------------------------------------------

@@ -202,3 +202,28 @@ async def test_a_page_number_it_cannot_use_shows_the_first_page(admin: httpx.Asy
         for path in ("/console/caller-id", "/console/webhooks/events"):
             response = await admin.get(path, params={"page": value})
             assert response.status_code == 200, (path, value)
+
+
+async def test_an_api_key_gets_the_analytics_access_level_only_when_chosen(
+    admin: httpx.AsyncClient, console_account: ConsoleAccount, client: httpx.AsyncClient
+) -> None:
+    form = await admin.get("/console/api-keys/new")
+    select = re.search(r'<select id="access_analytics".*?</select>', form.text, re.S)
+    assert select is not None and re.findall(r'<option value="(\w+)"', select.group(0)) == ["none", "read"]
+    refused = await create_key(admin, "bad", access_analytics="write")
+    assert refused.status_code == 400
+    assert '<p class="error" id="access_analytics-error">choose No access or Read for Analytics</p>' in refused.text
+
+    analytics = f"/clients/{console_account.account_id}/analytics?from=2026-11-01&to=2026-11-30"
+    for fields, status in (({}, 403), ({"access_analytics": "none"}, 403), ({"access_analytics": "read"}, 200)):
+        created = await create_key(admin, f"key {status} {len(fields)}", **fields)
+        assert created.status_code == 200
+        token = await client.post(
+            f"/clients/{console_account.account_id}/token",
+            json={"key_id": shown_secret(created.text, "key_id"), "api_key": shown_secret(created.text, "api_key")},
+            headers={"X-Public-Access": "allow"},
+        )
+        answer = await client.get(analytics, headers={"Authorization": f"Bearer {token.json()['token']}"})
+        assert answer.status_code == status, (fields, answer.text)
+    listed = await admin.get("/console/api-keys")
+    assert "Analytics:" in listed.text

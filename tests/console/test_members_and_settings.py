@@ -89,6 +89,7 @@ async def test_an_invited_owner_sets_a_password_and_is_signed_in(
             "/console/feature-sets",
             "/console/numbers",
             "/console/activity",
+            "/console/analytics",
             "/console/members",
             "/console/settings",
         ]

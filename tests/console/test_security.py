@@ -17,6 +17,7 @@ from callerid.accounts.permissions import ROLE_PERMISSIONS, Permission
 from callerid.config import Settings
 from callerid.console.routes import (
     activity,
+    analytics,
     api_keys,
     auth,
     call_me_back,
@@ -127,6 +128,10 @@ PROTECTED: dict[tuple[str, str], Permission] = {
     ("GET", "/console/activity/real-time/export.csv"): P.VIEW_CALL_RECORDS,
     ("GET", "/console/activity/search"): P.VIEW_CALL_RECORDS,
     ("GET", "/console/activity/search/export.csv"): P.VIEW_CALL_RECORDS,
+    # Analytics: figures of the account (owners: of their subtree); the weekly report switch is the member's own.
+    ("GET", "/console/analytics"): P.VIEW_ANALYTICS,
+    ("GET", "/console/analytics/export.csv"): P.VIEW_ANALYTICS,
+    ("POST", "/console/settings/weekly-report"): P.OWN_PROFILE,
     ("GET", "/console/surveys"): P.VIEW_FEATURE_SETS,
     ("GET", "/console/surveys/export.csv"): P.VIEW_FEATURE_SETS,
     ("GET", "/console/surveys/new"): P.MANAGE_FEATURE_SETS,
@@ -185,6 +190,7 @@ def console_routes() -> set[tuple[str, str]]:
         call_me_back,
         numbers,
         activity,
+        analytics,
         call_records,
         webhooks,
         members,

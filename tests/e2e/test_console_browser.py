@@ -275,6 +275,7 @@ async def test_owner_journey(chromium: Any, server: Server, account: dict[str, A
         "Feature sets",
         "Numbers",
         "Call activity",
+        "Analytics",
         "Members",
         "Settings",
     ]

@@ -1,6 +1,7 @@
 """The demo phone page in headless Chromium against a real ``callerid serve``: register (proving the number with
 the SMS code, shown as a demo SMS by the embedded default), receive a pushed personalisation, look callers up,
-survive a server restart, get replaced, forget.
+answer / decline / let ring (the call signals it sends are stored and counted), survive a server restart, get
+replaced, forget.
 
 Uses Debian's /usr/bin/chromium through Playwright's ``executable_path`` (``python3 dev.py test`` installs it
 with apt-get); Playwright's own browser downloads are never used. Saves
@@ -9,9 +10,12 @@ with apt-get); Playwright's own browser downloads are never used. Saves
 
 from __future__ import annotations
 
+import asyncio
 import io
+import sqlite3
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from typing import Any
 
 import httpx
@@ -200,6 +204,27 @@ async def recent_calls(page: Any) -> list[str]:
     return [" ".join(row.split()) for row in rows]
 
 
+def _read(server: Server, sql: str, *values: Any) -> list[tuple[Any, ...]]:
+    with closing(sqlite3.connect(server.folder / "callerid.db", timeout=10)) as connection:
+        return connection.execute(sql, values).fetchall()
+
+
+async def signals_of(server: Server, caller: str, *, count: int) -> list[tuple[str, int | None]]:
+    """The call signals stored for calls from ``caller`` (kind, duration), once ``count`` have arrived: the page
+    sends them in the background."""
+    deadline = time.monotonic() + UI_TIMEOUT_MS / 1000
+    while True:
+        rows = _read(server, "SELECT kind, duration_seconds FROM call_signals WHERE business_number = ?", int(caller))
+        if len(rows) >= count or time.monotonic() > deadline:
+            return [(kind, duration) for kind, duration in rows]
+        await asyncio.sleep(0.1)
+
+
+def figures_of(server: Server) -> tuple[int, ...]:
+    [row] = _read(server, "SELECT sum(shown), sum(answered), sum(rejected), sum(missed), sum(ended) FROM daily_figures")
+    return tuple(row)
+
+
 # --- the tests ---------------------------------------------------------------------------------------
 
 
@@ -273,7 +298,14 @@ async def test_phone_receives_a_pushed_call_and_looks_callers_up(
     with Image.open(SCREENSHOT) as saved:
         assert saved.size == (390 * 2, 844 * 2)
 
+    # Answered: the call screen becomes the call (its time running) until it is hung up.
     await page.click("#answer")
+    await page.wait_for_selector("#hang-up:not([hidden])")
+    assert (await page.text_content("#call-kind") or "").startswith("On call · 0:0")
+    assert await page.is_hidden("#answer") and await page.is_hidden("#decline") and await page.is_hidden("#let-ring")
+    assert await page.evaluate("() => document.activeElement.id") == "hang-up"
+    assert await page.text_content("#call-announcer") == f"On call with {LABEL_NAME}"
+    await page.click("#hang-up")
     await page.wait_for_selector("#incoming-call", state="hidden")
     assert await recent_calls(page) == [f"{LABEL_NAME} ✓ +{CALLER} · answered"]
 
@@ -315,6 +347,24 @@ async def test_phone_receives_a_pushed_call_and_looks_callers_up(
         f"{LABEL_NAME} ✓ +{CALLER} · declined",
         f"{LABEL_NAME} ✓ +{CALLER} · answered",
     ]
+
+    # Let it ring: the call is missed.
+    await page.fill("#caller-number", CALLER)
+    await page.click("#simulate-call")
+    await incoming_call(page, source="lookup")
+    assert await page.is_visible("#let-ring")
+    await page.click("#let-ring")
+    await page.wait_for_selector("#incoming-call", state="hidden")
+    assert (await recent_calls(page))[0] == f"{LABEL_NAME} ✓ +{CALLER} · missed"
+
+    # The page told the server what happened to each verified call (the unverified one showed nothing to count).
+    rows = await signals_of(server, CALLER, count=7)
+    assert sorted(kind for kind, _ in rows) == sorted(
+        ["displayed", "answered", "ended", "displayed", "rejected", "displayed", "missed"]
+    )
+    assert [duration is not None for kind, duration in rows] == [kind == "ended" for kind, _ in rows]
+    shown, answered, rejected, missed, ended = figures_of(server)
+    assert (shown, answered, rejected, missed, ended) == (3, 1, 1, 1, 1)
 
     # A bad number is the server's invalid-input message, next to the field.
     await page.fill("#caller-number", "12ab")

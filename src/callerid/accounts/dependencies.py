@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 
-from callerid.accounts.service import TokenPrincipal, allows, principal_of
+from callerid.accounts.service import KEY_ONLY_FEATURES, TokenPrincipal, allows, principal_of
 from callerid.errors import token_parse_error
 from callerid.failures import Forbidden, LimitExceeded, Unauthorized
 from callerid.runtime import Runtime, runtime_of
@@ -41,7 +41,8 @@ async def check_access(
         raise Unauthorized("please login again")
     if path_account.lower() != str(principal.account_id):
         raise Forbidden()
-    if feature not in principal.features or not allows(principal.access, feature, level):
+    subscribed = feature in principal.features or feature in KEY_ONLY_FEATURES  # those need no subscription
+    if not subscribed or not allows(principal.access, feature, level):
         raise Forbidden()
     limiter = runtime.limiter
     limits = (limiter.general, limiter.batch_v2) if batch_v2 else (limiter.general,)

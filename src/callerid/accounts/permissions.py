@@ -52,6 +52,7 @@ class Permission(StrEnum):
     MANAGE_NUMBERS = "manage_numbers"
     VIEW_ACTIVITY = "view_activity"
     VIEW_CALL_RECORDS = "view_call_records"
+    VIEW_ANALYTICS = "view_analytics"
     SET_UP_ACCOUNT = "set_up_account"
 
 
@@ -74,6 +75,7 @@ PERMISSION_TITLES = {
     Permission.VIEW_ACTIVITY: "See call activity, Call Me Back requests and survey answers (owners: of their part)",
     # Batches and call records belong to the whole account (labels are account-level): admins only.
     Permission.VIEW_CALL_RECORDS: "See batches and call records",
+    Permission.VIEW_ANALYTICS: "See figures and charts of calls, and get the weekly report (owners: of their part)",
     # The first-run setup creates account-wide things (departments, labels): admins only.
     Permission.SET_UP_ACCOUNT: "Follow the first-run setup: calling operation, process, feature set, label, numbers",
 }
@@ -90,6 +92,7 @@ _OWNERS = _EVERYONE | {
     Permission.VIEW_NUMBERS,
     Permission.MANAGE_NUMBERS,
     Permission.VIEW_ACTIVITY,
+    Permission.VIEW_ANALYTICS,
 }
 ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     ADMIN: frozenset(Permission),

@@ -23,6 +23,14 @@ if TYPE_CHECKING:
     from callerid.runtime import Runtime
 
 ACCESS_LEVELS = ("none", "read", "write")
+# Access a key may carry beyond the account's subscribed features (extensions; SPEC §3.1 keeps its four). Such a
+# feature needs no subscription, and is in a key's map only when granted by name: keys made before it, or without
+# naming it, have none, and what a reference client sees of a key is unchanged. ``analytics``: read the analytics
+# API (issue 13); reading is all there is, so its levels are none and read.
+ANALYTICS = "analytics"
+KEY_ONLY_FEATURES = (ANALYTICS,)
+KEY_ONLY_LEVELS = ("none", "read")
+KEY_FEATURES = (*FEATURES, *KEY_ONLY_FEATURES)
 _LEVEL_RANK = {level: rank for rank, level in enumerate(ACCESS_LEVELS)}
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -119,7 +127,7 @@ async def admin_emails(session: AsyncSession, account_id: uuid.UUID) -> list[str
 
 def parse_access(spec: str | None) -> dict[str, str]:
     """``"call_personalisation=write,number_management=read"`` -> full access map; unnamed features: write
-    when no spec is given, none when one is."""
+    when no spec is given, none when one is. A key-only feature (``analytics=read``) is in the map only if named."""
     if spec is None or spec.strip() == "":
         return {feature: "write" for feature in FEATURES}
     access = {feature: "none" for feature in FEATURES}
@@ -128,8 +136,10 @@ def parse_access(spec: str | None) -> dict[str, str]:
             continue
         feature, sep, level = part.partition("=")
         feature, level = feature.strip(), level.strip()
-        if not sep or feature not in FEATURES:
-            raise AccountsError(f"unknown feature {feature!r}; features are {', '.join(FEATURES)}", field="access")
+        if not sep or feature not in KEY_FEATURES:
+            raise AccountsError(f"unknown feature {feature!r}; features are {', '.join(KEY_FEATURES)}", field="access")
+        if feature in KEY_ONLY_FEATURES and level not in KEY_ONLY_LEVELS:
+            raise AccountsError(f"unknown access level {level!r} for {feature}; levels are none, read", field=feature)
         if level not in ACCESS_LEVELS:
             raise AccountsError(
                 f"unknown access level {level!r} for {feature}; levels are none, read, write", field=feature

@@ -119,7 +119,11 @@ class CallSignal(Base):
 
 class BlockedAttempt(Base):
     __tablename__ = "blocked_attempts"
-    __table_args__ = (Index("ix_blocked_attempts_account_at", "account_id", "at"),)
+    __table_args__ = (
+        Index("ix_blocked_attempts_account_at", "account_id", "at"),
+        # Retention (analytics.blocked): the purge's condition bounds ``at`` alone, so ``at`` leads an index.
+        Index("ix_blocked_attempts_at", "at"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("client_accounts.id", ondelete="CASCADE"))

@@ -104,15 +104,24 @@ class Tally:
         counts = self._counts[key]
         counts[counter] = counts.get(counter, 0) + amount
 
-    def add_delay(self, account_id: uuid.UUID, day: date, delay_ms: float) -> None:
-        self._delays[(account_id, day, delay_bucket(delay_ms))] += 1
+    def add_delay(self, account_id: uuid.UUID, day: date, delay_ms: float, amount: int = 1) -> None:
+        """``amount`` -1 takes a delay back (a webhook event sent again: its new final state counts instead)."""
+        self._delays[(account_id, day, delay_bucket(delay_ms))] += amount
 
     def __bool__(self) -> bool:
         return bool(self._counts) or bool(self._delays)
 
+    def delay_counts(self) -> dict[tuple[uuid.UUID, date, int], int]:
+        """The delays counted, by (account, day, bucket) (``analytics.recount``)."""
+        return dict(self._delays)
+
     def rows(self) -> list[dict[str, Any]]:
+        """One row per key, in key order (number before feature set, as ``analytics.counting``'s record upsert, which
+        does not know the feature set): concurrent upserts of the same keys then lock them in the same order, where
+        any two orders could deadlock (PostgreSQL, two processes; tests/analytics/test_figures.py)."""
         rows = []
-        for key, counts in self._counts.items():
+        for key in sorted(self._counts, key=_lock_order):
+            counts = self._counts[key]
             row: dict[str, Any] = {
                 "account_id": key.account_id,
                 "day": key.day,
@@ -133,10 +142,14 @@ class Tally:
         if self._delays:
             delay_rows = [
                 {"account_id": account_id, "day": day, "bucket": bucket, "count": count}
-                for (account_id, day, bucket), count in self._delays.items()
+                for (account_id, day, bucket), count in sorted(self._delays.items())
             ]
             steps.append(Step(_ADD_DELAYS.of_database(db), rows=delay_rows))
         return steps
 
 
 _COUNTER_SET = frozenset(COUNTERS)
+
+
+def _lock_order(key: FiguresKey) -> tuple[Any, ...]:
+    return (key.account_id, key.day, key.label_id, key.business_number, key.feature_set_id)

@@ -98,7 +98,10 @@ def keys_create(
     name: str = typer.Option(..., "--name"),
     description: str = typer.Option("", "--description"),
     access: str | None = typer.Option(
-        None, "--access", help="e.g. call_personalisation=write,number_management=read (default: write on all)"
+        None,
+        "--access",
+        help="e.g. call_personalisation=write,number_management=read,analytics=read (default: write on the four "
+        "features; analytics, the analytics API, only when named)",
     ),
     as_json: bool = JSON_OPTION,
 ) -> None:

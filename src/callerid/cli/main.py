@@ -13,6 +13,7 @@ import tempfile
 import typer
 
 from callerid.cli.accounts import accounts_app, keys_app
+from callerid.cli.analytics import analytics_app
 from callerid.cli.catalogue import catalogue_app
 from callerid.cli.common import JSON_OPTION, display_url, emit, run_with_db, settings_and_schema
 from callerid.cli.demo import demo_summary, demo_title, ensure_demo
@@ -62,6 +63,7 @@ app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(mail_app, name="mail")
 app.add_typer(surveys_app, name="surveys")
 app.add_typer(cmb_configs_app, name="cmb-configs")
+app.add_typer(analytics_app, name="analytics")
 
 
 @app.command()

@@ -1,4 +1,5 @@
-"""``callerid departments|operations|processes|feature-sets create``: the organisation tree and feature sets."""
+"""``callerid departments|operations|processes|feature-sets create`` (and ``feature-sets set-status|secure-branding``):
+the organisation tree and feature sets."""
 
 from __future__ import annotations
 
@@ -161,5 +162,28 @@ def feature_sets_set_status(
             session, account_id=account_id, feature_set_id=feature_set_id, status=status
         )
         return schemas.feature_set_json(await service.feature_set_view(session, feature_set_id))
+
+    emit(_run(change), as_json, title="Feature set updated")
+
+
+@feature_sets_app.command("secure-branding")
+def feature_sets_secure_branding(
+    feature_set_id: str = typer.Argument(..., help="feature set id"),
+    on: bool = typer.Option(
+        ..., "--on/--off", help="show the identity only for calls announced with a call record (--on), or always"
+    ),
+    account: str = ACCOUNT_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Turn secure branding on or off: when on, other lookups of its numbers answer unverified (blocked attempts)."""
+    account_id = parse_uuid_option(account, "--account")
+    set_id = parse_uuid_option(feature_set_id, "FEATURE_SET_ID")
+
+    async def change(session: Any) -> dict[str, Any]:
+        changed = await service.set_secure_branding(session, account_id=account_id, feature_set_id=set_id, enabled=on)
+        return {
+            **schemas.feature_set_json(await service.feature_set_view(session, set_id)),
+            "secure_branding": changed.secure_branding,
+        }
 
     emit(_run(change), as_json, title="Feature set updated")

@@ -65,6 +65,7 @@ NAVIGATION = (
     ("Feature sets", "/console/feature-sets", Permission.VIEW_FEATURE_SETS),
     ("Numbers", "/console/numbers", Permission.VIEW_NUMBERS),
     ("Call activity", "/console/activity", Permission.VIEW_ACTIVITY),
+    ("Analytics", "/console/analytics", Permission.VIEW_ANALYTICS),
     ("API keys", "/console/api-keys", Permission.MANAGE_API_KEYS),
     ("Webhooks", "/console/webhooks", Permission.MANAGE_WEBHOOKS),
     ("Members", "/console/members", Permission.VIEW_MEMBERS),

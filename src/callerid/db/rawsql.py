@@ -158,11 +158,13 @@ class RawStatement:
         return self.columnar(rows, shared)
 
     def multi_row(self, count: int) -> str:
-        """This single-row ``INSERT ... VALUES (?, ...)`` as one statement inserting ``count`` rows."""
-        head, _, values = self.sql.rpartition(" VALUES ")
+        """This single-row ``INSERT ... VALUES (?, ...) [ON CONFLICT ...]`` as one statement inserting ``count`` rows
+        (an upsert's ``ON CONFLICT`` clause stays once, after all the rows: ``analytics.tally``)."""
+        body, on_conflict, tail = self.sql.partition(" ON CONFLICT ")
+        head, _, values = body.rpartition(" VALUES ")
         if not head or not values.startswith("(") or not values.rstrip().endswith(")"):
             raise ValueError("not a single-row INSERT ... VALUES statement")
-        return f"{head} VALUES {', '.join([values.strip()] * count)}"
+        return f"{head} VALUES {', '.join([values.strip()] * count)}" + (f"{on_conflict}{tail}" if on_conflict else "")
 
     def rows(self, raw_rows: list[tuple[Any, ...]]) -> list[Any]:
         """DBAPI rows -> named rows with SQLAlchemy's result conversions applied.

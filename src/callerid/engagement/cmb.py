@@ -16,6 +16,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callerid import clock
+from callerid.analytics.counting import add_in_session, after_commit, engagement_key
+from callerid.analytics.tally import Tally
 from callerid.config import Settings
 from callerid.delivery.service import DeviceInfo
 from callerid.engagement.checks import (
@@ -40,6 +42,7 @@ from callerid.engagement.schemas import (
 )
 from callerid.engagement.windows import DEFAULT_WINDOWS, WEEKDAYS, WindowError, next_window, parse_window
 from callerid.failures import Conflict, InvalidInput
+from callerid.ops import metrics
 from callerid.phone import normalise_phone
 from callerid.webhooks.service import emit_event
 
@@ -54,6 +57,9 @@ class EffectiveCmbConfig:
 
 
 DEFAULT_CMB_CONFIG = EffectiveCmbConfig(DEFAULT_CMB_CONFIG_NAME, False, DEFAULT_WINDOWS)
+
+
+CMB = "call_me_back_requests"  # its counter in the daily figures
 
 
 def parse_windows(texts: Sequence[str]) -> list[dict[str, str]]:
@@ -385,6 +391,11 @@ async def submit_call_me_back(
     )
     session.add(request)
     await session.flush()
+    # Counted in the daily figures with the request itself (issue 13), in the day it was made in the account's zone.
+    figures = Tally()
+    figures.add(engagement_key(listed.account_id, zone.key, now, listed.feature_set_id, listed.phone_number), CMB)
+    await add_in_session(session, figures)
+    after_commit(session, metrics.CALL_ME_BACK_REQUESTS.inc)
     body = cmb_payload(request)
     event_ids = await emit_event(
         session,

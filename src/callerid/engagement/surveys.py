@@ -16,10 +16,13 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callerid import clock
+from callerid.analytics.counting import add_in_session, add_survey_response, after_commit, engagement_key
+from callerid.analytics.tally import Tally
 from callerid.delivery.service import DeviceInfo
 from callerid.engagement.checks import (
     SURVEY_TRIGGERS,
     EngagementError,
+    _account_zone,
     _check_displayable,
     _feature_enabled,
     _feature_set_in_account,
@@ -33,7 +36,7 @@ from callerid.engagement.models import (
     Survey,
     SurveyResponse,
 )
-from callerid.engagement.questions import Question, check_answer, check_questions, from_stored
+from callerid.engagement.questions import RATING, Question, check_answer, check_questions, from_stored
 from callerid.engagement.schemas import (
     SurveyAnswers,
     survey_payload,
@@ -41,6 +44,7 @@ from callerid.engagement.schemas import (
 from callerid.failures import Conflict, InvalidInput, NotFound
 from callerid.numbers.models import FeatureSet
 from callerid.numbers.service import TreeFilters
+from callerid.ops import metrics
 from callerid.webhooks.service import emit_event
 
 MAX_NAME_LENGTH = 100
@@ -307,6 +311,14 @@ async def submit_survey_answers(
     )
     session.add(response)
     await session.flush()
+    # Counted in the daily figures with the response itself (issue 13), with each rating question's answer.
+    zone = await _account_zone(session, survey.account_id)
+    figures = Tally()
+    key = engagement_key(survey.account_id, zone.key, now, survey.feature_set_id, listed.phone_number)
+    rated = {text for text, (_, question) in by_text.items() if question.kind == RATING}
+    add_survey_response(figures, key, answers, rated)
+    await add_in_session(session, figures)
+    after_commit(session, metrics.SURVEY_RESPONSES.inc)
     body = survey_payload(response)
     event_ids = await emit_event(
         session,

@@ -55,8 +55,10 @@ fast_routes = [
             summary="Who is calling this phone",
             description=(
                 "For an incoming call from `caller` to this phone's own number: the verified identity of the latest "
-                "record whose window holds now, with a signed PASSporT `assertion`; outside every window exactly "
-                '`{"verified": false}`. Authenticate with `Authorization: Bearer <device_token>`.'
+                "record whose window holds now, with a signed PASSporT `assertion`; else, for a listed business "
+                "number, its feature set's static identity (unless the set has secure branding: then only a record "
+                'for this phone shows it); otherwise exactly `{"verified": false}`. Authenticate with '
+                "`Authorization: Bearer <device_token>`."
             ),
             tags=["App: caller ID"],
             parameters=[

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from callerid.analytics.blocked import record_blocked_attempt
 from callerid.identity.signer import passport_claims
 from callerid.labels.service import logo_url
 from callerid.numbers.service import listed_identity
@@ -47,7 +48,10 @@ async def lookup(runtime: Runtime, caller: str, receiver: str, at: datetime) -> 
     """The identity ``caller`` shows to ``receiver`` at ``at``, or None outside every window.
 
     Sources, in order (first match wins): the latest call personalisation record whose window holds ``at``;
-    then, for a business number listed in a feature set, the set's static label and call reason.
+    then, for a business number listed in a feature set, the set's static label and call reason, unless the set has
+    secure branding (issue 13): then only a record for this receiver shows it, and a lookup without one is answered
+    as unverified and recorded as a blocked attempt (a possible spoofed call). The flag comes with the listing's
+    one read, so a set without it costs nothing more.
     """
     settings = runtime.settings
     found: Any = await active_identity(runtime.db, caller, receiver, at)
@@ -58,6 +62,9 @@ async def lookup(runtime: Runtime, caller: str, receiver: str, at: datetime) -> 
     else:
         found = await listed_identity(runtime.db, caller)
         if found is None:
+            return None
+        if found.secure_branding:  # no record pre-announced this call to this receiver
+            await record_blocked_attempt(runtime.db, found, caller, at)
             return None
         name = found.label_name
     url = logo_url(settings, found.logo_key)

@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import ColumnElement, Integer, Table, bindparam, delete, select
+from sqlalchemy import ColumnElement, Integer, Table, bindparam, delete, select, tuple_
 
 from callerid import clock
 from callerid.config import Settings
@@ -59,18 +59,20 @@ class Purge:
     """
 
     def __init__(self, name: str, table: Table, expired: ColumnElement[bool], cutoffs: Cutoffs):
-        (key,) = table.primary_key.columns  # every purged table has a one-column key
+        keys = tuple(table.primary_key.columns)
         chosen = (
-            select(key)
+            select(*keys)
             .where(expired)
             .limit(bindparam(CHUNK_ROWS, type_=Integer))
             .with_for_update(skip_locked=True)  # PostgreSQL only: SQLite's compiler leaves it out
-            .scalar_subquery()
         )
         self.name = name
         self.table = table
         self.cutoffs = cutoffs
-        self.statement = delete(table).where(key.in_(chosen))
+        if len(keys) == 1:
+            self.statement = delete(table).where(keys[0].in_(chosen.scalar_subquery()))
+        else:  # a composite key (call signals: device, event id): a row-value IN, on both databases
+            self.statement = delete(table).where(tuple_(*keys).in_(chosen))
 
     def __repr__(self) -> str:
         return f"Purge({self.name!r})"

@@ -142,7 +142,9 @@ async def list_numbers(
 
 @dataclass(frozen=True)
 class ListedIdentity:
-    """What the app shows for a listed number: its feature set's static label and call reason."""
+    """What the app shows for a listed number: its feature set's static label and call reason. ``secure_branding``
+    (issue 13): shown only for calls the business pre-announced with a call record; ``account_id`` is whose
+    number it is (a blocked attempt is counted there)."""
 
     label_id: uuid.UUID
     label_name: str
@@ -150,9 +152,12 @@ class ListedIdentity:
     call_reason: str | None
     feature_set_id: uuid.UUID
     feature_set_name: str
+    account_id: uuid.UUID
+    secure_branding: bool
 
 
 def _listed_identity_query(where: Any) -> Any:
+    # The one listing read of the lookup, also for secure branding: its flag and account come with the same row.
     return (
         select(
             BusinessNumber.phone_number,
@@ -162,6 +167,8 @@ def _listed_identity_query(where: Any) -> Any:
             CallReason.text,
             FeatureSet.id,
             FeatureSet.name,
+            BusinessNumber.account_id,
+            FeatureSet.secure_branding,
         )
         .select_from(BusinessNumber)
         .join(FeatureSet, FeatureSet.id == BusinessNumber.feature_set_id)
@@ -190,7 +197,8 @@ async def listed_identity(db: Database, caller: str) -> ListedIdentity | None:
     rows = await db.read_keyed(_LISTED_IDENTITY, [number])
     if not rows:
         return None
-    return ListedIdentity(*rows[0][1:])
+    row = rows[0]
+    return ListedIdentity(*row[1:8], secure_branding=bool(row[8]))
 
 
 @dataclass(frozen=True)

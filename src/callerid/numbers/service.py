@@ -41,6 +41,7 @@ from callerid.numbers.tree import (
     feature_set_view,
     list_feature_sets,
     set_feature_set_status,
+    set_secure_branding,
 )
 
 __all__ = [
@@ -72,5 +73,6 @@ __all__ = [
     "listed_identity",
     "listed_number",
     "set_feature_set_status",
+    "set_secure_branding",
     "split_numbers",
 ]

@@ -145,10 +145,12 @@ async def create_feature_set(
     call_me_back: bool = False,
     survey: bool = False,
     created_by_email: str | None = None,
+    secure_branding: bool = False,
 ) -> FeatureSet:
     """A draft feature set on a process or sub-process, with a static label (any type) of the same account.
 
-    Without ``created_by_email`` the account's first admin is recorded (CLI-created sets).
+    Without ``created_by_email`` the account's first admin is recorded (CLI-created sets). ``secure_branding``: see
+    ``set_secure_branding``.
     """
     await _account(session, account_id)
     process = await session.get(Process, process_id)
@@ -190,6 +192,7 @@ async def create_feature_set(
         call_reason_id=reason_id,
         call_me_back=call_me_back,
         survey=survey,
+        secure_branding=secure_branding,
         created_by_email=created_by_email,
         created_at=now,
         updated_at=now,
@@ -230,8 +233,10 @@ async def update_feature_set(
     call_reason: str | None,
     call_me_back: bool,
     survey: bool,
+    secure_branding: bool | None = None,
 ) -> FeatureSet:
     """Set every field of a feature set (the console's edit form), checking all of them before writing anything.
+    ``secure_branding`` None leaves it as it is (see ``set_secure_branding``).
 
     The static call reason is a row of its own whose id is on the wire (``call_reason_id``): a new text gets a new
     ``CallReason`` as ``create_feature_set`` makes one, the same text keeps its id, None removes it. Moving the set
@@ -289,8 +294,27 @@ async def update_feature_set(
     feature_set.call_reason_id = reason_id
     feature_set.call_me_back = call_me_back
     feature_set.survey = survey
+    if secure_branding is not None:
+        feature_set.secure_branding = secure_branding
     feature_set.updated_at = now
     await session.flush()
+    return feature_set
+
+
+async def set_secure_branding(
+    session: AsyncSession, *, account_id: uuid.UUID, feature_set_id: uuid.UUID, enabled: bool
+) -> FeatureSet:
+    """Turn secure branding (issue 13, an extension; off by default) on or off for a feature set: when on, its
+    numbers' identity is shown only for calls the business pre-announced with a call record for that receiver, and
+    any other lookup is answered unverified and counted as a blocked attempt (``analytics.blocked``).
+
+    Takes effect on the next lookup: the lookup reads the flag with the listing itself, which nothing caches.
+    """
+    feature_set = await feature_set_of(session, account_id, feature_set_id)
+    if feature_set.secure_branding != enabled:
+        feature_set.secure_branding = enabled
+        feature_set.updated_at = clock.now()
+        await session.flush()
     return feature_set
 
 

@@ -144,6 +144,9 @@ class ActiveIdentity:
     call_reason: str | None
     starts_at: int  # epoch ms
     ends_at: int  # epoch ms
+    # Which record and whose label (call signals link to them, callerid.analytics.signals); the lookup ignores them.
+    record_id: int | None = None
+    account_id: uuid.UUID | None = None
 
 
 _IDENTITY_COLUMNS = (
@@ -153,6 +156,8 @@ _IDENTITY_COLUMNS = (
     _TEXTS.c.call_reason,
     _RECORDS.c.starts_at,
     _RECORDS.c.ends_at,
+    _RECORDS.c.id.label("record_id"),
+    LABELS.c.account_id.label("label_account_id"),
 )
 
 
@@ -216,4 +221,6 @@ async def active_identity(db: Database, caller: str, receiver: str, at: datetime
         call_reason=row.call_reason,
         starts_at=row.starts_at,
         ends_at=row.ends_at,
+        record_id=row.record_id,
+        account_id=row.label_account_id,
     )

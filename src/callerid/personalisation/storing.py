@@ -8,13 +8,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
 from sqlalchemy import BigInteger, bindparam, insert, literal_column, select
 
 from callerid import clock
+from callerid.analytics.counting import RECORD_COUNTER_OF, RecordTally, account_timezone, known_timezone
+from callerid.analytics.tally import day_in
 from callerid.config import Settings
 from callerid.db import Database
 from callerid.db.write import Step
@@ -22,12 +24,14 @@ from callerid.delivery.service import DeliveryOutcome, PushMessage, deliver_many
 from callerid.delivery.service import outcome as delivery_outcome
 from callerid.jobs import enqueue_step
 from callerid.labels.service import logo_url
+from callerid.ops import metrics
 from callerid.personalisation.models import (
     DELIVERED_STATE,
     GROUP_SPAN,
     INVALID_STATE,
     OUTCOME_STATES,
     PENDING_STATE,
+    REASON_OF_STATE,
     CallBatch,
     CallBatchText,
     CallRecord,
@@ -72,9 +76,15 @@ class NewRecord:
     starts_at: int | None = None
     text: Text | None = None
     problem: dict[str, Any] | None = None
+    # R2 only, for the daily figures: the record's account (its label's) and that account's timezone. None: not
+    # counted here (a batch's records are counted when they are delivered; figures may be off: ``analytics_figures``).
+    account_id: uuid.UUID | None = None
+    timezone: str | None = None
 
 
-def usable(checked: CheckedRecord, state: int) -> NewRecord:
+def usable(
+    checked: CheckedRecord, state: int, account_id: uuid.UUID | None = None, timezone: str | None = None
+) -> NewRecord:
     assert checked.caller and checked.receiver and checked.label is not None and checked.label_name is not None
     assert checked.starts_at is not None and checked.ends_at is not None
     return NewRecord(
@@ -84,6 +94,8 @@ def usable(checked: CheckedRecord, state: int) -> NewRecord:
         receiver=int(checked.receiver),
         starts_at=checked.starts_at,
         text=(checked.label.id, checked.label_name, checked.call_reason),
+        account_id=account_id,
+        timezone=timezone,
     )
 
 
@@ -110,13 +122,29 @@ def _valid_values(checked: CheckedRecord) -> dict[str, Any]:
 
 
 def group_steps(
-    group_id: uuid.UUID, account_id: uuid.UUID | None, version: str, created_at: datetime, records: list[NewRecord]
+    group_id: uuid.UUID,
+    account_id: uuid.UUID | None,
+    version: str,
+    created_at: datetime,
+    records: list[NewRecord],
+    figures: RecordTally | None = None,
 ) -> list[Step]:
     """The statements that store a group: its row, its distinct texts (numbered in order of appearance), its records
-    (positioned in order). Every record row has the same keys, so the records are one many-row INSERT."""
+    (positioned in order). Every record row has the same keys, so the records are one many-row INSERT.
+    ``figures``: where the records stored with their outcome (R2) are counted (its steps are the caller's to add)."""
     texts: dict[Text, int] = {}
     rows = []
+    days: dict[str, date] = {}  # the group's day by timezone (its records mostly share one)
     for position, record in enumerate(records):
+        if figures is not None and record.account_id is not None and record.text is not None:
+            assert record.timezone is not None and record.caller is not None
+            day = days.get(record.timezone)
+            if day is None:
+                day = days[record.timezone] = day_in(record.timezone, created_at)
+            figures.add(
+                (record.account_id, day, record.text[0], record.caller),
+                RECORD_COUNTER_OF[REASON_OF_STATE.get(record.state)],
+            )
         rows.append(
             {
                 "position": position,
@@ -282,24 +310,45 @@ async def submit_realtime_v2(
             # The push could not be attempted: that is the record's outcome (SPEC §8 #4), not a 500 for a valid record.
             log.exception("realtime_push_failed", record_id=record_id)
             outcome = delivery_outcome(settings, "failed_to_push")
-        stored = usable(checked, DELIVERED_STATE if outcome.reason is None else OUTCOME_STATES[outcome.reason])
+        state = DELIVERED_STATE if outcome.reason is None else OUTCOME_STATES[outcome.reason]
+        if settings.analytics_figures:
+            # Counted in the group's write (``_realtime_group``): the day of the group's arrival in this timezone.
+            timezone = known_timezone(account_id) or await account_timezone(db, account_id)
+            stored = usable(checked, state, account_id, timezone)
+        else:
+            stored = usable(checked, state)
     else:
         stored = _invalid(checked, now_ms)
     result = RealtimeResult(record=checked, outcome=outcome, record_id=record_id)
     if answer is None:
         await runtime.realtime_inserter.insert(stored)
     else:
-        await db.write([*_realtime_group([stored]), answer(result)])
+        await db.write([*_realtime_group(db, [stored]), answer(result)])
+        _count_records([stored])
     return result
 
 
-def _realtime_group(records: list[NewRecord]) -> list[Step]:
+def _realtime_group(db: Database, records: list[NewRecord]) -> list[Step]:
     """One group commit of R2 records: a group of its own, with an internal id (time-ordered, as batch ids: new ones
-    append to their index) and no account."""
-    return group_steps(new_record_id(), None, V2, clock.now(), records)
+    append to their index) and no account; and their counts in the daily figures, in the same write."""
+    figures = RecordTally()
+    steps = group_steps(new_record_id(), None, V2, clock.now(), records, figures)
+    return [*steps, *figures.steps(db)] if figures else steps
+
+
+def _count_records(records: list[NewRecord]) -> None:
+    """The Prometheus counter of records by outcome, once a group is committed: one increment per outcome."""
+    counts: dict[int, int] = {}
+    for record in records:
+        if record.text is not None:
+            counts[record.state] = counts.get(record.state, 0) + 1
+    for state, count in counts.items():
+        metrics.CALL_RECORDS.labels(outcome=REASON_OF_STATE.get(state) or "delivered").inc(count)
 
 
 def new_realtime_inserter(db: Database) -> GroupInserter[NewRecord]:
     """The R1/R2 group commit, one per process (``Runtime.realtime_inserter``)."""
     # Together: the group's row, texts and records are new rows, the texts and records find the group by its id.
-    return GroupInserter(db, _realtime_group, name="call-records", together=True)
+    return GroupInserter(
+        db, lambda records: _realtime_group(db, records), name="call-records", together=True, committed=_count_records
+    )

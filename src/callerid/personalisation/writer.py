@@ -23,10 +23,17 @@ class GroupInserter(Generic[Item]):
     """Stores items in groups: ``steps(items)`` is the one write that stores a group."""
 
     def __init__(
-        self, db: Database, steps: Callable[[list[Item]], Sequence[Step]], *, name: str, together: bool = False
+        self,
+        db: Database,
+        steps: Callable[[list[Item]], Sequence[Step]],
+        *,
+        name: str,
+        together: bool = False,
+        committed: Callable[[list[Item]], None] | None = None,
     ):
         self._db = db
         self._steps = steps
+        self._committed = committed  # told of each group once its write committed (counters for operators)
         self._together = together  # see ``Database.write``
         # One group at a time, also where writes could run side by side (PostgreSQL): a group commit there is one
         # statement (``together``), and two groups in flight made them half as big, so twice the CPU per record, and
@@ -45,4 +52,6 @@ class GroupInserter(Generic[Item]):
 
     async def _write(self, items: list[Item]) -> list[None]:
         await self._db.write(self._steps(items), together=self._together)
+        if self._committed is not None:
+            self._committed(items)
         return [None] * len(items)

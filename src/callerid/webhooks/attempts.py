@@ -14,11 +14,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from callerid import clock, secretbox
 from callerid.accounts import members
+from callerid.analytics.counting import (
+    WEBHOOK_COUNTER,
+    account_timezones,
+    add_in_tx,
+    add_webhook_delivery,
+    delivery_delay_ms,
+)
+from callerid.analytics.tally import Tally
 from callerid.batching import Batcher
 from callerid.config import Settings
 from callerid.db import Database
 from callerid.db.values import in_values
 from callerid.db.write import SessionTx, WriteTx
+from callerid.ops import metrics
 from callerid.webhooks import mail, secrets_at_rest
 from callerid.webhooks.configs import (
     BUSY_RETRY_DELAY,
@@ -140,8 +149,51 @@ def _notifies(record: AttemptRecord) -> bool:
     return record.state == FAILED and record.notify and not record.event.is_test
 
 
-async def _log_attempts(tx: WriteTx, records: list[AttemptRecord]) -> list[AttemptRecord]:
-    """Move the events on and log their attempts, in ``tx``'s transaction; returns the records logged.
+def _counted(record: AttemptRecord) -> bool:
+    """Whether the attempt ends its event in a state the daily figures count (success, or failed for good)."""
+    return record.state in WEBHOOK_COUNTER and not record.event.is_test
+
+
+@dataclass(frozen=True)
+class Figures:
+    """What counting webhook deliveries in a write needs, read before it: the database (its dialect) and the
+    accounts' timezones."""
+
+    db: Any
+    timezones: dict[uuid.UUID, str]
+
+
+async def figures_for(db: Database, records: list[AttemptRecord]) -> Figures | None:
+    accounts = {record.event.account_id for record in records if _counted(record)}
+    return Figures(db, await account_timezones(db, accounts)) if accounts else None
+
+
+def _figures_of(figures: Figures, logged: list[AttemptRecord]) -> Tally:
+    tally = Tally()
+    for record in logged:
+        if _counted(record):
+            event, result = record.event, record.result
+            delay = delivery_delay_ms(event.created_at, result.started_at, result.duration_ms)
+            timezone = figures.timezones.get(event.account_id, "UTC")
+            add_webhook_delivery(tally, event.account_id, timezone, event.created_at, record.state, delay)
+    return tally
+
+
+def _count(logged: list[AttemptRecord]) -> None:
+    """Prometheus: the deliveries that reached a final state, once their write committed."""
+    results: dict[str, int] = {}
+    for record in logged:
+        if _counted(record):
+            results[record.state] = results.get(record.state, 0) + 1
+    for state, count in results.items():
+        metrics.WEBHOOK_DELIVERIES.labels(result=state).inc(count)
+
+
+async def _log_attempts(
+    tx: WriteTx, records: list[AttemptRecord], figures: Figures | None = None
+) -> list[AttemptRecord]:
+    """Move the events on and log their attempts, in ``tx``'s transaction; returns the records logged. With
+    ``figures``, the events that reached a final state are counted in the daily figures in the same transaction.
 
     One UPDATE ... RETURNING per group of records that move to the same values (under load nearly all of a batch:
     first attempts that succeeded), instead of one statement per event, and one INSERT of the attempts.
@@ -158,19 +210,25 @@ async def _log_attempts(tx: WriteTx, records: list[AttemptRecord]) -> list[Attem
         logged.extend(by_id[row.id] for row in moved)
     if logged:
         await tx.executemany(_INSERT_ATTEMPTS, [_attempt_row(r) for r in logged])
+        if figures is not None:
+            await add_in_tx(tx, figures.db, _figures_of(figures, logged))
     return logged
 
 
-async def write_attempts(session: AsyncSession, records: list[AttemptRecord]) -> None:
+async def write_attempts(
+    session: AsyncSession, records: list[AttemptRecord], figures: Figures | None = None
+) -> list[AttemptRecord]:
     """Log attempts and move their events on, in the caller's transaction (one per batch).
 
     Each event update is conditional on the attempt number, so that when two runners ran the same
     attempt (at-least-once), only the first one's attempt is logged and only one failure notice goes
     out; an event deleted meanwhile (account removed, log purged) is skipped.
     """
-    for record in await _log_attempts(SessionTx(session), records):
+    logged = await _log_attempts(SessionTx(session), records, figures)
+    for record in logged:
         if _notifies(record):
             await _queue_failure_notice(session, record.event, record.number + 1, record.result)
+    return logged
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,11 +304,13 @@ class DeliveryStore:
         return [found.get(event_id) for event_id in event_ids]
 
     async def _write(self, records: list[AttemptRecord]) -> list[None]:
+        figures = await figures_for(self.db, records)
         if any(_notifies(record) for record in records):
             async with self.db.transaction() as session:
-                await write_attempts(session, records)
+                logged = await write_attempts(session, records, figures)
         else:
-            await self.db.transact(lambda tx: _log_attempts(tx, records))
+            logged = await self.db.transact(lambda tx: _log_attempts(tx, records, figures))
+        _count(logged)
         return [None] * len(records)
 
 

@@ -14,6 +14,9 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callerid import clock
+from callerid.accounts.service import get_account
+from callerid.analytics.counting import WEBHOOK_COUNTER, add_in_session, add_webhook_delivery, delivery_delay_ms
+from callerid.analytics.tally import Tally
 from callerid.config import Settings
 from callerid.jobs.purge import Purge
 from callerid.jobs.service import enqueue, enqueue_many
@@ -113,9 +116,34 @@ async def resend_event(session: AsyncSession, *, account_id: uuid.UUID, event_id
     if event.state == WEBHOOK_DELETED:
         raise WebhooksError("the webhook was deleted")
     now = clock.now()
+    if not event.is_test:
+        await _take_back(session, [(event.id, event.created_at, event.state, event.attempts_made)], event.account_id)
     event.state, event.next_attempt_at, event.updated_at = PENDING, now, now
     await session.flush()
     await enqueue(session, DELIVER_JOB, _manual_job(event.id))
+
+
+_LAST_ATTEMPT = select(WebhookAttempt.started_at, WebhookAttempt.duration_ms).where(
+    WebhookAttempt.event_id == bindparam("event_id"), WebhookAttempt.number == bindparam("number")
+)
+
+
+async def _take_back(
+    session: AsyncSession, events: list[tuple[uuid.UUID, datetime, str, int]], account_id: uuid.UUID
+) -> None:
+    """Events sent again leave their final state: that state (and a success's delay) no longer counts in the daily
+    figures; the state the new attempt ends in counts instead. ``events``: (id, created_at, state, attempts made)."""
+    tally = Tally()
+    timezone = (await get_account(session, account_id)).timezone
+    for event_id, created_at, state, attempts_made in events:
+        if state not in WEBHOOK_COUNTER:
+            continue
+        delay = None
+        if state == SUCCESS:
+            last = (await session.execute(_LAST_ATTEMPT, {"event_id": event_id, "number": attempts_made - 1})).first()
+            delay = None if last is None else delivery_delay_ms(created_at, last.started_at, last.duration_ms)
+        add_webhook_delivery(tally, account_id, timezone, created_at, state, delay, amount=-1)
+    await add_in_session(session, tally)
 
 
 def _failed_since(account_id: uuid.UUID, since: datetime, webhook_id: uuid.UUID | None) -> list[Any]:
@@ -172,9 +200,11 @@ async def retry_failed_since(
         update(events)
         .where(events.c.id.in_(newest.scalar_subquery()), events.c.state == FAILED)
         .values(state=PENDING, next_attempt_at=now, updated_at=now)
-        .returning(events.c.id)
+        .returning(events.c.id, events.c.created_at)
     )
-    event_ids = list(updated.scalars())
+    rows = updated.all()
+    event_ids = [row.id for row in rows]
+    await _take_back(session, [(row.id, row.created_at, FAILED, 0) for row in rows], account_id)
     if not event_ids:
         raise WebhooksError(f"there are no failed events since {iso_z(since)} to retry")
     await enqueue_many(session, DELIVER_JOB, [_manual_job(e) for e in event_ids])

@@ -12,6 +12,8 @@ import json
 import smtplib
 import ssl
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from email.message import EmailMessage
 
 from sqlalchemy import Text, cast, func, select, update
@@ -29,8 +31,26 @@ SENT = "sent"
 OUTBOX = "outbox"
 
 
+@dataclass(frozen=True)
+class Attachment:
+    """A text file sent with a mail (the weekly report's CSV); kept on the outbox row until it is sent."""
+
+    filename: str
+    content: str
+    content_type: str = "text/csv"
+
+    def as_json(self) -> dict[str, str]:
+        return {"filename": self.filename, "content_type": self.content_type, "content": self.content}
+
+
 async def queue_mail(
-    session: AsyncSession, *, account_id: uuid.UUID | None, recipients: list[str], subject: str, body: str
+    session: AsyncSession,
+    *,
+    account_id: uuid.UUID | None,
+    recipients: list[str],
+    subject: str,
+    body: str,
+    attachments: Sequence[Attachment] = (),
 ) -> OutboxMail:
     """Store the mail and enqueue its sending, in the caller's transaction."""
     mail = OutboxMail(
@@ -39,6 +59,7 @@ async def queue_mail(
         recipients=recipients,
         subject=subject[:300],
         body=body,
+        attachments=[attachment.as_json() for attachment in attachments] or None,
         status=QUEUED,
         created_at=clock.now(),
     )
@@ -76,6 +97,14 @@ def _smtp_send(settings: Settings, mail: OutboxMail) -> None:
     message["To"] = ", ".join(mail.recipients)
     message["Subject"] = mail.subject
     message.set_content(mail.body)
+    for attachment in mail.attachments or ():
+        maintype, _, subtype = str(attachment["content_type"]).partition("/")
+        if maintype != "text":  # only text is ever queued (``Attachment``); anything else goes as bytes
+            message.add_attachment(
+                str(attachment["content"]).encode(), maintype=maintype, subtype=subtype, filename=attachment["filename"]
+            )
+        else:
+            message.add_attachment(str(attachment["content"]), subtype=subtype, filename=attachment["filename"])
     assert settings.smtp_host is not None
     with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=settings.smtp_timeout_seconds) as smtp:
         if settings.smtp_starttls:

@@ -119,6 +119,8 @@ class OutboxMail(Base):
     recipients: Mapped[list[Any]]
     subject: Mapped[str] = mapped_column(String(300))
     body: Mapped[str] = mapped_column(Text)
+    # Files sent with the mail: [{"filename", "content_type", "content"}] (text only, e.g. the weekly report CSV).
+    attachments: Mapped[list[Any] | None] = mapped_column(default=None)
     status: Mapped[str] = mapped_column(String(16), default="queued")  # queued | sent | outbox
     error: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime]

@@ -64,6 +64,7 @@ def mail_json(message: OutboxMail) -> dict[str, Any]:
         "recipients": message.recipients,
         "subject": message.subject,
         "body": message.body,
+        "attachments": message.attachments or [],
         "status": message.status,
         "error": message.error,
         "created_at": iso_z(message.created_at),

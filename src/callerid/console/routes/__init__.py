@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from callerid.console.routes import (
     activity,
+    analytics,
     api_keys,
     auth,
     call_me_back,
@@ -36,6 +37,7 @@ CONSOLE_MODULES = (
     call_me_back,
     numbers,
     activity,
+    analytics,
     call_records,
     webhooks,
     members,

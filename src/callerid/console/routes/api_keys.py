@@ -18,8 +18,11 @@ FEATURE_TITLES = {
     "number_management": "Number management",
     "call_me_back": "Call Me Back",
     "user_feedback": "User feedback",
+    service.ANALYTICS: "Analytics",
 }
 LEVEL_TITLES = {"none": "No access", "read": "Read", "write": "Read and write"}
+# The analytics API (issue 13) is only read; a key has no access to it unless it is chosen here.
+ANALYTICS_FIELD = f"access_{service.ANALYTICS}"
 
 
 async def _key(page: web.Page, entry: str) -> tuple[service.ApiKey, int]:
@@ -38,6 +41,8 @@ def _form_context(values: dict[str, str] | None = None, errors: dict[str, str] |
         "errors": errors or {},
         "features": [(f, FEATURE_TITLES[f], values.get(f"access_{f}", "write")) for f in FEATURES],
         "levels": list(LEVEL_TITLES.items()),
+        "analytics": (ANALYTICS_FIELD, FEATURE_TITLES[service.ANALYTICS], values.get(ANALYTICS_FIELD) or "none"),
+        "analytics_levels": [(level, LEVEL_TITLES[level]) for level in service.KEY_ONLY_LEVELS],
     }
 
 
@@ -89,12 +94,18 @@ def _file_safe(name: str) -> str:
 @router.post("/console/api-keys")
 async def create_key(request: Request) -> Response:
     page, form = await web.form_for(request, ALLOW)
-    values = {name: web.text(form, name) for name in ("name", "description", *(f"access_{f}" for f in FEATURES))}
+    fields = ("name", "description", *(f"access_{f}" for f in FEATURES), ANALYTICS_FIELD)
+    values = {name: web.text(form, name) for name in fields}
     access = {f: values[f"access_{f}"] or "none" for f in FEATURES}
     errors: dict[str, str] = {}
     for feature, level in access.items():
         if level not in LEVEL_TITLES:
             errors[f"access_{feature}"] = f"choose an access level for {FEATURE_TITLES[feature]}"
+    analytics = values[ANALYTICS_FIELD] or "none"
+    if analytics not in service.KEY_ONLY_LEVELS:
+        errors[ANALYTICS_FIELD] = "choose No access or Read for Analytics"
+    elif analytics != "none":
+        access[service.ANALYTICS] = analytics  # only when granted: see accounts.service.KEY_ONLY_FEATURES
     if not errors:
         try:
             async with page.runtime.db.transaction() as session:

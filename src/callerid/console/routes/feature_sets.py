@@ -37,7 +37,7 @@ STATUS_TITLES = {"draft": "Draft", "published": "Published", "archived": "Archiv
 STATUS_TONES = {"draft": "pending", "published": "success", "archived": "neutral"}
 FILTERS = ("q", "department", "operation", "process", "status")
 TEXT_FIELDS = ("name", "process", "label", "call_reason", "description", "status")
-FLAGS = ("call_me_back", "survey")
+FLAGS = ("call_me_back", "survey", "secure_branding")
 # Where each of the service's messages belongs on the form (its first words name the input).
 FIELD_OF_MESSAGE = (
     ("feature set name", "name"),
@@ -293,6 +293,7 @@ def _values_of(loaded: Loaded, call_reason: str | None) -> dict[str, str]:
         "status": fs.status,
         "call_me_back": "on" if fs.call_me_back else "",
         "survey": "on" if fs.survey else "",
+        "secure_branding": "on" if fs.secure_branding else "",
     }
 
 
@@ -360,6 +361,7 @@ async def create_feature_set(request: Request) -> Response:
                     call_me_back=bool(values["call_me_back"]),
                     survey=bool(values["survey"]),
                     created_by_email=page.actor.email,
+                    secure_branding=bool(values["secure_branding"]),
                 )
                 if values["status"] != DRAFT:
                     await tree.set_feature_set_status(
@@ -443,6 +445,7 @@ async def save_feature_set(request: Request, feature_set_id: str) -> Response:
                     call_reason=values["call_reason"] or None,
                     call_me_back=bool(values["call_me_back"]),
                     survey=bool(values["survey"]),
+                    secure_branding=bool(values["secure_branding"]),
                 )
                 if feature_set.call_me_back:
                     await cmb.ensure_cmb_config(session, account_id=page.account_id, feature_set_id=feature_set.id)

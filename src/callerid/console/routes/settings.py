@@ -14,6 +14,7 @@ from callerid.accounts import members, signin
 from callerid.accounts.models import MEMBER_REVOKED, Member
 from callerid.accounts.permissions import ADMIN, Permission
 from callerid.accounts.service import AccountsError
+from callerid.analytics import weekly_report as analytics_report
 from callerid.console import web
 
 router = APIRouter()
@@ -116,6 +117,21 @@ async def two_factor(request: Request) -> Response:
         "Two-factor sign-in is on: new browsers will ask for an e-mailed code"
         if enabled
         else ("Two-factor sign-in is off")
+    )
+    return web.redirect("/console/settings", flash=message)
+
+
+@router.post("/console/settings/weekly-report")
+async def weekly_report(request: Request) -> Response:
+    """The member's own weekly analytics e-mail, on or off (``analytics.weekly_report`` sends it on Mondays)."""
+    page, form = await web.form_for(request, Permission.OWN_PROFILE)
+    enabled = web.text(form, "weekly_report") == "on"
+    async with page.runtime.db.transaction() as session:
+        await analytics_report.set_weekly_report(session, page.actor, enabled=enabled)
+    message = (
+        "Weekly report on: you will get last week's figures by e-mail every Monday morning"
+        if enabled
+        else "Weekly report off"
     )
     return web.redirect("/console/settings", flash=message)
 

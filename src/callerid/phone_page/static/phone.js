@@ -10,6 +10,11 @@
   var BACKOFF_FIRST_MS = 1000;
   var BACKOFF_MAX_MS = 30000;
   var RECENT_CALLS_KEPT = 10;
+  // A call nobody answers or declines is missed after this long (or at once with "Let it ring").
+  var RING_TIMEOUT_MS = 30000;
+  // Call signals (POST /app/v1/call-signals) that could not be sent are tried again after this long.
+  var SIGNAL_RETRY_MS = 5000;
+  var SIGNALS_PER_REQUEST = 50;
 
   var $ = function (id) { return document.getElementById(id); };
   var els = {
@@ -53,8 +58,11 @@
     callReason: $("call-reason"),
     callNumber: $("call-number"),
     callWindow: $("call-window"),
+    callKind: $("call-kind"),
     answer: $("answer"),
     decline: $("decline"),
+    letRing: $("let-ring"),
+    hangUp: $("hang-up"),
     statusBar: document.querySelector(".status-bar"),
     screen: document.querySelector(".screen"),
   };
@@ -68,6 +76,12 @@
   var failures = 0; // consecutive connection attempts that ended without a working stream
   var currentCall = null;
   var focusBeforeCall = null;
+  var ringTimer = null;
+  var talkTimer = null;
+  // Call signals not yet taken by the server, oldest first; one request at a time.
+  var signalQueue = [];
+  var signalsInFlight = false;
+  var signalRetryTimer = null;
 
   // --- storage -----------------------------------------------------------------------------------------
 
@@ -326,6 +340,7 @@
     var saved = loadRegistration();
     if (registration && saved && saved.device_token === registration.device_token) saveRegistration(null);
     registration = null;
+    signalQueue = []; // signals belong to the device that saw the calls: never sent with another registration
     disconnect();
     setConnection(statusText === "Not registered" ? "idle" : "gone", statusText);
     showRegistration();
@@ -449,6 +464,9 @@
   // --- incoming call -----------------------------------------------------------------------------------
 
   function showCall(call) {
+    // A new call while another is on screen: a ringing one was not taken, an answered one ends.
+    if (currentCall && currentCall.answeredAt) hangUp();
+    else if (currentCall) missCall();
     currentCall = call;
     if (els.call.hidden) focusBeforeCall = document.activeElement;
     var number = displayNumber(call.caller);
@@ -478,11 +496,112 @@
       ? "Incoming call from " + call.name + ", verified" + (call.callReason ? ": " + call.callReason : "") +
         ". " + number
       : "Incoming call from unverified caller " + number;
+    showRinging(true);
     els.call.hidden = false;
     // A modal call screen: what is behind it can be neither reached by Tab nor read out.
     els.statusBar.inert = true;
     els.screen.inert = true;
     els.answer.focus();
+    // Tell the business what happened to its call: only a verified identity was shown.
+    if (call.verified) {
+      call.id = newCallId();
+      sendSignal(call, "displayed");
+    }
+    ringTimer = window.setTimeout(function () { missCall(); }, RING_TIMEOUT_MS);
+  }
+
+  function showRinging(ringing) {
+    els.callKind.textContent = ringing ? "Incoming call" : "On call \u00b7 0:00";
+    els.decline.hidden = !ringing;
+    els.letRing.hidden = !ringing;
+    els.answer.hidden = !ringing;
+    els.hangUp.hidden = ringing;
+  }
+
+  function formatTalk(seconds) {
+    var minutes = Math.floor(seconds / 60);
+    var rest = seconds % 60;
+    return minutes + ":" + (rest < 10 ? "0" : "") + rest;
+  }
+
+  function answerCall() {
+    if (!currentCall || currentCall.answeredAt) return;
+    window.clearTimeout(ringTimer);
+    ringTimer = null;
+    var call = currentCall;
+    call.answeredAt = Date.now();
+    sendSignal(call, "answered");
+    showRinging(false);
+    els.announcer.textContent = "On call with " + (call.verified ? call.name : "unverified caller " +
+      displayNumber(call.caller));
+    talkTimer = window.setInterval(function () {
+      if (currentCall !== call) return;
+      els.callKind.textContent = "On call \u00b7 " + formatTalk(Math.floor((Date.now() - call.answeredAt) / 1000));
+    }, 1000);
+    els.hangUp.focus();
+  }
+
+  function hangUp() {
+    if (!currentCall || !currentCall.answeredAt) return;
+    var seconds = Math.max(0, Math.round((Date.now() - currentCall.answeredAt) / 1000));
+    sendSignal(currentCall, "ended", seconds);
+    endCall("answered");
+  }
+
+  function declineCall() {
+    if (!currentCall || currentCall.answeredAt) return;
+    sendSignal(currentCall, "rejected");
+    endCall("declined");
+  }
+
+  function missCall() {
+    if (!currentCall || currentCall.answeredAt) return;
+    sendSignal(currentCall, "missed");
+    endCall("missed");
+  }
+
+  // --- call signals ------------------------------------------------------------------------------------
+
+  function newCallId() {
+    var random = new Uint32Array(2);
+    window.crypto.getRandomValues(random);
+    return Date.now().toString(36) + "-" + random[0].toString(36) + random[1].toString(36);
+  }
+
+  function sendSignal(call, kind, durationSeconds) {
+    if (!call.verified || !call.id) return;
+    var item = {
+      eventId: call.id + "-" + kind,
+      kind: kind,
+      caller: String(call.caller).replace(/^\+/, ""),
+      occurredAt: new Date().toISOString(),
+    };
+    if (kind === "ended") item.durationSeconds = durationSeconds;
+    signalQueue.push(item);
+    flushSignals();
+  }
+
+  function flushSignals() {
+    if (signalsInFlight || signalQueue.length === 0 || !registration) return;
+    window.clearTimeout(signalRetryTimer);
+    signalRetryTimer = null;
+    var batch = signalQueue.slice(0, SIGNALS_PER_REQUEST);
+    signalsInFlight = true;
+    api("POST", "/app/v1/call-signals", { signals: batch })
+      .then(function (result) { return result.status; }, function () { return null; })
+      .then(function (status) {
+        signalsInFlight = false;
+        // Taken (200), or refused for good (400: resending cannot help): off the queue. Event ids make a resend
+        // after a lost answer harmless, so anything else (offline, 429, 5xx) is simply sent again later.
+        if (status === 200 || status === 400) {
+          signalQueue.splice(0, batch.length);
+          flushSignals();
+        } else if (status === 401) {
+          signalQueue = []; // the registration is gone: its signals cannot be sent any more
+        } else {
+          signalRetryTimer = window.setTimeout(flushSignals, SIGNAL_RETRY_MS);
+        }
+      });
   }
 
   function onLogoLoaded() {
@@ -499,8 +618,13 @@
 
   function endCall(outcome) {
     if (!currentCall) return;
+    window.clearTimeout(ringTimer);
+    window.clearInterval(talkTimer);
+    ringTimer = null;
+    talkTimer = null;
     addRecentCall(currentCall, outcome);
     currentCall = null;
+    showRinging(true);
     els.call.hidden = true;
     els.statusBar.inert = false;
     els.screen.inert = false;
@@ -577,10 +701,14 @@
   els.simulateForm.addEventListener("submit", simulate);
   els.callLogo.addEventListener("load", onLogoLoaded);
   els.callLogo.addEventListener("error", onLogoFailed);
-  els.answer.addEventListener("click", function () { endCall("answered"); });
-  els.decline.addEventListener("click", function () { endCall("declined"); });
+  els.answer.addEventListener("click", answerCall);
+  els.decline.addEventListener("click", declineCall);
+  els.letRing.addEventListener("click", missCall);
+  els.hangUp.addEventListener("click", hangUp);
   document.addEventListener("keydown", function (event) {
-    if (event.key === "Escape" && currentCall) endCall("declined");
+    if (event.key !== "Escape" || !currentCall) return;
+    if (currentCall.answeredAt) hangUp();
+    else declineCall();
   });
   // Back online: try at once instead of waiting out the backoff.
   window.addEventListener("online", function () {
@@ -588,6 +716,7 @@
       failures = 0;
       connect();
     }
+    flushSignals();
   });
 
   registration = loadRegistration(); // reuse the registration kept from an earlier visit
