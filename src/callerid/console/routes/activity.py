@@ -56,30 +56,24 @@ class Dates:
 
 def _day(raw: str) -> date | None:
     try:
-        return datetime.strptime(raw, "%Y-%m-%d").date() if len(raw) == 10 else None
+        day = datetime.strptime(raw, "%Y-%m-%d").date() if len(raw) == 10 else None
     except ValueError:
         return None
+    return day if day is not None and FIRST_DAY <= day <= LAST_DAY else None
 
 
-def date_filter(
-    page: web.Page, request: Request, *, max_days: int, default_days: int = DEFAULT_DAYS
-) -> tuple[Dates, dict[str, str]]:
-    """``from`` / ``to`` (YYYY-MM-DD, the account's days; default: the last ``default_days``) and any errors, named
-    by field.
-    With errors the dates are the default ones, so that the page still shows something sensible."""
-    zone = ZoneInfo(page.current.account.timezone)
-    today = clock.now().astimezone(zone).date()
-    default_from = today - timedelta(days=default_days - 1)
-    query = request.query_params
-    typed = {name: query.get(name, "").strip()[:40] for name in ("from", "to")}
-    errors: dict[str, str] = {}
+def day_range(
+    typed: dict[str, str], today: date, *, max_days: int, default_days: int
+) -> tuple[dict[str, date], dict[str, str]]:
+    """The days typed as ``from`` / ``to`` (YYYY-MM-DD, inclusive; empty: the last ``default_days`` up to ``today``)
+    and any errors by field; with errors, the default days, so that a page still shows something sensible. The one
+    rule of the console's date filters (Call activity, Analytics)."""
+    default = {"from": today - timedelta(days=default_days - 1), "to": today}
     days: dict[str, date] = {}
-    for name, default in (("from", default_from), ("to", today)):
-        if not typed[name]:
-            days[name] = default
-            continue
-        day = _day(typed[name])
-        if day is None or not FIRST_DAY <= day <= LAST_DAY:
+    errors: dict[str, str] = {}
+    for name in ("from", "to"):
+        day = _day(typed[name]) if typed[name] else default[name]
+        if day is None:
             errors[name] = f"{name} must be a date (YYYY-MM-DD)"
         else:
             days[name] = day
@@ -87,9 +81,21 @@ def date_filter(
         if days["to"] < days["from"]:
             errors["to"] = "to must be on or after from"
         elif (days["to"] - days["from"]).days + 1 > max_days:
-            errors["from"] = f"from must be at most {max_days} days before to (records are kept {max_days - 1} days)"
-    if errors:
-        days = {"from": default_from, "to": today}
+            errors["from"] = f"from must be at most {max_days} days before to"
+    return (default if errors else days), errors
+
+
+def date_filter(
+    page: web.Page, request: Request, *, max_days: int, default_days: int = DEFAULT_DAYS
+) -> tuple[Dates, dict[str, str]]:
+    """``from`` / ``to`` of the query (``day_range``) as the instants they cover in the account's timezone, and any
+    errors, named by field."""
+    zone = ZoneInfo(page.current.account.timezone)
+    query = request.query_params
+    typed = {name: query.get(name, "").strip()[:40] for name in ("from", "to")}
+    days, errors = day_range(typed, clock.now().astimezone(zone).date(), max_days=max_days, default_days=default_days)
+    if "from" in errors and errors["from"].startswith("from must be at most"):
+        errors["from"] += f" (records are kept {max_days - 1} days)"
     shown = {name: typed[name] if errors else days[name].isoformat() for name in ("from", "to")}
     start = datetime.combine(days["from"], time(0), tzinfo=zone)
     stop = datetime.combine(days["to"] + timedelta(days=1), time(0), tzinfo=zone)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date
 from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
@@ -26,14 +26,12 @@ from callerid.accounts.permissions import Permission
 from callerid.analytics import access, queries
 from callerid.analytics.models import NO_ID
 from callerid.console import charts, web
+from callerid.console.routes.activity import day_range
 from callerid.labels.models import Label
 
 router = APIRouter()
 ALLOW = Permission.VIEW_ANALYTICS
 DEFAULT_DAYS = 30
-MAX_DAYS = 366
-FIRST_DAY = date(1970, 1, 2)
-LAST_DAY = date(9999, 12, 30)
 TABLE_ROWS = 50  # rows of the feature set and number tables on the page (the CSV has them all)
 CHART_LABELS = 20  # labels in the answer-rate chart (the table has them all)
 FILTERS = ("from", "to", "label", "feature_set", "number")
@@ -53,37 +51,12 @@ class Filters:
     drill: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _day(raw: str) -> date | None:
-    try:
-        day = datetime.strptime(raw, "%Y-%m-%d").date() if len(raw) == 10 else None
-    except ValueError:
-        return None
-    return day if day is not None and FIRST_DAY <= day <= LAST_DAY else None
-
-
-def date_range(timezone: str, typed: dict[str, str]) -> tuple[date, date, dict[str, str]]:
-    """``from`` / ``to`` (YYYY-MM-DD, inclusive days of the account; default: the last ``DEFAULT_DAYS`` days up to
-    today) and errors by field; with errors, the default range (so the page still shows something sensible)."""
+def date_range(timezone: str, typed: dict[str, str], max_days: int) -> tuple[date, date, dict[str, str]]:
+    """``from`` / ``to`` (inclusive days of the account; default: the last ``DEFAULT_DAYS`` days up to today; at
+    most ``max_days``, the API's limit) and errors by field, by the rule of every console date filter
+    (``activity.day_range``)."""
     today = clock.now().astimezone(ZoneInfo(timezone)).date()
-    default = {"from": today - timedelta(days=DEFAULT_DAYS - 1), "to": today}
-    days: dict[str, date] = {}
-    errors: dict[str, str] = {}
-    for name in ("from", "to"):
-        if not typed[name]:
-            days[name] = default[name]
-            continue
-        day = _day(typed[name])
-        if day is None:
-            errors[name] = f"{name} must be a date (YYYY-MM-DD)"
-        else:
-            days[name] = day
-    if not errors:
-        if days["to"] < days["from"]:
-            errors["to"] = "to must be on or after from"
-        elif (days["to"] - days["from"]).days + 1 > MAX_DAYS:
-            errors["from"] = f"from must be at most {MAX_DAYS} days before to"
-    if errors:
-        return default["from"], default["to"], errors
+    days, errors = day_range(typed, today, max_days=max_days, default_days=DEFAULT_DAYS)
     return days["from"], days["to"], errors
 
 
@@ -92,7 +65,8 @@ async def _filters(page: web.Page, request: Request) -> Filters:
     not well formed) answers 404: drill-down values come from links, so a wrong one is a page that does not exist."""
     query = request.query_params
     typed = {name: query.get(name, "").strip()[:60] for name in FILTERS}
-    start, end, errors = date_range(page.current.account.timezone, typed)
+    max_days = page.runtime.settings.analytics_max_days
+    start, end, errors = date_range(page.current.account.timezone, typed, max_days)
     async with page.runtime.db.session() as session:
         visible = await access.visible_feature_sets(session, page.actor)
         label_id, label_name = None, ""
