@@ -77,6 +77,7 @@ WALKED = {
     "/app/v1/devices/resend",
     "/app/v1/call-me-back",
     "/app/v1/surveys/{survey_id}/responses",
+    "/app/v1/call-signals",
 }
 
 
@@ -99,6 +100,7 @@ async def test_a_nul_in_any_field_is_answered_without_a_500(
     auth: dict[str, str],
 ) -> None:
     now_ms = epoch_ms(clock.now())
+    now_iso = clock.now().isoformat()
     account = tenant.account_id
     label = await add_label(db, settings, account)
     org = await make_org(db, account)
@@ -152,6 +154,22 @@ async def test_a_nul_in_any_field_is_answered_without_a_500(
         (
             f"/app/v1/surveys/{survey_id}/responses",
             {"business_number": BUSINESS_NUMBER, "answers": [{"question": QUESTIONS[0], "response": "Great"}]},
+            phone,
+        ),
+        (
+            "/app/v1/call-signals",
+            {
+                "signals": [
+                    {"eventId": "nul-walk-1", "kind": "displayed", "caller": BUSINESS_NUMBER, "occurredAt": now_iso},
+                    {
+                        "eventId": "nul-walk-2",
+                        "kind": "ended",
+                        "caller": BUSINESS_NUMBER,
+                        "occurredAt": now_iso,
+                        "durationSeconds": 42,
+                    },
+                ]
+            },
             phone,
         ),
     ]

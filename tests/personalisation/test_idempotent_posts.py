@@ -99,6 +99,24 @@ async def test_an_unusable_key_is_400_naming_the_header(
     assert await stored_batches(db) == [] and await key_rows(db) == []
 
 
+async def test_v1_answers_an_unusable_key_as_a_v1_failure(
+    client: httpx.AsyncClient, tenant: Tenant, auth: dict[str, str], label: Label, now_ms: int, db: Database
+) -> None:
+    # v1 clients read every 400 as {status, message} (the documented v1 answer); nothing is stored.
+    for path in ("dynamic_call_record", "dynamic_call_records"):
+        body = record_v1(label, now_ms) if path.endswith("record") else {"call_records": [record_v1(label, now_ms)]}
+        response = await client.post(
+            f"/clients/{tenant.account_id}/{path}", json=body, headers={**auth, "Idempotency-Key": "k" * 256}
+        )
+        assert response.status_code == 400
+        assert response.json() == {
+            "status": "failure",
+            "message": "Idempotency-Key must be 1-255 printable ASCII characters",
+        }
+        assert response.headers["deprecation"] == "true"
+    assert await stored_batches(db) == [] and await key_rows(db) == []
+
+
 async def test_keys_belong_to_their_account(
     client: httpx.AsyncClient,
     tenant: Tenant,

@@ -425,7 +425,10 @@ async def _submit_v1(request: Request, principal: TokenPrincipal, *, single: boo
             records = service.batch_records_of(body, runtime.settings.batch_max_records)
         except service.BatchShapeError as exc:
             return JsonResponse(schemas.v1_failure(exc.message), status_code=400, headers=DEPRECATED)
-    keyed = await begin_idempotent(request, principal.account_id, raw)
+    try:
+        keyed = await begin_idempotent(request, principal.account_id, raw)
+    except InvalidInput as exc:  # a malformed Idempotency-Key: v1 clients read every 400 as a v1 failure
+        return JsonResponse(schemas.v1_failure(exc.message), status_code=400, headers=DEPRECATED)
     if isinstance(keyed, idempotency.Answer):
         return JsonResponse(keyed.content, status_code=keyed.status, headers={**DEPRECATED, **idempotency.REPLAYED})
     async with idempotency.holding(runtime.db, keyed):
