@@ -360,11 +360,18 @@ def test_postgresql_inserts_many_rows_as_one_statement_of_column_arrays() -> Non
         "$6::TIMESTAMP WITH TIME ZONE FROM unnest($1::VARCHAR(64)[], $2::JSON[], $3::INTEGER[]) AS u(p1, p2, p5)"
     )
     assert arguments == [["a", "b"], ["{}", '{"x": 1}'], [0, 2], QUEUED, now, now]
-    # Not for an INSERT that returns rows (one per row given), nor one with ON CONFLICT, nor on SQLite.
+    # An upsert too (the daily figures of an R2 group): its ON CONFLICT clause follows the rows.
+    upsert = RawStatement.compile(postgresql_insert(JOBS).on_conflict_do_nothing(), PGDialect_asyncpg(), keys)
+    assert upsert is not None and upsert.insert_parts is not None
+    upsert_sql, upsert_arguments = upsert.columnar(rows, {"status": QUEUED, "due_at": now, "created_at": now})  # type: ignore[misc]
+    assert upsert_sql == sql + " ON CONFLICT DO NOTHING" and upsert_arguments == arguments
+    # Not for an INSERT that returns rows (one per row given), nor an upsert whose ON CONFLICT clause takes a
+    # parameter (the arrays' numbering would not reach it), nor on SQLite.
     returning = insert(JOBS).returning(JOBS.c.id)
     assert RawStatement.compile(returning, PGDialect_asyncpg(), keys).insert_parts is None  # type: ignore[union-attr]
-    upsert = postgresql_insert(JOBS).on_conflict_do_nothing()
-    assert RawStatement.compile(upsert, PGDialect_asyncpg(), keys).insert_parts is None  # type: ignore[union-attr]
+    statement = postgresql_insert(JOBS)
+    with_parameter = statement.on_conflict_do_update(index_elements=[JOBS.c.id], set_={"attempts": bindparam("n")})
+    assert RawStatement.compile(with_parameter, PGDialect_asyncpg(), keys).insert_parts is None  # type: ignore[union-attr]
     assert RawStatement.compile(insert(JOBS), SQLiteDialect_pysqlite(), keys).insert_parts is None  # type: ignore[union-attr]
 
 

@@ -19,11 +19,11 @@ from collections.abc import Callable, Collection, Iterable
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import MetaData, String, Uuid, bindparam, event, func, select
+from sqlalchemy import MetaData, String, Uuid, bindparam, event, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callerid.accounts.models import ClientAccount
-from callerid.analytics.models import NO_ID, RECORD_COUNTERS, DailyFigures
+from callerid.analytics.models import COUNTERS, NO_ID, RECORD_COUNTERS, DailyFigures
 from callerid.analytics.tally import FiguresKey, Tally, day_in
 from callerid.db import Database
 from callerid.db.write import OnConflict, Step
@@ -107,13 +107,15 @@ _LISTING_FEATURE_SET = func.coalesce(
     .scalar_subquery(),
     bindparam("b_none", type_=Uuid()),  # NO_ID, given with every row (a literal would be a parameter too)
 )
+# The counters a record does not touch, as SQL zeros: as their Python default, each would be a parameter per row.
+_NO_OTHER_COUNTS = {name: literal_column("0") for name in COUNTERS if name not in RECORD_COUNTERS}
 _ADD_RECORDS = OnConflict(
     lambda insert: (
         lambda stmt: stmt.on_conflict_do_update(
             index_elements=list(_FIGURES_KEY),
             set_={name: _RECORD_FIGURES.c[name] + stmt.excluded[name] for name in RECORD_COUNTERS},
         )
-    )(insert(_RECORD_FIGURES).values(feature_set_id=_LISTING_FEATURE_SET))
+    )(insert(_RECORD_FIGURES).values(feature_set_id=_LISTING_FEATURE_SET, **_NO_OTHER_COUNTS))
 )
 
 RecordKey = tuple[uuid.UUID, date, uuid.UUID, int]  # account, day, label, caller (the feature set is found in SQL)

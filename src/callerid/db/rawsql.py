@@ -198,17 +198,19 @@ PLACEHOLDER = re.compile(r"\$(\d+)")
 
 @dataclass(frozen=True)
 class InsertParts:
-    """PostgreSQL: a one-row ``INSERT INTO t (columns) VALUES (expressions)`` (no RETURNING, no ON CONFLICT) taken
-    apart, to run it for many rows as one statement (``columnar``) or as part of a bigger one (``db.writers``)."""
+    """PostgreSQL: a one-row ``INSERT INTO t (columns) VALUES (expressions) [ON CONFLICT ...]`` (no RETURNING)
+    taken apart, to run it for many rows as one statement (``columnar``) or as part of a bigger one
+    (``db.writers``)."""
 
     table: str
     columns: str
     values: str  # the expressions, with $1, $2, ... for the parameters in order
     types: tuple[str, ...]  # each parameter's PostgreSQL type
+    conflict: str = ""  # an upsert's " ON CONFLICT ..." clause (no parameters in it), else empty
 
     @property
     def sql(self) -> str:
-        return f"INSERT INTO {self.table} ({self.columns}) VALUES ({self.values})"
+        return f"INSERT INTO {self.table} ({self.columns}) VALUES ({self.values}){self.conflict}"
 
     def columnar(self, shared: frozenset[int]) -> str:
         """The INSERT for many rows given as one array per parameter (``unnest``), parameters numbered in order;
@@ -226,17 +228,27 @@ class InsertParts:
         values = PLACEHOLDER.sub(renamed, self.values)
         arrays = ", ".join(f"${number[index]}::{self.types[index]}[]" for index in per_row)
         names = ", ".join(f"p{index + 1}" for index in per_row)
-        return f"INSERT INTO {self.table} ({self.columns}) SELECT {values} FROM unnest({arrays}) AS u({names})"
+        selected = f"SELECT {values} FROM unnest({arrays}) AS u({names})"
+        return f"INSERT INTO {self.table} ({self.columns}) {selected}{self.conflict}"
 
 
 def _insert_parts(statement: Any, compiled: Any, dialect: Dialect) -> InsertParts | None:
     """The parts of a plain one-row INSERT on PostgreSQL, or None (another statement, or another database)."""
     if dialect.name != "postgresql" or not getattr(statement, "is_insert", False):
         return None
-    if statement._returning or getattr(statement, "_post_values_clause", None) is not None:
-        return None  # rows asked for (one per row given), or ON CONFLICT
+    if statement._returning:
+        return None  # rows asked for (one per row given)
     # SQLAlchemy adds "RETURNING <primary key>" for an autoincrement key by itself (for the ORM); nothing reads it.
-    match = _INSERT.match(compiled.string.partition(" RETURNING ")[0])
+    body = compiled.string.partition(" RETURNING ")[0]
+    conflict = ""
+    if getattr(statement, "_post_values_clause", None) is not None:
+        # An upsert: its many rows must have distinct keys (PostgreSQL updates a row at most once per statement),
+        # as a multi-row VALUES would; the ON CONFLICT clause may read ``excluded`` but take no parameter.
+        body, on_conflict, tail = body.partition(" ON CONFLICT ")
+        if not on_conflict or "$" in tail or "'" in tail:
+            return None
+        conflict = on_conflict + tail
+    match = _INSERT.match(body)
     if match is None or "'" in match.group(3):  # no string literals: every $n in the expressions is a parameter
         return None
     types = []
@@ -246,7 +258,7 @@ def _insert_parts(statement: Any, compiled: Any, dialect: Dialect) -> InsertPart
             return None
         types.append(dialect.type_compiler_instance.process(type_.dialect_impl(dialect)))
     table, columns, values = match.groups()
-    return InsertParts(table, columns, values, tuple(types))
+    return InsertParts(table, columns, values, tuple(types), conflict)
 
 
 def insert_keys(rows: Sequence[Mapping[str, Any]], shared: Mapping[str, Any] | None) -> tuple[str, ...]:

@@ -123,16 +123,17 @@ def one_statement(raw: RawStatementCache, steps: Sequence[Step]) -> tuple[str, l
     """PostgreSQL: INSERT steps as one statement (``Database.write(..., together=True)``) and its arguments, or None
     where a step is not a plain INSERT (RETURNING, ON CONFLICT, a job's wake-up, a row count to check, a statement
     not compiled raw). The last step may be an upsert (``INSERT ... ON CONFLICT``: the daily figures an R2 group
-    adds, ``analytics.counting``), its rows as one multi-row VALUES (their keys are distinct).
+    adds, ``analytics.counting``), its rows as column arrays as any INSERT's (their keys are distinct).
 
     Each step but the last becomes a data-modifying ``WITH`` part. Every part of a statement sees the database as it
     was before the statement, so a later step's reading of an earlier step's table (a child finding its new parent's
     key by the parent's id) is pointed at the rows that step inserted (its ``RETURNING *``)."""
     if len(steps) < 2:
         return None
-    parts: list[tuple[InsertParts | None, str, int]] = []  # the statement's parts, its SQL, its argument count
+    parts: list[tuple[InsertParts, str, int]] = []  # the statement's parts, its SQL, its argument count
     shape: list[Any] = []
     arguments: list[Any] = []
+    last = len(steps) - 1
     for index, step in enumerate(steps):
         plain_insert = getattr(step.statement, "is_insert", False) and step.expect is None
         if step.returning or step.wakes_runners or not plain_insert:
@@ -141,19 +142,9 @@ def one_statement(raw: RawStatementCache, steps: Sequence[Step]) -> tuple[str, l
             if not step.rows:
                 continue
             compiled = raw.get(step.statement, insert_keys(step.rows, step.shared))
-            if compiled is None:
+            written = compiled.for_rows(step.rows, step.shared) if compiled is not None else None
+            if written is None:
                 return None
-            if compiled.insert_parts is None:
-                upsert = _upsert_rows(compiled, step.rows, step.shared) if index == len(steps) - 1 else None
-                if upsert is None:
-                    return None
-                sql, values = upsert
-                shape.append((compiled, ("upsert", len(step.rows))))
-                parts.append((None, sql, len(values)))
-                arguments += values
-                continue
-            written = compiled.for_rows(step.rows, step.shared)
-            assert written is not None  # a plain INSERT has both forms
             sql, values = written
             shape.append((compiled, None if len(step.rows) == 1 else frozenset(step.shared or ())))
         else:
@@ -162,6 +153,9 @@ def one_statement(raw: RawStatementCache, steps: Sequence[Step]) -> tuple[str, l
                 return None
             sql, values = compiled.insert_parts.sql, list(compiled.parameters(step.values))
             shape.append((compiled, None))
+        assert compiled.insert_parts is not None  # for_rows answers only an INSERT taken apart
+        if compiled.insert_parts.conflict and index != last:
+            return None  # an upsert only last: a WITH part must return the rows it inserted
         parts.append((compiled.insert_parts, sql, len(values)))
         arguments += values
     if len(parts) < 2:  # nothing to put together (empty steps left one or none)
@@ -175,31 +169,12 @@ def one_statement(raw: RawStatementCache, steps: Sequence[Step]) -> tuple[str, l
     return combined, arguments
 
 
-def _upsert_rows(compiled: Any, rows: Sequence[Any], shared: Any) -> tuple[str, list[Any]] | None:
-    """An ``INSERT ... VALUES (...) ON CONFLICT ...`` for ``rows`` as one statement and its arguments, or None where
-    the statement has another form (RETURNING, parameters after the VALUES)."""
-    sql: str = compiled.sql
-    body, on_conflict, tail = sql.partition(" ON CONFLICT ")
-    head, _, values = body.rpartition(" VALUES ")
-    if not on_conflict or " RETURNING " in tail or "$" in tail or not head or not values.startswith("("):
-        return None
-    parameters = compiled.parameters_many(rows, shared)
-    width = len(parameters[0])
-
-    def numbered(row: int) -> str:
-        return PLACEHOLDER.sub(lambda match: f"${int(match.group(1)) + row * width}", values)
-
-    statement = f"{head} VALUES {', '.join(numbered(row) for row in range(len(rows)))}{on_conflict}{tail}"
-    return statement, [value for row in parameters for value in row]
-
-
-def _combine(parts: list[tuple[InsertParts | None, str, int]]) -> str:
+def _combine(parts: list[tuple[InsertParts, str, int]]) -> str:
     statements: list[str] = []
     offset = 0
     for index, (_, sql, count) in enumerate(parts):
         sql = PLACEHOLDER.sub(lambda match: f"${int(match.group(1)) + offset}", sql)  # noqa: B023 - used at once
         for earlier, (insert, _, _) in enumerate(parts[:index]):
-            assert insert is not None  # only the last part may be an upsert
             sql = _read_inserted(sql, insert.table, f"s{earlier}")
         statements.append(sql)
         offset += count
