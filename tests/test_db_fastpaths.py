@@ -360,11 +360,20 @@ def test_postgresql_inserts_many_rows_as_one_statement_of_column_arrays() -> Non
         "$6::TIMESTAMP WITH TIME ZONE FROM unnest($1::VARCHAR(64)[], $2::JSON[], $3::INTEGER[]) AS u(p1, p2, p5)"
     )
     assert arguments == [["a", "b"], ["{}", '{"x": 1}'], [0, 2], QUEUED, now, now]
-    # An upsert too (the daily figures of an R2 group): its ON CONFLICT clause follows the rows.
+    # An upsert (the daily figures of an R2 group) as rows of VALUES, numbered on, its ON CONFLICT clause after them
+    # (column arrays would be planned afresh at each execution where a value is a subquery).
     upsert = RawStatement.compile(postgresql_insert(JOBS).on_conflict_do_nothing(), PGDialect_asyncpg(), keys)
     assert upsert is not None and upsert.insert_parts is not None
-    upsert_sql, upsert_arguments = upsert.columnar(rows, {"status": QUEUED, "due_at": now, "created_at": now})  # type: ignore[misc]
-    assert upsert_sql == sql + " ON CONFLICT DO NOTHING" and upsert_arguments == arguments
+    shared = {"status": QUEUED, "due_at": now, "created_at": now}
+    upsert_written = upsert.for_rows(rows, shared)
+    assert upsert_written is not None
+    assert upsert_written[0] == (
+        "INSERT INTO jobs (kind, payload, status, due_at, attempts, created_at) VALUES "
+        "($1::VARCHAR, $2::JSON, $3::VARCHAR, $4::TIMESTAMP WITH TIME ZONE, $5::INTEGER, $6::TIMESTAMP WITH TIME ZONE), "
+        "($7::VARCHAR, $8::JSON, $9::VARCHAR, $10::TIMESTAMP WITH TIME ZONE, $11::INTEGER, "
+        "$12::TIMESTAMP WITH TIME ZONE) ON CONFLICT DO NOTHING"
+    )
+    assert upsert_written[1] == ["a", "{}", QUEUED, now, 0, now, "b", '{"x": 1}', QUEUED, now, 2, now]
     # Not for an INSERT that returns rows (one per row given), nor an upsert whose ON CONFLICT clause takes a
     # parameter (the arrays' numbering would not reach it), nor on SQLite.
     returning = insert(JOBS).returning(JOBS.c.id)

@@ -123,7 +123,7 @@ def one_statement(raw: RawStatementCache, steps: Sequence[Step]) -> tuple[str, l
     """PostgreSQL: INSERT steps as one statement (``Database.write(..., together=True)``) and its arguments, or None
     where a step is not a plain INSERT (RETURNING, ON CONFLICT, a job's wake-up, a row count to check, a statement
     not compiled raw). The last step may be an upsert (``INSERT ... ON CONFLICT``: the daily figures an R2 group
-    adds, ``analytics.counting``), its rows as column arrays as any INSERT's (their keys are distinct).
+    adds, ``analytics.counting``), its rows as one multi-row VALUES (their keys are distinct).
 
     Each step but the last becomes a data-modifying ``WITH`` part. Every part of a statement sees the database as it
     was before the statement, so a later step's reading of an earlier step's table (a child finding its new parent's
@@ -142,18 +142,20 @@ def one_statement(raw: RawStatementCache, steps: Sequence[Step]) -> tuple[str, l
             if not step.rows:
                 continue
             compiled = raw.get(step.statement, insert_keys(step.rows, step.shared))
-            written = compiled.for_rows(step.rows, step.shared) if compiled is not None else None
-            if written is None:
+            if compiled is None or compiled.insert_parts is None:
                 return None
+            written = compiled.for_rows(step.rows, step.shared)
+            assert written is not None  # an INSERT taken apart has every form
             sql, values = written
-            shape.append((compiled, None if len(step.rows) == 1 else frozenset(step.shared or ())))
+            # The SQL's form: one row; column arrays (by the shared values); an upsert's rows (by their count).
+            form = frozenset(step.shared or ()) if len(step.rows) > 1 else None
+            shape.append((compiled, len(step.rows) if compiled.insert_parts.conflict else form))
         else:
             compiled = raw.get(step.statement, tuple(step.values or ()))
             if compiled is None or compiled.insert_parts is None:
                 return None
             sql, values = compiled.insert_parts.sql, list(compiled.parameters(step.values))
             shape.append((compiled, None))
-        assert compiled.insert_parts is not None  # for_rows answers only an INSERT taken apart
         if compiled.insert_parts.conflict and index != last:
             return None  # an upsert only last: a WITH part must return the rows it inserted
         parts.append((compiled.insert_parts, sql, len(values)))
