@@ -369,8 +369,9 @@ def test_postgresql_inserts_many_rows_as_one_statement_of_column_arrays() -> Non
     assert upsert_written is not None
     assert upsert_written[0] == (
         "INSERT INTO jobs (kind, payload, status, due_at, attempts, created_at) VALUES "
-        "($1::VARCHAR, $2::JSON, $3::VARCHAR, $4::TIMESTAMP WITH TIME ZONE, $5::INTEGER, $6::TIMESTAMP WITH TIME ZONE), "
-        "($7::VARCHAR, $8::JSON, $9::VARCHAR, $10::TIMESTAMP WITH TIME ZONE, $11::INTEGER, "
+        "($1::VARCHAR, $2::JSON, $3::VARCHAR, $4::TIMESTAMP WITH TIME ZONE, $5::INTEGER, "
+        "$6::TIMESTAMP WITH TIME ZONE), ($7::VARCHAR, $8::JSON, $9::VARCHAR, $10::TIMESTAMP WITH TIME ZONE, "
+        "$11::INTEGER, "
         "$12::TIMESTAMP WITH TIME ZONE) ON CONFLICT DO NOTHING"
     )
     assert upsert_written[1] == ["a", "{}", QUEUED, now, 0, now, "b", '{"x": 1}', QUEUED, now, 2, now]
