@@ -26,7 +26,8 @@ from callerid.delivery.models import AppCredential, Device, PendingRegistration,
 from callerid.delivery.service import register_device
 from callerid.secretbox import generate_key
 from callerid.webhooks import signing
-from tests.cli.conftest import Cli, clean_env
+from tests.cli.conftest import Cli, CliResult, clean_env
+from tests.in_process import run_cli
 from tests.webhooks.receiver import Receiver
 
 SECRET = signing.new_secret()
@@ -527,12 +528,21 @@ def phone_env(**settings: str) -> dict[str, str]:
     return env
 
 
+class InProcessCli(Cli):
+    """``Cli`` with the commands run in this process (tests/in_process.py); the start-up refusals below run the real
+    executable."""
+
+    def run(self, *args: str, timeout: float = 60) -> CliResult:
+        done = run_cli(args, self.env, cwd=self.cwd)
+        return CliResult(args, done.returncode, done.stdout, done.stderr)
+
+
 @pytest.fixture
 def cli(tmp_path: Path) -> Cli:
     """The command in an empty folder, on its default database (the embedded default: otp, no SMS gateway)."""
     folder = tmp_path / "cli"
     folder.mkdir()
-    return Cli(folder, phone_env())
+    return InProcessCli(folder, phone_env())
 
 
 @pytest.mark.parametrize("command", [["serve", "--port", "1"], ["devices", "register", "--number", NUMBER,
@@ -581,7 +591,7 @@ async def test_cli_register_and_verify_through_an_sms_gateway(tmp_path: Path, re
     env = phone_env(
         CALLERID_SMS_WEBHOOK_URL=receiver.url, CALLERID_SMS_WEBHOOK_SECRET=SECRET, CALLERID_WEBHOOK_ALLOW_PRIVATE="true"
     )
-    cli = Cli(folder, env)
+    cli = InProcessCli(folder, env)
     pending = (
         await cli.arun("devices", "register", "--number", NUMBER, "--platform", "ios", "--app-version", "3.0", "--json")
     ).json()

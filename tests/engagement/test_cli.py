@@ -1,15 +1,12 @@
-"""``callerid feature-sets create --call-me-back``, ``callerid cmb-configs``, ``callerid surveys``: the real command."""
+"""``callerid feature-sets create --call-me-back``, ``callerid cmb-configs``, ``callerid surveys``: the command, run in
+this process (tests/in_process.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from callerid.engagement.windows import DEFAULT_WINDOWS
 from tests.numbers.test_cli import Cli, logo
-
-pytestmark = pytest.mark.slow
 
 
 def test_cmb_configs_and_surveys_through_the_cli(tmp_path: Path) -> None:

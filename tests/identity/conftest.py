@@ -1,18 +1,16 @@
-"""Running the real ``callerid`` command for the identity/devices CLI tests."""
+"""Running ``callerid`` commands for the identity/devices CLI tests, in this process (tests/in_process.py)."""
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-CALLERID = Path(sys.executable).parent / "callerid"
+from tests.in_process import run_cli
 
 
 @dataclass
@@ -37,9 +35,7 @@ class Cli:
     env: dict[str, str]
 
     def run(self, *args: str) -> Result:
-        done = subprocess.run(
-            [str(CALLERID), *args], cwd=self.cwd, env=self.env, capture_output=True, text=True, timeout=60
-        )
+        done = run_cli(args, self.env, cwd=self.cwd)
         return Result(done.returncode, done.stdout, done.stderr)
 
 

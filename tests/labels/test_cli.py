@@ -1,20 +1,24 @@
-"""``callerid labels create|list`` as a real command: one JSON object on stdout, errors on stderr."""
+"""``callerid labels create|list``: one JSON object on stdout, errors on stderr.
+
+The commands run in this process (tests/in_process.py) with the environment ``Deployment`` gives a real one."""
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
 
-import pytest
-
+from tests.in_process import Done, run_cli
 from tests.labels.images import image_bytes, png_of_exact_length
 from tests.personalisation.processes import Deployment
 
-pytestmark = pytest.mark.slow
+
+class InProcess(Deployment):
+    def cli(self, *args: str) -> Done:  # type: ignore[override]
+        return run_cli(args, self.env(), cwd=self.root)
 
 
 def test_create_and_list_labels(tmp_path: Path) -> None:
-    deployment = Deployment(tmp_path)
+    deployment = InProcess(tmp_path)
     account_id = deployment.cli_json(
         "accounts", "create", "--name", "Acme Flowers", "--admin-email", "admin@acme.test"
     )["client_account_id"]

@@ -1,27 +1,25 @@
-"""``callerid departments|operations|processes|feature-sets create``: the real command, one JSON object each."""
+"""``callerid departments|operations|processes|feature-sets create``: one JSON object each.
+
+The commands run in this process (tests/in_process.py); tests/cli runs the real executable."""
 
 from __future__ import annotations
 
 import io
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
 from PIL import Image
 
-CALLERID = Path(sys.executable).parent / "callerid"
+from tests.in_process import Done, run_cli
+
 FS_KEYS = [
     "id", "name", "description", "status", "process_id", "client_account_id", "label_id", "call_reason_id",
     "video_caller_id", "business_profile_id", "call_me_back", "survey", "department_id", "department_name",
     "operation_id", "calling_operation_id", "calling_operation_name", "process_name", "sub_process_name",
     "created_at", "updated_at",
 ]  # fmt: skip
-
-pytestmark = pytest.mark.slow
 
 
 class Cli:
@@ -30,10 +28,8 @@ class Cli:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("CALLERID_")}
         self.env.update(CALLERID_DATABASE_URL=f"sqlite+aiosqlite:///{folder}/cli.db", CALLERID_DATA_DIR=str(folder))
 
-    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(CALLERID), *args], cwd=self.folder, env=self.env, capture_output=True, text=True, timeout=120
-        )
+    def run(self, *args: str) -> Done:
+        return run_cli(args, self.env, cwd=self.folder)
 
     def json(self, *args: str) -> dict[str, Any]:
         done = self.run(*args, "--json")

@@ -292,7 +292,6 @@ async def test_the_catalogue_is_edited_by_id_or_name_and_retired_entries_take_no
         assert await session.scalar(select(CallingOperation.name).where(CallingOperation.name == "Surveys"))
 
 
-@pytest.mark.slow
 def test_the_catalogue_from_the_cli(tmp_path: Path) -> None:
     cli = Cli(tmp_path)
     # A new database starts with the entries the spec names.

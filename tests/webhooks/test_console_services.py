@@ -629,7 +629,6 @@ async def test_event_log_filters(db: Database, settings: Settings, tenant: Tenan
 # --- the commands -------------------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
 async def test_console_commands(tmp_path: Path, receiver: Receiver) -> None:
     from tests.webhooks.test_processes import Cli
 

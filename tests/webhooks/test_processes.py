@@ -1,5 +1,5 @@
-"""The real ``callerid`` command: ``webhooks create|update|delete|list|test|events|event``, and deliveries
-that survive a SIGKILL of ``callerid serve``."""
+"""``callerid webhooks create|update|delete|list|test|events|event`` (run in this process: tests/in_process.py),
+and deliveries that survive a SIGKILL of a real ``callerid serve``."""
 
 from __future__ import annotations
 
@@ -22,9 +22,8 @@ from callerid import clock
 from callerid.db import Database
 from callerid.webhooks import service
 from callerid.webhooks.models import WebhookEvent
+from tests.in_process import run_cli
 from tests.webhooks.receiver import Receiver
-
-pytestmark = pytest.mark.slow
 
 CALLERID = Path(sys.executable).parent / "callerid"
 DEADLINE_SECONDS = 30
@@ -55,18 +54,10 @@ class Cli:
         )
 
     async def run(self, *args: str) -> Result:
-        # Asynchronous so that the receiver, which runs in this test's event loop, can answer meanwhile.
-        process = await asyncio.create_subprocess_exec(
-            str(CALLERID),
-            *args,
-            cwd=self.folder,
-            env=self.env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await asyncio.wait_for(process.communicate(), 120)
-        assert process.returncode is not None
-        return Result(process.returncode, out.decode(), err.decode())
+        # On another thread (the command runs its own event loop) so that the receiver, which runs in this test's
+        # event loop, can answer meanwhile.
+        done = await asyncio.wait_for(asyncio.to_thread(run_cli, args, dict(self.env), self.folder), 120)
+        return Result(done.returncode, done.stdout, done.stderr)
 
     async def json(self, *args: str) -> dict[str, Any]:
         return (await self.run(*args, "--json")).json()
@@ -216,6 +207,7 @@ class Serve:
             await asyncio.wait_for(self.process.wait(), 20)
 
 
+@pytest.mark.slow
 async def test_deliveries_survive_sigkill(tmp_path: Path, receiver: Receiver) -> None:
     cli = Cli(tmp_path, CALLERID_JOB_LEASE_SECONDS="2", CALLERID_WEBHOOK_READ_TIMEOUT_SECONDS="60")
     account = uuid.UUID(

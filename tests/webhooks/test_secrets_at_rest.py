@@ -364,7 +364,6 @@ async def all_webhooks(db: Database) -> list[WebhookConfig]:
 # --- the commands --------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
 async def test_cli_shows_the_secret_once_stores_it_encrypted_and_rotates_the_key(
     tmp_path: Path, receiver: Receiver
 ) -> None:
