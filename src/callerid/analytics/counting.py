@@ -32,8 +32,8 @@ from callerid.numbers.models import BusinessNumber
 _FIGURES = DailyFigures.__table__
 # The same table for the record upsert, which computes a key column (the feature set) in SQL: without this SQLAlchemy
 # would add ``RETURNING`` of that key column, which nothing reads (and which a multi-row SQLite INSERT must not have).
-RECORD_FIGURES = _FIGURES.to_metadata(MetaData())
-RECORD_FIGURES.implicit_returning = False
+_RECORD_FIGURES = _FIGURES.to_metadata(MetaData())
+_RECORD_FIGURES.implicit_returning = False
 _NUMBERS = BusinessNumber.__table__
 _ACCOUNTS = ClientAccount.__table__
 _FIGURES_KEY = ("account_id", "day", "label_id", "feature_set_id", "business_number")
@@ -96,20 +96,15 @@ RECORD_COUNTER_OF: dict[str | None, str] = {
     "failed_to_push": "records_failed_to_push",
 }
 
-
 # The feature set of the caller's listing in the record's account (a number belongs to at most one account), or
 # NO_ID: the key's feature set is found in the same statement that adds the counts.
-def listing_feature_set(number: Any, account_id: Any, none: Any) -> Any:
-    """SQL: the feature set of ``number``'s listing in ``account_id``, else ``none`` (NO_ID)."""
-    listing = select(_NUMBERS.c.feature_set_id).where(
-        _NUMBERS.c.phone_number == number, _NUMBERS.c.account_id == account_id
+_LISTING_FEATURE_SET = func.coalesce(
+    select(_NUMBERS.c.feature_set_id)
+    .where(
+        _NUMBERS.c.phone_number == bindparam("b_number", type_=String()),
+        _NUMBERS.c.account_id == bindparam("b_account", type_=Uuid()),
     )
-    return func.coalesce(listing.scalar_subquery(), none)
-
-
-_LISTING_FEATURE_SET = listing_feature_set(
-    bindparam("b_number", type_=String()),
-    bindparam("b_account", type_=Uuid()),
+    .scalar_subquery(),
     bindparam("b_none", type_=Uuid()),  # NO_ID, given with every row (a literal would be a parameter too)
 )
 # The counters a record does not touch, as SQL zeros: as their Python default, each would be a parameter per row.
@@ -118,9 +113,9 @@ _ADD_RECORDS = OnConflict(
     lambda insert: (
         lambda stmt: stmt.on_conflict_do_update(
             index_elements=list(_FIGURES_KEY),
-            set_={name: RECORD_FIGURES.c[name] + stmt.excluded[name] for name in RECORD_COUNTERS},
+            set_={name: _RECORD_FIGURES.c[name] + stmt.excluded[name] for name in RECORD_COUNTERS},
         )
-    )(insert(RECORD_FIGURES).values(feature_set_id=_LISTING_FEATURE_SET, **_NO_OTHER_COUNTS))
+    )(insert(_RECORD_FIGURES).values(feature_set_id=_LISTING_FEATURE_SET, **_NO_OTHER_COUNTS))
 )
 
 RecordKey = tuple[uuid.UUID, date, uuid.UUID, int]  # account, day, label, caller (the feature set is found in SQL)

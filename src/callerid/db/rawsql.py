@@ -30,7 +30,6 @@ _NOT_SHARED = object()
 def _converted(processor: Callable[[Any], Any] | None, value: Any) -> Any:
     return processor(value) if processor is not None and value is not None else value
 
-
 CONVERTED_ROWS_KEPT = 4096  # per statement
 
 
@@ -287,14 +286,6 @@ def _insert_parts(statement: Any, compiled: Any, dialect: Dialect) -> InsertPart
         types.append(dialect.type_compiler_instance.process(type_.dialect_impl(dialect)))
     table, columns, values = match.groups()
     return InsertParts(table, columns, values, tuple(types), conflict)
-
-
-def values_keys(statement: Any, values: Mapping[str, Any] | None) -> tuple[str, ...] | None:
-    """The compiled form's key of ``statement`` run with ``values``: the columns given, for an INSERT ... VALUES
-    (``INSERT ... SELECT`` and other statements: one form)."""
-    if values is None or not getattr(statement, "is_insert", False) or getattr(statement, "select", None) is not None:
-        return None
-    return tuple(values)
 
 
 def insert_keys(rows: Sequence[Mapping[str, Any]], shared: Mapping[str, Any] | None) -> tuple[str, ...]:

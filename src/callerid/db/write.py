@@ -29,7 +29,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Session
 
-from callerid.db.rawsql import RawStatementCache, insert_keys, values_keys
+from callerid.db.rawsql import RawStatementCache, insert_keys
 from callerid.db.sqlitewriter import PreparedInsert, WriteTransaction
 
 T = TypeVar("T")
@@ -137,7 +137,8 @@ class PostgresTx:
         return self._connection
 
     async def execute(self, statement: Any, values: Mapping[str, Any] | None = None) -> int:
-        raw = self._raw.get(statement, values_keys(statement, values))
+        keys = tuple(values) if values is not None and getattr(statement, "is_insert", False) else None
+        raw = self._raw.get(statement, keys)
         if raw is None:
             result = await self._sqlalchemy(statement).execute(statement, values)
             return int(getattr(result, "rowcount", 0) or 0)

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from callerid.db.driverpool import DriverPool
-from callerid.db.rawsql import PLACEHOLDER, InsertParts, RawStatementCache, insert_keys, values_keys
+from callerid.db.rawsql import PLACEHOLDER, InsertParts, RawStatementCache, insert_keys
 from callerid.db.sqlitewriter import PreparedInsert, SqliteWriter, WriteTransaction
 from callerid.db.write import PostgresTx, SessionTx, SqliteTx, Step, Work, drive, run_steps, wake_local_runners
 
@@ -122,16 +122,15 @@ _combined_sql: dict[tuple[Any, ...], str] = {}  # by the steps' statements and f
 def one_statement(raw: RawStatementCache, steps: Sequence[Step]) -> tuple[str, list[Any]] | None:
     """PostgreSQL: INSERT steps as one statement (``Database.write(..., together=True)``) and its arguments, or None
     where a step is not a plain INSERT (RETURNING, ON CONFLICT, a job's wake-up, a row count to check, a statement
-    not compiled raw). The last step may be an upsert (``INSERT ... ON CONFLICT``, its rows as one multi-row VALUES:
-    their keys are distinct) or an ``INSERT ... SELECT`` (the daily figures of an R2 group, counted from its rows:
-    ``personalisation.storing``).
+    not compiled raw). The last step may be an upsert (``INSERT ... ON CONFLICT``: the daily figures an R2 group
+    adds, ``analytics.counting``), its rows as one multi-row VALUES (their keys are distinct).
 
     Each step but the last becomes a data-modifying ``WITH`` part. Every part of a statement sees the database as it
     was before the statement, so a later step's reading of an earlier step's table (a child finding its new parent's
     key by the parent's id) is pointed at the rows that step inserted (its ``RETURNING *``)."""
     if len(steps) < 2:
         return None
-    parts: list[tuple[InsertParts | None, str, int]] = []  # the statement's parts, its SQL, its argument count
+    parts: list[tuple[InsertParts, str, int]] = []  # the statement's parts, its SQL, its argument count
     shape: list[Any] = []
     arguments: list[Any] = []
     last = len(steps) - 1
@@ -152,19 +151,9 @@ def one_statement(raw: RawStatementCache, steps: Sequence[Step]) -> tuple[str, l
             form = frozenset(step.shared or ()) if len(step.rows) > 1 else None
             shape.append((compiled, len(step.rows) if compiled.insert_parts.conflict else form))
         else:
-            compiled = raw.get(step.statement, values_keys(step.statement, step.values or {}))
-            if compiled is None:
+            compiled = raw.get(step.statement, tuple(step.values or ()))
+            if compiled is None or compiled.insert_parts is None:
                 return None
-            if compiled.insert_parts is None:
-                # The last step may be an INSERT ... SELECT (an R2 group's figures, counted from its rows): its
-                # reads of the earlier steps' tables read what they inserted.
-                if index != last or getattr(step.statement, "select", None) is None or " RETURNING " in compiled.sql:
-                    return None
-                sql, values = compiled.sql, list(compiled.parameters(step.values))
-                shape.append((compiled, None))
-                parts.append((None, sql, len(values)))
-                arguments += values
-                continue
             sql, values = compiled.insert_parts.sql, list(compiled.parameters(step.values))
             shape.append((compiled, None))
         if compiled.insert_parts.conflict and index != last:
@@ -182,13 +171,12 @@ def one_statement(raw: RawStatementCache, steps: Sequence[Step]) -> tuple[str, l
     return combined, arguments
 
 
-def _combine(parts: list[tuple[InsertParts | None, str, int]]) -> str:
+def _combine(parts: list[tuple[InsertParts, str, int]]) -> str:
     statements: list[str] = []
     offset = 0
     for index, (_, sql, count) in enumerate(parts):
         sql = PLACEHOLDER.sub(lambda match: f"${int(match.group(1)) + offset}", sql)  # noqa: B023 - used at once
         for earlier, (insert, _, _) in enumerate(parts[:index]):
-            assert insert is not None  # only the last part may be an INSERT ... SELECT
             sql = _read_inserted(sql, insert.table, f"s{earlier}")
         statements.append(sql)
         offset += count

@@ -12,33 +12,10 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from sqlalchemy import (
-    ARRAY,
-    BigInteger,
-    Date,
-    String,
-    Uuid,
-    and_,
-    bindparam,
-    cast,
-    column,
-    func,
-    insert,
-    literal_column,
-    select,
-)
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy import BigInteger, bindparam, insert, literal_column, select
 
 from callerid import clock
-from callerid.analytics.counting import (
-    RECORD_COUNTER_OF,
-    RECORD_FIGURES,
-    RecordTally,
-    account_timezone,
-    known_timezone,
-    listing_feature_set,
-)
-from callerid.analytics.models import COUNTERS, NO_ID, RECORD_COUNTERS
+from callerid.analytics.counting import RECORD_COUNTER_OF, RecordTally, account_timezone, known_timezone
 from callerid.analytics.tally import day_in
 from callerid.config import Settings
 from callerid.db import Database
@@ -86,58 +63,6 @@ _INSERT_RECORDS = (
 )
 
 Text = tuple[uuid.UUID, str, str | None]  # label id, label name, call reason
-
-# PostgreSQL: an R2 group's daily figures counted in SQL from the rows the same statement inserts (``db.writers``
-# points the reads of the group, its texts and its records at the rows its earlier parts inserted). Python gives
-# only each label's account and day (one array entry per label, not per record): building a row of 12 parameters
-# per key in Python and sending them was most of what the figures cost R2 on PostgreSQL (issue 13's bound: 5 %).
-# Grouped and ordered by (account, day, label, caller): the key order every figures writer locks rows in.
-_LABEL_DAYS = (
-    func.unnest(
-        bindparam("label_ids", type_=ARRAY(Uuid())),
-        bindparam("account_ids", type_=ARRAY(Uuid())),
-        bindparam("days", type_=ARRAY(Date())),
-    )
-    .table_valued(column("label_id", Uuid()), column("account_id", Uuid()), column("day", Date()))
-    .render_derived(name="z")
-)
-
-
-def _state_is(counter: str) -> Any:
-    states = [DELIVERED_STATE, *OUTCOME_STATES.values()]
-    codes = [state for state in states if RECORD_COUNTER_OF[REASON_OF_STATE.get(state)] == counter]
-    assert len(codes) == 1, (counter, codes)
-    return _RECORDS.c.state == literal_column(str(codes[0]))
-
-
-def _group_figures() -> Any:
-    r, t, g, z = _RECORDS, _TEXTS, _BATCHES, _LABEL_DAYS
-    span = literal_column(str(GROUP_SPAN), BigInteger)
-    counts = [func.count().filter(_state_is(name)).label(name) for name in RECORD_COUNTERS]
-    zeros = [literal_column("0").label(name) for name in COUNTERS if name not in RECORD_COUNTERS]
-    feature_set = listing_feature_set(cast(r.c.caller, String()), z.c.account_id, bindparam("no_id", NO_ID, Uuid()))
-    key = (z.c.account_id, z.c.day, t.c.label_id, r.c.caller)
-    rows = (
-        select(z.c.account_id, z.c.day, t.c.label_id, feature_set, r.c.caller, *counts, *zeros)
-        .select_from(
-            g.join(r, and_(r.c.id >= g.c.key * span, r.c.id < (g.c.key + literal_column("1")) * span))
-            .join(t, and_(t.c.batch_key == g.c.key, t.c.number == r.c.display))
-            .join(z, z.c.label_id == t.c.label_id)
-        )
-        .where(g.c.id == bindparam("group_id"), r.c.caller.is_not(None))
-        .group_by(*key)
-        .order_by(*key)
-    )
-    names = ["account_id", "day", "label_id", "feature_set_id", "business_number", *RECORD_COUNTERS]
-    names += [name for name in COUNTERS if name not in RECORD_COUNTERS]
-    statement = postgresql_insert(RECORD_FIGURES).from_select(names, rows)
-    return statement.on_conflict_do_update(
-        index_elements=["account_id", "day", "label_id", "feature_set_id", "business_number"],
-        set_={name: RECORD_FIGURES.c[name] + statement.excluded[name] for name in RECORD_COUNTERS},
-    )
-
-
-_GROUP_FIGURES = _group_figures()
 
 
 @dataclass(frozen=True, slots=True)
@@ -405,32 +330,10 @@ async def submit_realtime_v2(
 
 def _realtime_group(db: Database, records: list[NewRecord]) -> list[Step]:
     """One group commit of R2 records: a group of its own, with an internal id (time-ordered, as batch ids: new ones
-    append to their index) and no account; and their counts in the daily figures, in the same write (on PostgreSQL
-    counted in SQL from the rows inserted: ``_GROUP_FIGURES``)."""
-    group_id, created_at = new_record_id(), clock.now()
-    if db.is_sqlite:
-        figures = RecordTally()
-        steps = group_steps(group_id, None, V2, created_at, records, figures)
-        return [*steps, *figures.steps(db)] if figures else steps
-    steps = group_steps(group_id, None, V2, created_at, records)
-    label_days: dict[uuid.UUID, tuple[uuid.UUID, date]] = {}  # a label's account, and the group's day there
-    days: dict[str, date] = {}
-    for record in records:
-        if record.account_id is not None and record.text is not None and record.text[0] not in label_days:
-            assert record.timezone is not None
-            day = days.get(record.timezone)
-            if day is None:
-                day = days[record.timezone] = day_in(record.timezone, created_at)
-            label_days[record.text[0]] = (record.account_id, day)
-    if not label_days:
-        return steps
-    values = {
-        "group_id": group_id,
-        "label_ids": list(label_days),
-        "account_ids": [account_id for account_id, _ in label_days.values()],
-        "days": [day for _, day in label_days.values()],
-    }
-    return [*steps, Step(_GROUP_FIGURES, values)]
+    append to their index) and no account; and their counts in the daily figures, in the same write."""
+    figures = RecordTally()
+    steps = group_steps(new_record_id(), None, V2, clock.now(), records, figures)
+    return [*steps, *figures.steps(db)] if figures else steps
 
 
 def _count_records(records: list[NewRecord]) -> None:
