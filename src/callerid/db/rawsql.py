@@ -30,6 +30,7 @@ _NOT_SHARED = object()
 def _converted(processor: Callable[[Any], Any] | None, value: Any) -> Any:
     return processor(value) if processor is not None and value is not None else value
 
+
 CONVERTED_ROWS_KEPT = 4096  # per statement
 
 
