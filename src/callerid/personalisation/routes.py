@@ -250,9 +250,16 @@ def _r2_answer(result: service.RealtimeResult) -> tuple[int, Any]:
 
 async def _begin_keyed(
     request: FastRequest, account_id: uuid.UUID, raw: bytes
-) -> idempotency.Claim | idempotency.Answer | None:
+) -> idempotency.Claim | idempotency.Answer | FastResponse | None:
+    """The request's idempotency claim or stored answer; a 400 in the v2 error shape for a malformed key (R2/B2
+    clients read every 400 as a ``status_info`` error, as the v2 document says)."""
     runtime, key = request.runtime, request.header(b"idempotency-key")
-    return await idempotency.begin_if_keyed(runtime.db, runtime.settings, account_id, key, "POST", request.path, raw)
+    try:
+        return await idempotency.begin_if_keyed(
+            runtime.db, runtime.settings, account_id, key, "POST", request.path, raw
+        )
+    except InvalidInput as exc:
+        return FastResponse(schemas.v2_error(exc.field or idempotency.HEADER, exc.message), 400)
 
 
 def _replayed(answer: idempotency.Answer, headers: dict[str, str] | None = None) -> FastResponse:
@@ -269,6 +276,8 @@ async def realtime_v2(request: FastRequest) -> FastResponse:
     if body is None:
         return FastResponse(schemas.V2_BODY_UNPARSABLE, 400)
     keyed = await _begin_keyed(request, principal.account_id, raw)
+    if isinstance(keyed, FastResponse):
+        return keyed
     if isinstance(keyed, idempotency.Answer):
         return _replayed(keyed)
     async with idempotency.holding(runtime.db, keyed):
@@ -297,6 +306,8 @@ async def batch_v2(request: FastRequest) -> FastResponse:
     except service.BatchShapeError as exc:
         return FastResponse(schemas.v2_invalid(service.BATCH_FIELD, exc.message), 400)
     keyed = await _begin_keyed(request, principal.account_id, raw)
+    if isinstance(keyed, FastResponse):
+        return keyed
     if isinstance(keyed, idempotency.Answer):
         return _replayed(keyed)
     async with idempotency.holding(runtime.db, keyed):

@@ -52,7 +52,12 @@ V2_BODY_UNPARSABLE = {"status_info": {"status": "error", "message": "Request bod
 
 
 def v2_invalid(field: str, message: str) -> dict[str, Any]:
-    return {"status_info": {"status": "error", "field": field, "message": V2_PREFIX + message}}
+    return v2_error(field, V2_PREFIX + message)
+
+
+def v2_error(field: str, message: str) -> dict[str, Any]:
+    """A v2 400 about ``field`` that is not in the body (a header): the message as it is."""
+    return {"status_info": {"status": "error", "field": field, "message": message}}
 
 
 def r2_not_delivered(reason: str, message: str | None) -> dict[str, Any]:
