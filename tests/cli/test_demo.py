@@ -15,11 +15,12 @@ from sqlalchemy import delete, func, select, update
 
 from callerid.accounts import members
 from callerid.accounts import service as accounts
-from callerid.accounts.models import MEMBER_ACTIVE, MEMBER_REVOKED, Member
+from callerid.accounts.models import MEMBER_ACTIVE, MEMBER_REVOKED, ApiKey, Member
 from callerid.accounts.secrets import hash_password, verify_password
 from callerid.cli.demo import (
     DEMO_ACCOUNT_NAME,
     DEMO_ADMIN_EMAIL,
+    DEMO_KEY_ACCESS,
     DEMO_LABEL_NAME,
     demo_file,
     demo_logo_png,
@@ -27,7 +28,7 @@ from callerid.cli.demo import (
     demo_title,
     ensure_demo,
 )
-from callerid.config import Settings
+from callerid.config import FEATURES, Settings
 from callerid.db import Database
 from callerid.http import Page
 from callerid.labels import catalogue
@@ -80,6 +81,15 @@ async def test_demo_is_created_once_then_reused(db: Database, settings: Settings
         keys = await accounts.list_api_keys(session, uuid.UUID(first["client_account_id"]))
     assert [a.name for a in listed] == [DEMO_ACCOUNT_NAME]
     assert len(keys) == 1
+    # Every API can be tried with it: write on the four features, read on the analytics API (issue 13).
+    assert keys[0].access == DEMO_KEY_ACCESS
+    assert DEMO_KEY_ACCESS == {
+        "call_personalisation": "write",
+        "number_management": "write",
+        "call_me_back": "write",
+        "user_feedback": "write",
+        "analytics": "read",
+    }
     summary = demo_summary(settings, first)
     assert summary["urls"]["token"] == f"http://testserver/clients/{first['client_account_id']}/token"
     assert summary["urls"]["phone"] == "http://testserver/phone"
@@ -286,3 +296,18 @@ def test_the_demo_says_where_a_phones_code_shows(tmp_path: Any) -> None:
     )
     assert phone_codes(gateway) == "a phone registering gets a code by SMS, through CALLERID_SMS_WEBHOOK_URL"
     assert "without a code" in phone_codes(make_settings(url, tmp_path, device_verifier="none"))
+
+
+async def test_a_demo_key_made_before_analytics_gets_analytics_read(db: Database, settings: Settings) -> None:
+    first = await ensure_demo(settings, db)
+    async with db.transaction() as session:
+        await session.execute(
+            update(ApiKey)
+            .where(ApiKey.key_id == uuid.UUID(first["key_id"]))
+            .values(access={feature: "write" for feature in FEATURES})
+        )
+    again = await ensure_demo(settings, db)
+    assert again == first  # the same key and secret: only its access grew
+    async with db.session() as session:
+        [key] = await accounts.list_api_keys(session, uuid.UUID(first["client_account_id"]))
+    assert key.access == DEMO_KEY_ACCESS

@@ -25,7 +25,7 @@ from callerid import clock
 from callerid.accounts import members, service
 from callerid.accounts.models import MEMBER_ACTIVE, ApiKey, ClientAccount, Member
 from callerid.accounts.secrets import hash_password, new_password, verify_password
-from callerid.config import Settings
+from callerid.config import FEATURES, Settings
 from callerid.db import Database
 from callerid.labels import catalogue
 from callerid.labels import service as labels
@@ -36,6 +36,8 @@ from callerid.uuids import parse_uuid
 DEMO_ACCOUNT_NAME = "Demo Business"
 DEMO_ADMIN_EMAIL = "admin@demo.example.com"
 DEMO_KEY_NAME = "demo"
+# Write on the four features (a key's default) and read on the analytics API, so the demo can try every API.
+DEMO_KEY_ACCESS = {**{feature: "write" for feature in FEATURES}, service.ANALYTICS: "read"}
 DEMO_LABEL_NAME = "Demo Flowers"
 DEMO_LABEL_CATEGORY = 10  # in the default label catalogue, with sub-category 142
 DEMO_LABEL_SUB_CATEGORY = 142
@@ -70,21 +72,29 @@ async def ensure_demo(settings: Settings, db: Database) -> dict[str, Any]:
             saved = {"admin_email": DEMO_ADMIN_EMAIL, "admin_password": None}
         saved["client_account_id"] = str(account.id)
 
-        key_ok = False
+        key = None
         saved_key_id = parse_uuid(str(saved.get("key_id") or ""))
         if saved_key_id is not None and isinstance(saved.get("api_key"), str):
             key = await service.verify_api_key(session, saved_key_id, saved["api_key"])
-            key_ok = key is not None and key.account_id == account.id
-        if not key_ok:
+            if key is not None and key.account_id != account.id:
+                key = None
+        if key is None:
             existing = await session.scalar(
                 select(ApiKey).where(ApiKey.account_id == account.id, ApiKey.name == DEMO_KEY_NAME)
             )
             if existing is not None:
                 issued = await service.regenerate_api_key(session, account_id=account.id, key_id=existing.key_id)
             else:
-                issued = await service.create_api_key(session, settings, account_id=account.id, name=DEMO_KEY_NAME)
+                issued = await service.create_api_key(
+                    session, settings, account_id=account.id, name=DEMO_KEY_NAME, access=dict(DEMO_KEY_ACCESS)
+                )
+            key = issued.key
             saved["key_id"] = str(issued.key.key_id)
             saved["api_key"] = issued.secret
+        if key.access.get(service.ANALYTICS) != "read":
+            # The demo key reads the analytics API too (a real key has it only when granted by name); a demo made
+            # before analytics existed gets it here.
+            key.access = {**key.access, service.ANALYTICS: "read"}
 
         saved["admin_email"] = DEMO_ADMIN_EMAIL
         saved["admin_password"] = await _ensure_admin_password(session, account.id, saved.get("admin_password"))
