@@ -170,8 +170,8 @@ class RawStatement:
 
         Not column arrays as a plain INSERT: PostgreSQL plans ``SELECT ... FROM unnest(...)`` with a subquery per
         row (the figures' feature set, ``analytics.counting``) afresh at every execution (it finds a custom plan
-        cheaper than the generic one), which cost an R2 group of 8 keys 300 us of server CPU against 190 us for
-        these VALUES (PostgreSQL 15; figures in issue 13's note of stop 22)."""
+        cheaper than the generic one), which cost an R2 group of 8 keys 300 us of PostgreSQL's CPU against 190 us
+        for these VALUES (PostgreSQL 15; figures in issue 13's note of stop 22)."""
         sql = self._numbered.get(count)
         if sql is None:
             assert self.insert_parts is not None
