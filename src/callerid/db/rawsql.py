@@ -37,7 +37,7 @@ CONVERTED_ROWS_KEPT = 4096  # per statement
 class RawStatement:
     """One statement compiled for one dialect: its SQL text, parameter order and value conversions."""
 
-    __slots__ = ("_binds", "_columnar", "_converted", "_numbered", "_result", "insert_parts", "row_type", "sql")
+    __slots__ = ("_binds", "_columnar", "_converted", "_multi_row", "_result", "insert_parts", "row_type", "sql")
 
     def __init__(
         self,
@@ -51,7 +51,7 @@ class RawStatement:
         # PostgreSQL: a plain INSERT's parts, to run it for many rows as one statement (``columnar``).
         self.insert_parts = insert_parts
         self._columnar: dict[frozenset[str], tuple[str, list[int], list[int]]] = {}
-        self._numbered: dict[int, str] = {}
+        self._multi_row: dict[int, str] = {}
         self._binds = binds
         self._result = result
         self.row_type = row_type
@@ -157,42 +157,43 @@ class RawStatement:
         self, rows: Sequence[Mapping[str, Any]], shared: Mapping[str, Any] | None = None
     ) -> tuple[str, list[Any]] | None:
         """PostgreSQL: this INSERT for ``rows`` as one statement and its arguments: the plain statement for one row,
-        the column arrays (``columnar``) for more, or for an upsert a multi-row VALUES (``numbered_rows``); None
+        the column arrays (``columnar``) for more, or for an upsert a multi-row VALUES (``multi_row``); None
         where many rows have no such form."""
         if len(rows) == 1:
             return self.sql.partition(" RETURNING ")[0], list(self.parameters({**(shared or {}), **rows[0]}))
         if self.insert_parts is not None and self.insert_parts.conflict:
-            return self.numbered_rows(len(rows)), [value for row in self.parameters_many(rows, shared) for value in row]
+            return self.multi_row(len(rows)), [value for row in self.parameters_many(rows, shared) for value in row]
         return self.columnar(rows, shared)
 
-    def numbered_rows(self, count: int) -> str:
-        """PostgreSQL: this one-row upsert as ``count`` rows of VALUES, parameters numbered on (built once a count).
+    def multi_row(self, count: int) -> str:
+        """This single-row ``INSERT ... VALUES (...) [ON CONFLICT ...]`` as one statement inserting ``count`` rows
+        (an upsert's ``ON CONFLICT`` clause stays once, after all the rows); PostgreSQL's ``$n`` parameters numbered
+        on row by row (SQLite's ``?`` need nothing). Built once per count.
 
-        Not column arrays as a plain INSERT: PostgreSQL plans ``SELECT ... FROM unnest(...)`` with a subquery per
-        row (the figures' feature set, ``analytics.counting``) afresh at every execution (it finds a custom plan
-        cheaper than the generic one), which cost an R2 group of 8 keys 300 us of PostgreSQL's CPU against 190 us
-        for these VALUES (PostgreSQL 15; figures in issue 13's note of stop 22)."""
-        sql = self._numbered.get(count)
+        PostgreSQL runs an upsert of many rows this way, not as column arrays like a plain INSERT: it plans
+        ``SELECT ... FROM unnest(...)`` with a subquery per row (the figures' feature set, ``analytics.counting``)
+        afresh at every execution (it finds a custom plan cheaper than the generic one), which cost an R2 group of 8
+        keys 300 us of PostgreSQL's CPU against 190 us for these VALUES (PostgreSQL 15; issue 13's note of stop 22).
+        """
+        sql = self._multi_row.get(count)
         if sql is None:
-            assert self.insert_parts is not None
+            # PostgreSQL, no string literals (``insert_parts``): every $n is a parameter; the RETURNING of the key
+            # SQLAlchemy adds by itself is left out, as in ``for_rows``'s one row (nothing reads it).
+            numbered = self.insert_parts is not None
+            body, on_conflict, tail = (self.sql.partition(" RETURNING ")[0] if numbered else self.sql).partition(
+                " ON CONFLICT "
+            )
+            head, _, values = body.rpartition(" VALUES ")
+            values = values.strip()
+            if not head or not values.startswith("(") or not values.endswith(")"):
+                raise ValueError("not a single-row INSERT ... VALUES statement")
             width = len(self._binds)
-            values = self.insert_parts.values
             rows = ", ".join(
-                "(" + PLACEHOLDER.sub(lambda match: f"${int(match.group(1)) + row * width}", values) + ")"  # noqa: B023
+                PLACEHOLDER.sub(lambda match: f"${int(match.group(1)) + row * width}", values) if numbered else values  # noqa: B023
                 for row in range(count)
             )
-            parts = self.insert_parts
-            sql = self._numbered[count] = f"INSERT INTO {parts.table} ({parts.columns}) VALUES {rows}{parts.conflict}"
+            sql = self._multi_row[count] = f"{head} VALUES {rows}" + (f"{on_conflict}{tail}" if on_conflict else "")
         return sql
-
-    def multi_row(self, count: int) -> str:
-        """This single-row ``INSERT ... VALUES (?, ...) [ON CONFLICT ...]`` as one statement inserting ``count`` rows
-        (an upsert's ``ON CONFLICT`` clause stays once, after all the rows: ``analytics.tally``)."""
-        body, on_conflict, tail = self.sql.partition(" ON CONFLICT ")
-        head, _, values = body.rpartition(" VALUES ")
-        if not head or not values.startswith("(") or not values.rstrip().endswith(")"):
-            raise ValueError("not a single-row INSERT ... VALUES statement")
-        return f"{head} VALUES {', '.join([values.strip()] * count)}" + (f"{on_conflict}{tail}" if on_conflict else "")
 
     def rows(self, raw_rows: list[tuple[Any, ...]]) -> list[Any]:
         """DBAPI rows -> named rows with SQLAlchemy's result conversions applied.
