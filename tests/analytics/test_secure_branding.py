@@ -10,7 +10,6 @@ import asyncio
 import json
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -55,14 +54,6 @@ UNVERIFIED = {"verified": False}
 @pytest.fixture
 def settings_overrides() -> dict[str, Any]:
     return {"number_job_delay_seconds": 0}
-
-
-@pytest.fixture(autouse=True)
-def now() -> Iterator[datetime]:
-    pinned = clock.now().replace(microsecond=0)
-    clock.freeze(pinned)
-    yield pinned
-    clock.reset()
 
 
 def zone_of_another_day(at: datetime) -> str:

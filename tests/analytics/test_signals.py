@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -44,14 +43,6 @@ PATH = "/app/v1/call-signals"
 @pytest.fixture
 def settings_overrides() -> dict[str, Any]:
     return {"number_job_delay_seconds": 0}
-
-
-@pytest.fixture(autouse=True)
-def now() -> Iterator[datetime]:
-    pinned = clock.now().replace(microsecond=0)
-    clock.freeze(pinned)
-    yield pinned
-    clock.reset()
 
 
 def iso(at: datetime) -> str:
