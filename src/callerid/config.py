@@ -234,6 +234,13 @@ class Settings(BaseSettings):
         description="count call records (R2 and delivered batches) into the daily figures as they are written; off "
         "only to measure what counting costs (bench/personalisation.py --figures): their figures then stay behind",
     )
+    figures_fold_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        description="how often R2's record counts are folded into the daily figures (analytics.deltas); readers of "
+        "the figures fold first anyway, so this only bounds how many wait in figure_deltas",
+    )
     signal_retention_days: int = Field(
         default=90,
         ge=1,

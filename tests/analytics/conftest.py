@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from callerid import clock
+from tests.analytics.world import bad, good, world  # noqa: F401 - fixtures of the figures tests
 
 
 @pytest.fixture(autouse=True)

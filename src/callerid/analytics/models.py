@@ -12,6 +12,8 @@ and the per-account per-day figures that outlive the raw per-call data.
   from which the p95 is read; a percentile is not a sum, so it is not a counter column.
 - ``call_signals``: what a phone reported about a call it looked up; the event id is unique per device.
 - ``blocked_attempts``: lookups refused by secure branding (a possible spoofed call); no receiver stored.
+- ``figure_deltas``: the record counts of R2 group commits, not yet added to ``daily_figures`` (``analytics.deltas``):
+  a plain insert into a table without indexes costs R2 a fraction of an upsert; readers fold them in first.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, SmallInteger, String
+from sqlalchemy import BigInteger, Column, Date, ForeignKey, Index, Integer, SmallInteger, String, Table, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from callerid.db import Base
@@ -131,3 +133,18 @@ class BlockedAttempt(Base):
     label_id: Mapped[uuid.UUID] = mapped_column()
     business_number: Mapped[int] = mapped_column(BigInteger)
     at: Mapped[datetime]
+
+
+# No key, no index, no foreign key: each would cost R2's insert (a foreign key is a lookup per row on PostgreSQL).
+# Rows of an account deleted before they were folded are dropped by the fold. ``outcome``: the index of the record
+# counter in RECORD_COUNTERS.
+FIGURE_DELTAS = Table(
+    "figure_deltas",
+    Base.metadata,
+    Column("account_id", Uuid(), nullable=False),
+    Column("day", Date(), nullable=False),
+    Column("label_id", Uuid(), nullable=False),
+    Column("business_number", BigInteger(), nullable=False),
+    Column("outcome", SmallInteger(), nullable=False),
+    Column("amount", Integer(), nullable=False),
+)

@@ -4,7 +4,8 @@ or business number, for the analytics API and the console's Analytics page alike
 Each call is one aggregate statement over the account's key range of ``daily_figures`` (its primary key starts with
 ``(account_id, day)``), with the group's names joined in, plus one over ``daily_webhook_delays`` where a p95 applies.
 The rows read are per day x label x feature set x number, not per call, so 90 days of an account with 10 million
-records is a few tens of thousands of rows (``bench/analytics.py``).
+records is a few tens of thousands of rows (``bench/analytics.py``). R2's counts not yet folded in are folded first
+(``analytics.deltas``): a reader sees every record committed before it asked.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Select, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from callerid.analytics.deltas import fold
 from callerid.analytics.models import COUNTERS, NO_ID, NO_NUMBER, RECORD_COUNTERS, DailyFigures, DailyWebhookDelays
 from callerid.analytics.tally import DELAY_BUCKETS_MS
 from callerid.db import Database
@@ -241,6 +243,7 @@ async def report(db: Database, scope: Scope, group_by: str) -> tuple[list[Figure
     if group_by not in GROUPS:
         raise ValueError(f"group_by must be one of {GROUPS}")
     delays: dict[date | None, list[tuple[int, int]]] = {}
+    await fold(db)
     async with db.session() as session:
         result = (await session.execute(_grouped(scope, group_by))).all()
         if not scope.narrowed:
@@ -266,6 +269,7 @@ async def figures(db: Database, scope: Scope, group_by: str) -> list[FigureRow]:
 
 async def totals(db: Database, scope: Scope) -> FigureRow:
     """The figures of the whole scope; key and name are the range (``start/end``)."""
+    await fold(db)
     async with db.session() as session:
         row = (await session.execute(select(*_SUMS).where(*_where(scope)))).one()
         delays = {} if scope.narrowed else await _delay_buckets(session, scope, by_day=False)

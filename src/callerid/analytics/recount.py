@@ -37,6 +37,7 @@ from callerid.analytics.counting import (
     delivery_delay_ms,
     engagement_key,
 )
+from callerid.analytics.deltas import fold, fold_in_session
 from callerid.analytics.models import (
     COUNTERS,
     NO_ID,
@@ -286,6 +287,7 @@ async def stored_all(db: Database, account_id: uuid.UUID, start_day: date, end_d
     """What ``daily_figures`` / ``daily_webhook_delays`` hold for those days, in ``recount_all``'s shape."""
     figures: Figures = {}
     delays: Delays = {}
+    await fold(db)
     async with db.session() as session:
         rows = await session.execute(
             select(_FIGURES).where(
@@ -369,7 +371,10 @@ async def rebuild(
         raise ValueError("--to is before --from")
     async with db.transaction() as session:
         if db.is_postgres:
-            await session.execute(text("LOCK TABLE daily_figures, daily_webhook_delays IN SHARE ROW EXCLUSIVE MODE"))
+            await session.execute(
+                text("LOCK TABLE daily_figures, daily_webhook_delays, figure_deltas IN SHARE ROW EXCLUSIVE MODE")
+            )
+        await fold_in_session(session, db.is_postgres)  # counts of raw data the recount below counts again
         await session.execute(
             delete(_FIGURES).where(
                 _FIGURES.c.account_id == account_id, _FIGURES.c.day >= start_day, _FIGURES.c.day <= end_day
