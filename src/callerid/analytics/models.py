@@ -4,8 +4,9 @@ and the per-account per-day figures that outlive the raw per-call data.
 - ``daily_figures``: one row per (account, day in the account's timezone, label, feature set, business number),
   one column per counter. Counters only ever grow by ``tally`` upserts written in the same transaction as the raw
   fact they count (a record group, a delivered batch, a signal, a blocked attempt, a Call Me Back request, a survey
-  response, a webhook delivery's last attempt), so they are exact, survive restarts, hold with several processes and
-  stay when the raw data is purged. They hold no receiver's number: a business number is the caller's.
+  response, a webhook delivery's last attempt; an R2 group writes ``figure_deltas`` rows instead, which one
+  transaction later moves in), so they are exact, survive restarts, hold with several processes and stay when the
+  raw data is purged. They hold no receiver's number: a business number is the caller's.
   A dimension that does not apply is the zero UUID / 0 (a primary key has no NULLs), e.g. webhook deliveries are
   counted on the account's row only.
 - ``daily_webhook_delays``: webhook delivery delays as a histogram per (account, day) (``tally.DELAY_BUCKETS_MS``),

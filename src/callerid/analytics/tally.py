@@ -1,5 +1,6 @@
 """Counting into ``daily_figures``: every writer of a counted fact adds ``tally.steps(db)`` to its own write, so the
 fact and its count commit together or not at all (exact across crashes and processes, no rollup to fall behind).
+R2, the hottest writer, adds its counts as plain rows instead, which readers fold in first (``analytics.deltas``).
 
 One upsert per distinct key of the write (``value = value + excluded.value`` on every counter column: a write adds
 zeros to the counters it does not touch), on SQLite and PostgreSQL alike (``OnConflict``). A busy write adds one

@@ -122,8 +122,7 @@ _combined_sql: dict[tuple[Any, ...], str] = {}  # by the steps' statements and f
 def one_statement(raw: RawStatementCache, steps: Sequence[Step]) -> tuple[str, list[Any]] | None:
     """PostgreSQL: INSERT steps as one statement (``Database.write(..., together=True)``) and its arguments, or None
     where a step is not a plain INSERT (RETURNING, ON CONFLICT, a job's wake-up, a row count to check, a statement
-    not compiled raw). The last step may be an upsert (``INSERT ... ON CONFLICT``: the daily figures an R2 group
-    adds, ``analytics.counting``), its rows as one multi-row VALUES (their keys are distinct).
+    not compiled raw). An R2 group's counts are plain rows too (``analytics.deltas``), the statement's last part.
 
     Each step but the last becomes a data-modifying ``WITH`` part. Every part of a statement sees the database as it
     was before the statement, so a later step's reading of an earlier step's table (a child finding its new parent's
@@ -133,8 +132,7 @@ def one_statement(raw: RawStatementCache, steps: Sequence[Step]) -> tuple[str, l
     parts: list[tuple[InsertParts, str, int]] = []  # the statement's parts, its SQL, its argument count
     shape: list[Any] = []
     arguments: list[Any] = []
-    last = len(steps) - 1
-    for index, step in enumerate(steps):
+    for step in steps:
         plain_insert = getattr(step.statement, "is_insert", False) and step.expect is None
         if step.returning or step.wakes_runners or not plain_insert:
             return None
@@ -142,22 +140,19 @@ def one_statement(raw: RawStatementCache, steps: Sequence[Step]) -> tuple[str, l
             if not step.rows:
                 continue
             compiled = raw.get(step.statement, insert_keys(step.rows, step.shared))
-            if compiled is None or compiled.insert_parts is None:
+            if compiled is None or compiled.insert_parts is None or compiled.insert_parts.conflict:
                 return None
             written = compiled.for_rows(step.rows, step.shared)
             assert written is not None  # an INSERT taken apart has every form
             sql, values = written
-            # The SQL's form: one row; column arrays (by the shared values); an upsert's rows (by their count).
-            form = frozenset(step.shared or ()) if len(step.rows) > 1 else None
-            shape.append((compiled, len(step.rows) if compiled.insert_parts.conflict else form))
+            # The SQL's form: one row, or column arrays (by the shared values).
+            shape.append((compiled, frozenset(step.shared or ()) if len(step.rows) > 1 else None))
         else:
             compiled = raw.get(step.statement, tuple(step.values or ()))
-            if compiled is None or compiled.insert_parts is None:
+            if compiled is None or compiled.insert_parts is None or compiled.insert_parts.conflict:
                 return None
             sql, values = compiled.insert_parts.sql, list(compiled.parameters(step.values))
             shape.append((compiled, None))
-        if compiled.insert_parts.conflict and index != last:
-            return None  # an upsert only last: a WITH part must return the rows it inserted
         parts.append((compiled.insert_parts, sql, len(values)))
         arguments += values
     if len(parts) < 2:  # nothing to put together (empty steps left one or none)
