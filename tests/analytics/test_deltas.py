@@ -8,6 +8,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import func, insert, select
 
@@ -16,12 +17,15 @@ from callerid.analytics import deltas, queries
 from callerid.analytics import recount as recounting
 from callerid.analytics.models import FIGURE_DELTAS, RECORD_COUNTERS, DailyFigures
 from callerid.analytics.tally import day_in
-from callerid.config import Settings
+from callerid.config import FEATURES, Settings
 from callerid.db import Database
 from callerid.jobs.models import Job
 from callerid.jobs.runner import JobRunner
+from callerid.personalisation import service as personalisation
 from callerid.runtime import Runtime
 from tests.analytics.world import WORLD_SETTINGS, World, assert_figures_equal_recount, r2_traffic, totals
+from tests.conftest import create_tenant, mint
+from tests.personalisation.conftest import add_label, record_v2
 
 
 @pytest.fixture
@@ -107,3 +111,31 @@ async def test_deltas_of_a_deleted_account_are_dropped_by_the_fold(db: Database,
     async with db.session() as session:
         kept = (await session.execute(select(DailyFigures.account_id, DailyFigures.records_delivered))).all()
     assert [tuple(found) for found in kept] == [(world.tenant.account_id, 4)]
+
+
+async def test_the_analytics_api_counts_r2_records_sent_just_before(
+    client: httpx.AsyncClient, db: Database, settings: Settings
+) -> None:
+    """Over HTTP: R2 records (accepted, so committed), then at once the analytics API: every one is counted."""
+    tenant = await create_tenant(
+        db, settings, name="Deltas", access={**dict.fromkeys(FEATURES, "write"), "analytics": "read"}
+    )
+    headers = {"Authorization": f"Bearer {await mint(client, tenant)}"}
+    label = await add_label(db, settings, tenant.account_id, "Flowers")
+    now_ms = personalisation.epoch_ms(clock.now())
+    for index in range(7):
+        record = record_v2(label, now_ms, receiver_number=f"91700000{index:04d}")
+        sent = await client.post(f"/v2/clients/{tenant.account_id}/dynamic_call_record", json=record, headers=headers)
+        assert sent.status_code == 200, sent.text
+    assert await waiting(db) > 0
+    today = day_in("UTC", clock.now()).isoformat()  # a new account's timezone
+    answer = await client.get(
+        f"/clients/{tenant.account_id}/analytics",
+        params={"from": today, "to": today, "group_by": "label"},
+        headers=headers,
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert [(row["name"], row["recordsTotal"]) for row in body["rows"]] == [("Flowers", 7)]
+    assert body["totals"]["recordsNotAppUser"] == 7  # no phone has the app: each record's outcome
+    assert await waiting(db) == 0
