@@ -372,7 +372,9 @@ async def rebuild(
     async with db.transaction() as session:
         if db.is_postgres:
             await session.execute(
-                text("LOCK TABLE daily_figures, daily_webhook_delays, figure_deltas IN SHARE ROW EXCLUSIVE MODE")
+                # figure_deltas first, in the order a fold takes them (deltas, then figures): else a fold holding
+                # the deltas and a rebuild holding the figures would each wait for the other.
+                text("LOCK TABLE figure_deltas, daily_figures, daily_webhook_delays IN SHARE ROW EXCLUSIVE MODE")
             )
         await fold_in_session(session, db.is_postgres)  # counts of raw data the recount below counts again
         await session.execute(
