@@ -82,8 +82,11 @@ async def test_the_wal_is_started_over_while_readers_keep_coming(
     # This load writes ~50 MB/s, several times a server's: a RESTART that gave up is tried again at the next
     # checkpoint rather than a quarter of a second later.
     monkeypatch.setattr(sqlitewriter, "RESTART_RETRY_SECONDS", 0)
-    largest = await steady_load(database, SqliteWriter(str(database), 30_000, asyncio.Lock()), 30)
-    assert largest <= 6 * MB, largest / MB
+    # 90 MB written; the WAL stays under a sixth of it. Its peak is a few MB on a quiet machine; on a loaded one (the
+    # whole suite in CI, 2 cores) restarts that gave up to a descheduled reader let it reach 6.2 and 9.8 MB once
+    # each, which a bound of 6 MB over 30 MB written failed. Without restarts it grows with the load (next test).
+    largest = await steady_load(database, SqliteWriter(str(database), 30_000, asyncio.Lock()), 90)
+    assert largest <= 15 * MB, largest / MB
 
 
 async def test_without_restarts_the_wal_grows_for_as_long_as_the_load(
