@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import func, insert, select
 
 from callerid import clock
@@ -57,7 +58,8 @@ async def test_r2_counts_wait_as_deltas_until_a_reader_folds_them(db: Database, 
     assert await waiting(db) == 0
     figures = await assert_figures_equal_recount(db, world)
     recorded = sum(total.counts[name] for name in RECORD_COUNTERS)
-    assert recorded == sum(totals(figures)[name] for name in RECORD_COUNTERS if name in totals(figures))
+    summed = totals(figures)
+    assert recorded == sum(summed.get(name, 0) for name in RECORD_COUNTERS)
     assert recorded > 250  # 300 requests, about 5 % of them invalid (not counted)
     assert await deltas.fold(db) == 0  # nothing left: no write transaction either
 
@@ -159,3 +161,10 @@ async def test_the_analytics_api_counts_r2_records_sent_just_before(
     assert [(row["name"], row["recordsTotal"]) for row in body["rows"]] == [("Flowers", 7)]
     assert body["totals"]["recordsNotAppUser"] == 7  # no phone has the app: each record's outcome
     assert await waiting(db) == 0
+
+
+@pytest.mark.parametrize("seconds", [0, -1, 3601])
+def test_the_fold_period_is_bounded(seconds: float) -> None:
+    with pytest.raises(ValidationError, match="figures_fold_seconds"):
+        Settings(figures_fold_seconds=seconds)
+    assert Settings().figures_fold_seconds == 5.0
